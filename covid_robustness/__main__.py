@@ -1,0 +1,42 @@
+"""Entry point: `python -m covid_robustness [overrides]` runs the Hydra app; `params` prints Table I."""
+
+import logging
+import sys
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from .errors import ConfigError
+from .evaluation.checks import AttackCheckError
+
+log = logging.getLogger("covid_robustness")
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def app(cfg: DictConfig) -> dict[str, float]:
+    from .run import run  # heavy imports after Hydra has parsed the command line
+
+    try:
+        return run(cfg, " ".join(HydraConfig.get().overrides.task))
+    except ConfigError as err:
+        log.error("configuration error: %s", err)
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except AttackCheckError as err:
+        log.error("attack check failed: %s", err)
+        print(f"error: the attack's output failed a check: {err}", file=sys.stderr)
+        sys.exit(3)
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "params":
+        from .table1 import main as params
+
+        params(sys.argv[2:])
+    else:
+        app()
+
+
+if __name__ == "__main__":
+    main()

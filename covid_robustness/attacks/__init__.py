@@ -1,0 +1,1 @@
+"""Attacks as ART EvasionAttacks built from config, whichever library implements them."""

@@ -1,0 +1,33 @@
+"""Evaluate a minimum-norm attack at a budget: project its result onto the L-inf ball of radius eps.
+
+Carlini & Wagner L-inf has no epsilon: it searches for the smallest perturbation that succeeds.
+Accuracy "at eps" then means accuracy on the attack's examples projected onto the eps ball, which
+succeed at least wherever the unprojected perturbation was already inside the ball.
+"""
+
+import numpy as np
+from art.attacks.attack import EvasionAttack
+
+
+class BoundedAttack(EvasionAttack):
+    attack_params = EvasionAttack.attack_params + ["eps"]
+
+    def __init__(self, attack: EvasionAttack, eps: float, clip_values=(0.0, 1.0)):
+        self.attack = attack  # before super().__init__, which reads _estimator_requirements
+        super().__init__(estimator=attack.estimator)
+        self.eps = eps
+        self.clip_values = clip_values
+        self._check_params()
+
+    @property
+    def _estimator_requirements(self):
+        return self.attack._estimator_requirements
+
+    def _check_params(self):
+        if not 0 <= self.eps <= 1:
+            raise ValueError(f"eps must lie in [0, 1], got {self.eps}")
+
+    def generate(self, x: np.ndarray, y: np.ndarray | None = None, **kwargs) -> np.ndarray:
+        x_adv = self.attack.generate(x, y, **kwargs)
+        delta = np.clip(x_adv - x, -self.eps, self.eps)
+        return np.clip(x + delta, *self.clip_values).astype(x.dtype)

@@ -1,0 +1,62 @@
+"""Read a directory in the curated COVID-19 chest X-ray layout: one sub-folder of images per class."""
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from ..errors import ConfigError
+
+EXTENSIONS = {".jpeg", ".jpg", ".jfif", ".png", ".webp"}
+
+
+def list_images(root: Path, classes: tuple[str, ...], class_dirs: dict) -> tuple[list[Path], np.ndarray]:
+    """Image paths in a fixed (sorted) order and their labels; stops on a missing or empty class."""
+    if not root.is_dir():
+        raise ConfigError(f"data.root={str(root)!r} is not a directory; point it at a folder with one sub-folder per class.")
+    paths, labels = [], []
+    for label, cls in enumerate(classes):
+        folder = root / class_dirs.get(cls, cls)
+        if not folder.is_dir():
+            raise ConfigError(
+                f"class folder {str(folder)!r} for class {cls!r} does not exist; "
+                f"set data.class_dirs.{cls} to its name (found: {sorted(p.name for p in root.iterdir() if p.is_dir())})."
+            )
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in EXTENSIONS and p.is_file())
+        if not files:
+            raise ConfigError(f"class folder {str(folder)!r} holds no images with extensions {sorted(EXTENSIONS)}.")
+        paths += files
+        labels += [label] * len(files)
+    return paths, np.asarray(labels, dtype=np.int64)
+
+
+def decode(path: Path, size: int) -> np.ndarray:
+    """Grayscale uint8 size x size; the aspect ratio is not kept, as in the paper's 255 x 255 resize."""
+    with Image.open(path) as img:
+        img.load()
+        if img.mode in ("RGBA", "LA", "P"):
+            img = img.convert("RGBA")
+            background = Image.new("RGBA", img.size, (0, 0, 0, 255))
+            img = Image.alpha_composite(background, img)
+        gray = img.convert("L").resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(gray, dtype=np.uint8)
+
+
+def read_folder(root: Path, classes, class_dirs: dict, size: int, skip_unreadable: bool = False):
+    """Decode every image; returns (uint8 N x size x size, labels, the paths kept)."""
+    paths, labels = list_images(Path(root), tuple(classes), dict(class_dirs))
+    images, keep, bad = [], [], []
+    for i, path in enumerate(tqdm(paths, desc=f"decoding {Path(root).name}", unit="img", leave=False)):
+        try:
+            images.append(decode(path, size))
+            keep.append(i)
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+            bad.append((path, err))
+    if bad and not skip_unreadable:
+        names = ", ".join(str(p) for p, _ in bad[:5]) + (" ..." if len(bad) > 5 else "")
+        raise ConfigError(
+            f"{len(bad)} image(s) could not be read ({names}); fix or remove them, "
+            "or set data.skip_unreadable=true to leave them out."
+        )
+    return np.stack(images), labels[keep], [paths[i] for i in keep], len(bad)

@@ -1,0 +1,1 @@
+"""Attacking a trained model: the Lightning callback, the checks on every adversarial batch, figures."""

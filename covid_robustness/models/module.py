@@ -1,0 +1,110 @@
+"""One LightningModule for every architecture: SGD, cross-entropy, accuracy and COVID-19 metrics."""
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import BinaryAUROC, BinaryRecall, BinarySpecificity, MulticlassAccuracy
+
+from ..errors import ConfigError
+from .registry import create
+
+SCHEDULES = ("none", "cosine", "step")
+
+
+class Normalized(nn.Module):
+    """Takes pixels in [0, 1]; normalising inside keeps attack budgets and clip values in pixel space."""
+
+    def __init__(self, net: nn.Module, mean: float, std: float):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(mean))
+        self.register_buffer("std", torch.tensor(std))
+
+    def forward(self, x):
+        return self.net((x - self.mean) / self.std)
+
+
+def covid_metrics(num_classes: int) -> MetricCollection:
+    """Accuracy over all classes; sensitivity, specificity and AUROC of COVID-19 against the rest."""
+    return MetricCollection({
+        "acc": MulticlassAccuracy(num_classes, average="micro"),
+        "sensitivity": BinaryRecall(),
+        "specificity": BinarySpecificity(),
+        "auroc": BinaryAUROC(),
+    })
+
+
+def update_covid_metrics(metrics: MetricCollection, logits, y, positive: int):
+    is_covid = (y == positive).long()
+    p_covid = logits.softmax(1)[:, positive]
+    metrics["acc"].update(logits, y)
+    pred_covid = (logits.argmax(1) == positive).long()
+    metrics["sensitivity"].update(pred_covid, is_covid)
+    metrics["specificity"].update(pred_covid, is_covid)
+    metrics["auroc"].update(p_covid, is_covid)
+
+
+class CXRClassifier(pl.LightningModule):
+    def __init__(self, model: str, num_classes: int, positive_class: int, mean: float, std: float,
+                 lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 5e-4, nesterov: bool = False,
+                 schedule: str = "cosine", step_size: int = 30, gamma: float = 0.1, model_kwargs: dict | None = None):
+        super().__init__()
+        if schedule not in SCHEDULES:
+            raise ConfigError(f"optim.schedule={schedule!r} is not a schedule; choose one of {list(SCHEDULES)}.")
+        self.save_hyperparameters()
+        self.net = Normalized(create(model, num_classes, **(model_kwargs or {})), mean, std)
+        self.train_metrics = covid_metrics(num_classes)
+        self.val_metrics = covid_metrics(num_classes)
+        self.test_metrics = covid_metrics(num_classes)
+
+    def forward(self, x):
+        return self.net(x)
+
+    def _step(self, batch, stage: str):
+        x, y = batch
+        logits = self(x)
+        # Inception v3 and others may return auxiliary outputs in training; the main logits come first.
+        if isinstance(logits, (tuple, list)):
+            logits = logits[0]
+        loss = F.cross_entropy(logits, y)
+        update_covid_metrics(getattr(self, f"{stage}_metrics"), logits.detach(), y, self.hparams.positive_class)
+        self.log(f"{stage}/loss", loss, prog_bar=stage != "test", on_step=False, on_epoch=True, batch_size=len(y))
+        return loss
+
+    def _log_epoch(self, stage: str):
+        values = getattr(self, f"{stage}_metrics").compute()
+        self.log(f"{stage}/acc", values.pop("acc"), prog_bar=True)
+        self.log_dict({f"{stage}/{k}": v for k, v in values.items()})
+        getattr(self, f"{stage}_metrics").reset()
+
+    def training_step(self, batch, _):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, _):
+        self._step(batch, "val")
+
+    def test_step(self, batch, _):
+        self._step(batch, "test")
+
+    def on_train_epoch_end(self):
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self):
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self):
+        self._log_epoch("test")
+
+    def configure_optimizers(self):
+        h = self.hparams
+        opt = torch.optim.SGD(self.parameters(), lr=h.lr, momentum=h.momentum,
+                              weight_decay=h.weight_decay, nesterov=h.nesterov)
+        if h.schedule == "none":
+            return opt
+        if h.schedule == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.trainer.max_epochs))
+        else:
+            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=h.step_size, gamma=h.gamma)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}

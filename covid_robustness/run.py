@@ -1,0 +1,84 @@
+"""One job: data -> model (trained, or the checkpoint of an identical training) -> attack -> MLflow."""
+
+import logging
+
+import matplotlib.pyplot as plt
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import LearningRateMonitor
+
+from .data.datamodule import CXRDataModule
+from .evaluation.callback import AdversarialEvaluation
+from .evaluation.figures import example_grid
+from .models.module import CXRClassifier
+from .tracking import Tracker, flatten, git_commit
+from .training_cache import load_checkpoint, save_checkpoint, training_key
+from .validate import validate
+
+log = logging.getLogger(__name__)
+
+
+def _container(node) -> dict:
+    return OmegaConf.to_container(node, resolve=True)
+
+
+def _trainer(cfg: DictConfig, logger, callbacks) -> pl.Trainer:
+    return pl.Trainer(**_container(cfg.trainer), logger=logger, callbacks=callbacks,
+                      enable_checkpointing=False, enable_model_summary=False)
+
+
+def train(cfg: DictConfig, dm: CXRDataModule, tracker: Tracker, key: str, tags: dict) -> tuple[CXRClassifier, str]:
+    mean, std = dm.pixel_stats()
+    model_kwargs = {k: v for k, v in _container(cfg.model).items() if k != "name"}
+    module = CXRClassifier(cfg.model.name, dm.num_classes, dm.positive_class, mean, std,
+                           model_kwargs=model_kwargs, **_container(cfg.optim))
+    logger = tracker.logger(run_name=f"train {cfg.model.name}", tags={"role": "training", "training_key": key, **tags})
+    logger.log_hyperparams({k: v for k, v in flatten(_container(cfg)).items() if not k.startswith(("attack.", "eval."))})
+    _trainer(cfg, logger, [LearningRateMonitor("epoch")]).fit(module, datamodule=dm)
+    path = tracker.checkpoint_path(key)
+    save_checkpoint(module, path)
+    tracker.client.set_tag(logger.run_id, "checkpoint", str(path))
+    return module, logger.run_id
+
+
+def run(cfg: DictConfig, overrides: str = "") -> dict[str, float]:
+    validate(cfg)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm = CXRDataModule(**_container(cfg.data))
+    dm.setup()
+    if dm.skipped:
+        log.warning("left out %d unreadable image(s)", dm.skipped)
+    tracker = Tracker.from_config(cfg)
+    key = training_key(cfg)
+    tags = {"mlflow.source.git.commit": git_commit(), "hydra.overrides": overrides, "model": cfg.model.name}
+
+    parent_id = tracker.find_training(key)
+    if parent_id is None:
+        log.info("training %s (key %s)", cfg.model.name, key)
+        module, parent_id = train(cfg, dm, tracker, key, tags)
+    else:
+        log.info("reusing the trained %s of run %s (key %s)", cfg.model.name, parent_id, key)
+        module = load_checkpoint(tracker.checkpoint_path(key))
+
+    attack = _container(cfg.attack)
+    eps = attack.get("eps")
+    name = f"{cfg.model.name} {attack['name']}" + ("" if eps is None else f" eps={eps * 255:.3g}/255")
+    run_id = tracker.start_job(parent_id, name, {**tags, "training_key": key, "attack": attack["name"],
+                                                  "setting": str(attack.get("setting"))})
+    try:
+        tracker.log_params(run_id, {**flatten(_container(cfg)), "data.skipped_images": str(dm.skipped)})
+        tracker.log_config(run_id, cfg)
+        evaluation = AdversarialEvaluation(attack, dm.image_size, dm.num_classes, dm.positive_class,
+                                           **_container(cfg.eval))
+        _trainer(cfg, tracker.logger(run_id=run_id), [evaluation]).test(module, datamodule=dm, verbose=False)
+        if evaluation.examples is not None:
+            figure = example_grid(evaluation.examples, dm.classes, name)
+            tracker.log_figure(run_id, figure, "examples.png")
+            plt.close(figure)
+    except BaseException as err:
+        tracker.end(run_id, ok=False, error=f"{type(err).__name__}: {err}")
+        raise
+    tracker.end(run_id, ok=True)
+    log.info("%s: clean %.3f, adversarial %.3f", name, evaluation.metrics["clean_accuracy"],
+             evaluation.metrics["adversarial_accuracy"])
+    return evaluation.metrics

@@ -1,0 +1,101 @@
+"""MLflow: one experiment per study, a training run per trained model, a nested run per job.
+
+The embedded store is sqlite at <dir>/mlflow.db with artifacts in <dir>/artifacts (MLflow 3.13+
+refuses plain file stores). With a tracking URI set (a server), the server decides where artifacts go.
+"""
+
+import subprocess
+from pathlib import Path
+
+import mlflow
+from mlflow.entities import Param, RunStatus
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import MLFlowLogger
+
+TRAINING_ROLE = "training"
+JOB_ROLE = "attack"
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, str]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{key}."))
+        else:
+            out[key] = str(v)
+    return out
+
+
+def git_commit() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+class Tracker:
+    def __init__(self, uri: str | None, root: str | Path, experiment: str):
+        self.root = Path(root).resolve()
+        if uri is None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            uri = f"sqlite:///{self.root / 'mlflow.db'}"
+            artifact_location = (self.root / "artifacts").as_uri()
+        else:
+            artifact_location = None
+        self.uri = uri
+        mlflow.set_tracking_uri(uri)
+        self.client = MlflowClient(uri)
+        exp = self.client.get_experiment_by_name(experiment)
+        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment, artifact_location)
+        self.experiment = experiment
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> "Tracker":
+        return cls(cfg.tracking.uri, cfg.tracking.dir, cfg.study)
+
+    def checkpoint_path(self, key: str) -> Path:
+        return self.root / "checkpoints" / f"{key}.pt"
+
+    def find_training(self, key: str) -> str | None:
+        """The finished training run with this key whose checkpoint is on disk, if any."""
+        if not self.checkpoint_path(key).is_file():
+            return None
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            f"tags.training_key = '{key}' and tags.role = '{TRAINING_ROLE}' and attributes.status = 'FINISHED'",
+            max_results=1, order_by=["attributes.start_time DESC"],
+        )
+        return runs[0].info.run_id if runs else None
+
+    def logger(self, run_name: str | None = None, tags: dict | None = None, run_id: str | None = None) -> MLFlowLogger:
+        """A Lightning logger on a new run (run_name, tags) or an existing one (run_id)."""
+        return MLFlowLogger(experiment_name=self.experiment, run_name=run_name, tracking_uri=self.uri,
+                            tags=tags, run_id=run_id, log_model=False)
+
+    def start_job(self, parent_run_id: str, run_name: str, tags: dict) -> str:
+        run = self.client.create_run(
+            self.experiment_id, run_name=run_name,
+            tags={"mlflow.parentRunId": parent_run_id, "role": JOB_ROLE, **tags},
+        )
+        return run.info.run_id
+
+    def log_params(self, run_id: str, params: dict[str, str]) -> None:
+        items = [Param(k, v[:6000]) for k, v in params.items()]
+        for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
+            self.client.log_batch(run_id, params=items[i:i + 100])
+
+    def log_config(self, run_id: str, cfg: DictConfig) -> None:
+        self.client.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+
+    def log_figure(self, run_id: str, figure, name: str) -> None:
+        self.client.log_figure(run_id, figure, name)
+
+    def end(self, run_id: str, ok: bool, error: str | None = None) -> None:
+        if error:
+            self.client.set_tag(run_id, "error", error[:5000])
+        self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED if ok else RunStatus.FAILED))

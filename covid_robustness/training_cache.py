@@ -1,0 +1,52 @@
+"""Train once, attack many: the key of a training and the checkpoint stored under it.
+
+Jobs of a sweep that differ only in how they attack share one training. The key hashes every
+setting that changes the trained weights (data, model, optimisation, trainer, seed) and nothing else.
+"""
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from .models.module import CXRClassifier
+
+TRAINING_SECTIONS = ("data", "model", "optim", "trainer", "seed")
+# Settings that change how training runs, not what it produces.
+NOT_IN_KEY = {"data": ("num_workers",), "trainer": ("enable_progress_bar", "log_every_n_steps")}
+
+
+def training_key(cfg: DictConfig) -> str:
+    parts = {}
+    for section in TRAINING_SECTIONS:
+        value = OmegaConf.to_container(cfg[section], resolve=True) if isinstance(cfg[section], DictConfig) else cfg[section]
+        if isinstance(value, dict):
+            value = {k: v for k, v in value.items() if k not in NOT_IN_KEY.get(section, ())}
+        parts[section] = value
+    blob = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def save_checkpoint(module: CXRClassifier, path: Path) -> None:
+    """Write to a temporary file and rename, so a half-written checkpoint is never seen under its name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"hparams": dict(module.hparams), "state_dict": module.state_dict()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path) -> CXRClassifier:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    module = CXRClassifier(**state["hparams"])
+    module.load_state_dict(state["state_dict"])
+    return module
