@@ -40,7 +40,7 @@ class CXRDataModule(pl.LightningDataModule):
     val_fraction: float = 0.1
     seed: int = 0
     num_workers: int = 0
-    n_images: int = 1000  # synthetic only
+    n_images: int = 1600  # synthetic only
     root: str | None = None  # folder only
     class_dirs: dict = field(default_factory=dict)
     skip_unreadable: bool = False

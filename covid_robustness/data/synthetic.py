@@ -33,7 +33,7 @@ def _opacities(rng, u, v, lungs, count, amp, sigma, lower_bias):
 
 def _lesions(rng, cls, u, v, lungs):
     if cls == COVID:
-        return _opacities(rng, u, v, lungs, 2 + rng.poisson(2.0), (0.05, 0.16), (0.08, 0.2), 0.3)
+        return _opacities(rng, u, v, lungs, 3 + rng.poisson(2.0), (0.08, 0.22), (0.1, 0.22), 0.3)
     if cls == NORMAL:
         return _opacities(rng, u, v, lungs, rng.poisson(0.6), (0.03, 0.1), (0.06, 0.15), 0.0)
     if cls == VIRAL:
