@@ -1,0 +1,28 @@
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STORE := $(CURDIR)/mlruns
+HOST ?= 127.0.0.1
+PORT ?= 5000
+
+.PHONY: install sweep test ui params clean-results
+
+install:  ## create .venv and install the package with its dev extras
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+
+sweep:  ## the smoke study: 2 models x 2 attacks x 3 budgets on synthetic data, into mlruns/
+	$(BIN)/python -m covid_robustness -m experiment=smoke
+
+test:  ## the test suite
+	$(BIN)/python -m pytest -q
+
+ui:  ## the MLflow UI over mlruns/, on 127.0.0.1 only
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(STORE)/mlflow.db --default-artifact-root $(STORE)/artifacts --host $(HOST) --port $(PORT)
+
+params:  ## parameter counts beside the paper's Table I
+	$(BIN)/python -m covid_robustness params
+
+clean-results:  ## delete the local MLflow store, checkpoints and sweep outputs
+	rm -rf mlruns/mlflow.db mlruns/artifacts mlruns/checkpoints multirun/20* outputs

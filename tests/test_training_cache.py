@@ -1,0 +1,27 @@
+import pytest
+import torch
+
+from covid_robustness.models.module import CXRClassifier
+from covid_robustness.training_cache import load_checkpoint, save_checkpoint, training_key
+
+from .conftest import make_cfg
+
+
+def test_key_ignores_attack_and_evaluation_but_not_training():
+    base = training_key(make_cfg())
+    assert base == training_key(make_cfg("attack=pgd", "attack.eps=0.1", "eval.max_images=5", "study=x"))
+    assert base == training_key(make_cfg("data.num_workers=2", "trainer.enable_progress_bar=true"))
+    for change in ("model=resnet50", "seed=1", "data.image_size=48", "optim.lr=0.1", "trainer.max_epochs=2"):
+        assert training_key(make_cfg(change)) != base, change
+
+
+def test_checkpoint_round_trip_is_exact_and_atomic(tmp_path):
+    module = CXRClassifier("wrn16_8", 2, 1, mean=0.4, std=0.25, model_kwargs={"stem": "downsample"}).eval()
+    path = tmp_path / "ck" / "key.pt"
+    save_checkpoint(module, path)
+    assert [p.name for p in path.parent.iterdir()] == ["key.pt"]  # no temporary file left behind
+    loaded = load_checkpoint(path).eval()
+    x = torch.rand(3, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(module(x), loaded(x))
+    assert loaded.hparams.model == "wrn16_8" and float(loaded.net.mean) == pytest.approx(0.4)
