@@ -1,0 +1,40 @@
+"""What a user sees on the command line: bad input stops early with one sentence."""
+
+import pytest
+
+from .conftest import run_cli
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["attack.eps=-0.1"], "attack.eps=-0.1 is out of range"),
+    (["attack=pgd", "attack.eps=2"], "attack.eps=2 is out of range"),
+    (["attack=st", "attack.eps=0.03"], "attack st has no epsilon"),
+    (["model=inception_v3", "data.image_size=64"], "data.image_size=64 is too small for inception_v3, which needs at least 75 px"),
+    (["data=folder"], "data.root is not set"),
+    (["data=folder", "data.root=/no/such/folder"], "data.root='/no/such/folder' is not a directory"),
+    (["model.name=resnet19"], "model 'resnet19' is not registered"),
+    (["data.task=three_class"], "data.task='three_class' is not a task"),
+])
+def test_bad_values_stop_before_training_with_one_sentence(tmp_path, overrides, message):
+    result = run_cli("trainer.max_epochs=1", f"tracking.dir={tmp_path / 'mlruns'}", f"hydra.run.dir={tmp_path / 'out'}", *overrides)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert not (tmp_path / "mlruns").exists()  # stopped before any store, run or training
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["model=resnet19"], "Could not find 'model/resnet19'"),
+    (["attack.epss=0.1"], "Key 'epss' is not in struct"),
+])
+def test_unknown_names_and_keys_are_refused_by_hydra(tmp_path, overrides, message):
+    result = run_cli(f"tracking.dir={tmp_path / 'mlruns'}", f"hydra.run.dir={tmp_path / 'out'}", *overrides)
+    assert result.returncode != 0 and message in result.stderr
+
+
+def test_params_prints_table_one():
+    result = run_cli("params")
+    assert result.returncode == 0
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()[1:6]}
+    assert set(lines) == {"resnet18", "resnet50", "wrn16_8", "vgg19", "inception_v3"}
+    assert "23,558,978" in lines["resnet50"] and "139,577,282" in lines["vgg19"]

@@ -1,0 +1,96 @@
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from art.attacks.attack import EvasionAttack
+
+from covid_robustness.attacks import factory
+from covid_robustness.data.datamodule import CXRDataModule
+from covid_robustness.evaluation.callback import AdversarialEvaluation
+from covid_robustness.evaluation.checks import AttackCheckError, EvalModeGuard, check_adversarial_batch
+from covid_robustness.models.module import CXRClassifier
+
+
+def test_checks_pass_a_valid_batch_and_catch_each_violation():
+    x = np.full((2, 1, 4, 4), 0.5, np.float32)
+    check_adversarial_batch(x, x + 0.03, 0.03, "ok")
+    with pytest.raises(AttackCheckError, match="left the epsilon ball"):
+        check_adversarial_batch(x, x + 0.05, 0.03, "far")
+    with pytest.raises(AttackCheckError, match=r"valid pixel range \[0, 1\]"):
+        check_adversarial_batch(x, x + 0.6, None, "bright")
+    with pytest.raises(AttackCheckError, match="non-finite"):
+        check_adversarial_batch(x, x * np.nan, None, "nan")
+    with pytest.raises(AttackCheckError, match="returned shape"):
+        check_adversarial_batch(x, x[:1], None, "short")
+
+
+def test_eval_mode_guard_sees_a_forward_pass_in_training_mode():
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2)).eval()
+    with EvalModeGuard(net, "fine"):
+        net(torch.rand(2, 1, 5, 5))
+    with pytest.raises(AttackCheckError, match="training mode"):
+        with EvalModeGuard(net, "sneaky"):
+            net.train()
+            net(torch.rand(2, 1, 5, 5))
+            net.eval()  # switched back: only the hook saw it
+
+
+class _LeavesTheBall(EvasionAttack):
+    _estimator_requirements = ()
+
+    def __init__(self, estimator, eps):
+        super().__init__(estimator=estimator)
+        self.eps = eps
+
+    def generate(self, x, y=None, **kwargs):
+        return np.clip(x + 2 * self.eps * np.sign(np.random.default_rng(0).normal(size=x.shape)), 0, 1)
+
+
+class _TrainsWhileAttacking(EvasionAttack):
+    _estimator_requirements = ()
+
+    def generate(self, x, y=None, **kwargs):
+        model = self.estimator.model
+        model.train()
+        self.estimator.predict(x, training_mode=True)
+        model.eval()
+        return x
+
+
+@pytest.fixture
+def tiny():
+    pl.seed_everything(0, verbose=False)
+    dm = CXRDataModule(n_images=160, image_size=32, batch_size=16, seed=0)  # 32 test images
+    dm.setup()
+    return dm, CXRClassifier("resnet18", 2, dm.positive_class, *dm.pixel_stats())
+
+
+def _evaluate(dm, module, attack_cfg):
+    evaluation = AdversarialEvaluation(attack_cfg, 32, 2, dm.positive_class, max_images=24, batch_size=8)
+    pl.Trainer(accelerator="cpu", logger=False, callbacks=[evaluation], enable_progress_bar=False,
+               enable_model_summary=False).test(module, datamodule=dm, verbose=False)
+    return evaluation
+
+
+def test_callback_measures_a_real_attack(tiny):
+    dm, module = tiny
+    ev = _evaluate(dm, module, {"name": "fgsm", "eps": 4 / 255})
+    m = ev.metrics
+    assert m["attack_images"] == 24
+    assert m["linf_max"] == pytest.approx(4 / 255, abs=1e-6) and m["l2_mean"] > 0
+    assert 0 <= m["adversarial_accuracy"] <= 1 and 0 <= m["attack_success_rate"] <= 1
+    assert m["attack_seconds"] > 0
+    assert ev.examples.clean.shape == ev.examples.adversarial.shape == (6, 1, 32, 32)
+
+
+@pytest.mark.parametrize("attack, message", [
+    (_LeavesTheBall, "left the epsilon ball"),
+    (_TrainsWhileAttacking, "training mode"),
+])
+def test_callback_stops_a_broken_attack(tiny, monkeypatch, attack, message):
+    dm, module = tiny
+    builder = (lambda clf, eps, params: attack(clf, eps)) if attack is _LeavesTheBall else \
+        (lambda clf, eps, params: attack(estimator=clf))
+    monkeypatch.setitem(factory.BUILDERS, ("broken", "art"), (builder, False, True))
+    with pytest.raises(AttackCheckError, match=message):
+        _evaluate(dm, module, {"name": "broken", "eps": 4 / 255})
