@@ -38,3 +38,11 @@ def test_params_prints_table_one():
     lines = {line.split()[0]: line for line in result.stdout.splitlines()[1:6]}
     assert set(lines) == {"resnet18", "resnet50", "wrn16_8", "vgg19", "inception_v3"}
     assert "23,558,978" in lines["resnet50"] and "139,577,282" in lines["vgg19"]
+
+
+def test_a_bad_job_stops_the_whole_sweep_before_any_training(tmp_path):
+    result = run_cli("-m", "attack=fgsm", "attack.eps=0.01,2", "trainer.max_epochs=1",
+                     f"tracking.dir={tmp_path / 'mlruns'}", f"hydra.sweep.dir={tmp_path / 'multirun'}")
+    assert result.returncode == 2
+    assert "job #1 of 2 (attack=fgsm attack.eps=2" in result.stderr and "is out of range" in result.stderr
+    assert not (tmp_path / "mlruns").exists()  # job #0 did not run either
