@@ -10,6 +10,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor
 from .data.datamodule import CXRDataModule
 from .evaluation.callback import AdversarialEvaluation
 from .evaluation.figures import example_grid
+from .evaluation.masking import Result, masking_flags
 from .models.module import CXRClassifier
 from .tracking import Tracker, flatten, git_commit
 from .training_cache import load_checkpoint, save_checkpoint, training_key
@@ -39,6 +40,24 @@ def train(cfg: DictConfig, dm: CXRDataModule, tracker: Tracker, key: str, tags: 
     save_checkpoint(module, path)
     tracker.client.set_tag(logger.run_id, "checkpoint", str(path))
     return module, logger.run_id
+
+
+def flag_gradient_masking(tracker: Tracker, parent_id: str) -> None:
+    """Re-check every job on this trained model, now that one more has finished."""
+    results = []
+    for r in tracker.job_runs(parent_id):
+        p, m = r.data.params, r.data.metrics
+        settings = sorted((k, v) for k, v in p.items() if k.startswith(("attack.", "eval.")) and k != "attack.eps")
+        eps = None if p.get("attack.eps") in (None, "None") else float(p["attack.eps"])
+        results.append(Result(r.info.run_id, p["attack.name"], str(settings), eps,
+                              m["adversarial_accuracy"], int(m["attack_images"])))
+    flags = masking_flags(results)
+    for r in results:
+        reasons = flags.get(r.run_id, [])
+        tracker.client.set_tag(r.run_id, "gradient_masking", str(bool(reasons)).lower())
+        tracker.client.set_tag(r.run_id, "gradient_masking_reasons", "; ".join(reasons)[:5000])
+        if reasons:
+            log.warning("possible gradient masking in run %s: %s", r.run_id, "; ".join(reasons))
 
 
 def run(cfg: DictConfig, overrides: str = "") -> dict[str, float]:
@@ -79,6 +98,7 @@ def run(cfg: DictConfig, overrides: str = "") -> dict[str, float]:
         tracker.end(run_id, ok=False, error=f"{type(err).__name__}: {err}")
         raise
     tracker.end(run_id, ok=True)
+    flag_gradient_masking(tracker, parent_id)
     log.info("%s: clean %.3f, adversarial %.3f", name, evaluation.metrics["clean_accuracy"],
              evaluation.metrics["adversarial_accuracy"])
     return evaluation.metrics

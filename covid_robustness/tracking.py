@@ -72,6 +72,14 @@ class Tracker:
         )
         return runs[0].info.run_id if runs else None
 
+    def job_runs(self, parent_run_id: str) -> list:
+        """The finished job runs nested under one training run."""
+        return self.client.search_runs(
+            [self.experiment_id],
+            f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.role = '{JOB_ROLE}' and attributes.status = 'FINISHED'",
+            max_results=5000,
+        )
+
     def logger(self, run_name: str | None = None, tags: dict | None = None, run_id: str | None = None) -> MLFlowLogger:
         """A Lightning logger on a new run (run_name, tags) or an existing one (run_id)."""
         return MLFlowLogger(experiment_name=self.experiment, run_name=run_name, tracking_uri=self.uri,

@@ -7,6 +7,7 @@ from art.attacks.attack import EvasionAttack
 from covid_robustness.attacks import factory
 from covid_robustness.data.datamodule import CXRDataModule
 from covid_robustness.evaluation.callback import AdversarialEvaluation
+from covid_robustness.evaluation.passes import PassCounter
 from covid_robustness.evaluation.checks import AttackCheckError, EvalModeGuard, check_adversarial_batch
 from covid_robustness.models.module import CXRClassifier
 
@@ -72,6 +73,16 @@ def _evaluate(dm, module, attack_cfg):
     return evaluation
 
 
+def test_pass_counter_counts_images_through_the_model():
+    net = torch.nn.Linear(3, 2)
+    with PassCounter(net) as passes:
+        net(torch.rand(4, 3))
+        net(torch.rand(5, 3, requires_grad=True)).sum().backward()
+        with torch.no_grad():
+            net(torch.rand(2, 3))
+    assert (passes.forward, passes.backward) == (11, 5)
+
+
 def test_callback_measures_a_real_attack(tiny):
     dm, module = tiny
     ev = _evaluate(dm, module, {"name": "fgsm", "eps": 4 / 255})
@@ -80,6 +91,7 @@ def test_callback_measures_a_real_attack(tiny):
     assert m["linf_max"] == pytest.approx(4 / 255, abs=1e-6) and m["l2_mean"] > 0
     assert 0 <= m["adversarial_accuracy"] <= 1 and 0 <= m["attack_success_rate"] <= 1
     assert m["attack_seconds"] > 0
+    assert m["attack_backward_passes"] == 1 and m["attack_forward_passes"] >= 1  # FGSM: one gradient
     assert ev.examples.clean.shape == ev.examples.adversarial.shape == (6, 1, 32, 32)
 
 

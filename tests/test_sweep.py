@@ -34,6 +34,8 @@ def test_multirun_trains_each_model_once_and_tracks_every_job(tmp_path):
         assert METRICS <= set(job.data.metrics), METRICS - set(job.data.metrics)
         eps = float(job.data.params["attack.eps"])
         assert job.data.metrics["linf_max"] <= eps + 1e-5
+        assert job.data.tags["gradient_masking"] in ("true", "false")
+        assert job.data.metrics["attack_backward_passes"] == (1 if job.data.params["attack.name"] == "fgsm" else 10)
         assert job.data.tags["mlflow.source.git.commit"] and "attack=" in job.data.tags["hydra.overrides"]
         artifacts = {a.path for a in client.list_artifacts(job.info.run_id)}
         assert {"config.yaml", "examples.png"} <= artifacts

@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from ..attacks.factory import build_attack, build_classifier
 from .checks import EvalModeGuard, check_adversarial_batch
+from .passes import PassCounter
 
 
 @dataclass
@@ -31,6 +32,8 @@ class _Totals:
     linf: list = field(default_factory=list)
     l2: list = field(default_factory=list)
     seconds: float = 0.0
+    forward: int = 0
+    backward: int = 0
 
 
 def attack_metrics(t: _Totals, positive: int) -> dict[str, float]:
@@ -49,6 +52,9 @@ def attack_metrics(t: _Totals, positive: int) -> dict[str, float]:
         "l2_mean": float(l2.mean()), "l2_max": float(l2.max()),
         "attack_seconds": t.seconds,
         "attack_images": float(len(y)),
+        # Passes through the model per attacked image: the attack's cost independent of hardware.
+        "attack_forward_passes": t.forward / len(y),
+        "attack_backward_passes": t.backward / len(y),
     }
 
 
@@ -89,10 +95,12 @@ class AdversarialEvaluation(pl.Callback):
             x, y = x.numpy(), y.numpy()
             # A fresh attack per batch: some ART attacks keep state from one generate() call to the next.
             attack = build_attack(self.attack_cfg, classifier)
-            with EvalModeGuard(net, name):
+            with EvalModeGuard(net, name), PassCounter(net) as passes:
                 start = time.perf_counter()
                 x_adv = attack.generate(x, y).astype(np.float32)
                 totals.seconds += time.perf_counter() - start
+            totals.forward += passes.forward
+            totals.backward += passes.backward
             check_adversarial_batch(x, x_adv, eps, name)
             delta = (x_adv - x).reshape(len(x), -1)
             totals.y.append(y)
