@@ -1,6 +1,7 @@
 """One job: data -> model (trained, or the checkpoint of an identical training) -> attack -> MLflow."""
 
 import logging
+from dataclasses import asdict
 
 import matplotlib.pyplot as plt
 import pytorch_lightning as pl
@@ -91,6 +92,7 @@ def run(cfg: DictConfig, overrides: str = "") -> dict[str, float]:
                                            **_container(cfg.eval))
         _trainer(cfg, tracker.logger(run_id=run_id), [evaluation]).test(module, datamodule=dm, verbose=False)
         if evaluation.examples is not None:
+            tracker.log_arrays(run_id, asdict(evaluation.examples), "examples.npz")
             figure = example_grid(evaluation.examples, dm.classes, name)
             tracker.log_figure(run_id, figure, "examples.png")
             plt.close(figure)

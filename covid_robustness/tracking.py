@@ -5,9 +5,11 @@ refuses plain file stores). With a tracking URI set (a server), the server decid
 """
 
 import subprocess
+import tempfile
 from pathlib import Path
 
 import mlflow
+import numpy as np
 from mlflow.entities import Param, RunStatus
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
@@ -99,6 +101,12 @@ class Tracker:
 
     def log_config(self, run_id: str, cfg: DictConfig) -> None:
         self.client.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+
+    def log_arrays(self, run_id: str, arrays: dict[str, np.ndarray], name: str) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / name
+            np.savez_compressed(path, **arrays)
+            self.client.log_artifact(run_id, str(path))
 
     def log_figure(self, run_id: str, figure, name: str) -> None:
         self.client.log_figure(run_id, figure, name)

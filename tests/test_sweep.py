@@ -38,7 +38,7 @@ def test_multirun_trains_each_model_once_and_tracks_every_job(tmp_path):
         assert job.data.metrics["attack_backward_passes"] == (1 if job.data.params["attack.name"] == "fgsm" else 10)
         assert job.data.tags["mlflow.source.git.commit"] and "attack=" in job.data.tags["hydra.overrides"]
         artifacts = {a.path for a in client.list_artifacts(job.info.run_id)}
-        assert {"config.yaml", "examples.png"} <= artifacts
+        assert {"config.yaml", "examples.png", "examples.npz"} <= artifacts
         png = Path(client.download_artifacts(job.info.run_id, "examples.png", str(tmp_path)))
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         cells.add((job.data.params["model.name"], job.data.params["attack.name"], eps))
