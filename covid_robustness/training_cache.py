@@ -17,7 +17,7 @@ from .models.module import CXRClassifier
 
 TRAINING_SECTIONS = ("data", "model", "optim", "trainer", "seed")
 # Settings that change how training runs, not what it produces.
-NOT_IN_KEY = {"data": ("num_workers",), "trainer": ("enable_progress_bar", "log_every_n_steps")}
+NOT_IN_KEY = {"data": ("num_workers", "cache", "cache_dir"), "trainer": ("enable_progress_bar", "log_every_n_steps")}
 
 
 def training_key(cfg: DictConfig) -> str:

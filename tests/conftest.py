@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,8 @@ CONF = ROOT / "conf"
 SHARED_CXR = ROOT.parent / "shared" / "data" / "cxr"
 
 torch.set_num_threads(2)
+# Decoded-image caches of the tests (and the jobs they start) stay out of the user's cache.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="covid-robustness-test-cache-")
 
 # Small everything: 32 px synthetic images, one short epoch, CPU.
 TINY = ["data.image_size=32", "data.n_images=160", "data.batch_size=16", "trainer.max_epochs=1",

@@ -109,3 +109,35 @@ def test_folder_source_on_real_chest_xrays():
     test = dm.splits["test"].labels
     assert len(test) == round(0.2 * n) and abs(test.mean() - 834 / n) < 0.01  # stratified 80/20
     assert len(dm.splits["val"].labels) == round(0.1 * (n - len(test)))
+
+
+def test_cache_hits_and_is_invalidated_when_files_change(tmp_path, monkeypatch):
+    from covid_robustness.data import cache
+
+    root, store = tmp_path / "cxr", tmp_path / "cache"
+    _write_images(root / "COVID-19", 3)
+    _write_images(root / "Normal", 3)
+    first = cache.read_folder_cached(root, TASKS["binary"], {}, 24, cache_dir=store)
+    assert len(list(store.glob("*.npz"))) == 1
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded although the cache holds these files")
+
+    monkeypatch.setattr(cache, "read_folder", no_decoding)
+    second = cache.read_folder_cached(root, TASKS["binary"], {}, 24, cache_dir=store)
+    assert np.array_equal(first[0], second[0]) and np.array_equal(first[1], second[1])
+
+    Image.fromarray(np.zeros((30, 30), np.uint8)).save(root / "Normal" / "img0.png")  # a file changes
+    with pytest.raises(AssertionError, match="decoded"):
+        cache.read_folder_cached(root, TASKS["binary"], {}, 24, cache_dir=store)
+    with pytest.raises(AssertionError, match="decoded"):  # another size is another entry
+        cache.read_folder_cached(root, TASKS["binary"], {}, 32, cache_dir=store)
+
+
+def test_truncated_image_is_named(tmp_path):
+    _write_images(tmp_path / "COVID-19", 2, fmt="jpeg", mode="RGB")
+    _write_images(tmp_path / "Normal", 2)
+    whole = (tmp_path / "COVID-19" / "img1.jpeg").read_bytes()
+    (tmp_path / "COVID-19" / "img1.jpeg").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(ConfigError, match="img1.jpeg"):
+        read_folder(tmp_path, TASKS["binary"], {}, 24)

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ..errors import ConfigError
 from .classes import COVID, task_classes
+from .cache import read_folder_cached
 from .folder import read_folder
 from .synthetic import synthetic_dataset
 
@@ -44,6 +45,8 @@ class CXRDataModule(pl.LightningDataModule):
     root: str | None = None  # folder only
     class_dirs: dict = field(default_factory=dict)
     skip_unreadable: bool = False
+    cache: bool = True  # folder only: keep decoded images in cache_dir
+    cache_dir: str | None = None  # null: $XDG_CACHE_HOME/covid-robustness or ~/.cache/covid-robustness
 
     def __post_init__(self):
         super().__init__()
@@ -69,9 +72,12 @@ class CXRDataModule(pl.LightningDataModule):
             return synthetic_dataset(self.n_images, self.classes, self.image_size, self.seed)
         if self.root is None:
             raise ConfigError("data.root is not set; give the folder that holds the class folders, e.g. data.root=../shared/data/cxr.")
-        images, labels, _, self.skipped = read_folder(
-            self.root, self.classes, self.class_dirs, self.image_size, self.skip_unreadable
-        )
+        if not self.cache:
+            images, labels, _, self.skipped = read_folder(
+                self.root, self.classes, self.class_dirs, self.image_size, self.skip_unreadable)
+            return images, labels
+        images, labels, self.skipped = read_folder_cached(
+            self.root, self.classes, self.class_dirs, self.image_size, self.skip_unreadable, self.cache_dir)
         return images, labels
 
     def setup(self, stage: str | None = None):

@@ -1,0 +1,43 @@
+"""Decode once: the folder source's images as one uint8 array on disk, keyed by what went into it.
+
+The key hashes the image size, the class mapping, the skip setting and every file's path, size and
+modification time, so a changed, added or removed file makes a new entry instead of a stale hit.
+"""
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .folder import list_images, read_folder
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "covid-robustness"
+
+
+def cache_key(root: Path, paths: list[Path], size: int, classes, class_dirs: dict, skip: bool) -> str:
+    files = [(str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
+    blob = json.dumps([size, list(classes), sorted(class_dirs.items()), skip, files])
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def read_folder_cached(root, classes, class_dirs: dict, size: int, skip_unreadable: bool = False,
+                       cache_dir: str | Path | None = None):
+    """read_folder's (images, labels, skipped), decoded only when no entry matches."""
+    root = Path(root)
+    paths, _ = list_images(root, tuple(classes), dict(class_dirs))
+    path = Path(cache_dir or default_cache_dir()) / f"{cache_key(root, paths, size, classes, class_dirs, skip_unreadable)}.npz"
+    if path.is_file():
+        with np.load(path) as f:
+            return f["images"], f["labels"], int(f["skipped"])
+    images, labels, _, skipped = read_folder(root, classes, class_dirs, size, skip_unreadable)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        np.savez(f, images=images, labels=labels, skipped=skipped)
+    os.replace(tmp, path)  # readers never see a half-written entry
+    return images, labels, skipped
