@@ -16,6 +16,8 @@ from torch import nn
 
 from ..errors import ConfigError
 from .bounded import BoundedAttack
+from .cw import CarliniLInfBatched
+from .spatial import SpatialTransformationPerImage
 
 META_KEYS = ("name", "impl", "setting", "eps")
 
@@ -49,12 +51,23 @@ def _st(clf, eps, params):
     return SpatialTransformation(clf, verbose=False, **params)
 
 
+def _cw_fast(clf, eps, params):
+    attack = CarliniLInfBatched(clf, verbose=False, **params)
+    return attack if eps is None else BoundedAttack(attack, eps)
+
+
+def _st_fast(clf, eps, params):
+    return SpatialTransformationPerImage(clf, verbose=False, **params)
+
+
 # (builder, whether eps is required, whether eps is allowed) per attack and implementation.
 BUILDERS: dict[tuple[str, str], tuple[Callable, bool, bool]] = {
     ("fgsm", "art"): (_fgsm, True, True),
     ("pgd", "art"): (_pgd, True, True),
     ("cw", "art"): (_cw, False, True),
     ("st", "art"): (_st, False, False),
+    ("cw", "fast"): (_cw_fast, False, True),
+    ("st", "fast"): (_st_fast, False, False),
 }
 
 

@@ -1,0 +1,277 @@
+"""The torch attacks (attacks/cw.py, attacks/spatial.py) against ART's own implementations.
+
+A small CNN trained for a few seconds on synthetic 32 px chest X-rays, so that attacks have something to
+break; everything is seeded and runs on the CPU.
+"""
+
+import numpy as np
+import pytest
+import torch
+from art.attacks.evasion import CarliniLInfMethod, SpatialTransformation
+from scipy.ndimage import rotate as scipy_rotate
+from scipy.ndimage import shift as scipy_shift
+from torch import nn
+
+from covid_robustness.attacks.bounded import BoundedAttack
+from covid_robustness.attacks.cw import CarliniLInfBatched
+from covid_robustness.attacks.factory import build_attack, build_classifier
+from covid_robustness.attacks.spatial import SpatialTransformationPerImage
+from covid_robustness.data.classes import COVID, NORMAL
+from covid_robustness.data.synthetic import synthetic_dataset
+from covid_robustness.evaluation.passes import PassCounter
+
+SIZE = 32
+PAPER_GRID = dict(max_rotation=30.0, num_rotations=7, max_translation=10.0, num_translations=3)
+
+
+class TinyNet(nn.Module):
+    """Not an nn.Sequential: ART's model wrapper runs a Sequential's layers one by one, so hooks on the
+    network itself (the project's PassCounter) would never fire."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(16 * (SIZE // 4) ** 2, 2),
+        )
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from a second thread, and on a shared 2-core machine two spinning OpenMP
+    threads can make batch-of-one passes (ART's) tens of times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data():
+    images, labels = synthetic_dataset(128, (NORMAL, COVID), SIZE, seed=3)
+    return images[:, None].astype(np.float32) / 255, labels
+
+
+@pytest.fixture(scope="module")
+def classifier(data):
+    x, y = data
+    torch.manual_seed(0)
+    net = TinyNet()
+    opt = torch.optim.Adam(net.parameters(), 3e-3)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    for _ in range(100):
+        loss = nn.functional.cross_entropy(net(xt), yt)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    net.eval()
+    clf = build_classifier(net, SIZE, 2)
+    accuracy = (clf.predict(x).argmax(1) == y).mean()
+    assert accuracy > 0.85, f"the test model did not learn (accuracy {accuracy:.2f})"
+    return clf
+
+
+def _pred(clf, x):
+    return clf.predict(x).argmax(1)
+
+
+def _linf(a, b):
+    return np.abs(a - b).reshape(len(a), -1).max(1)
+
+
+# ---------------------------------------------------------------------------------------------- C&W L-inf
+
+@pytest.fixture(scope="module")
+def cw_pair(data, classifier):
+    """ART's CarliniLInfMethod and ours at ART's defaults on the same 8 images."""
+    x, y = data[0][:8], data[1][:8]
+    with PassCounter(classifier.model) as art_passes:
+        art = CarliniLInfMethod(classifier, verbose=False).generate(x, y)
+    ours_attack = CarliniLInfBatched(classifier, verbose=False, batch_size=8)
+    with PassCounter(classifier.model) as ours_passes:
+        ours = ours_attack.generate(x, y)
+    return x, y, art, ours, ours_attack, art_passes, ours_passes
+
+
+def test_cw_succeeds_as_often_as_art_with_the_same_distances(cw_pair, classifier):
+    x, y, art, ours, *_ = cw_pair
+    art_ok, ours_ok = _pred(classifier, art) != y, _pred(classifier, ours) != y
+    assert art_ok.sum() >= 4, "ART should succeed on several images, else the comparison says nothing"
+    assert ours_ok.sum() >= art_ok.sum()
+    art_median = np.median(_linf(art, x)[art_ok])
+    ours_median = np.median(_linf(ours, x)[ours_ok])
+    assert abs(ours_median - art_median) <= 0.1 * art_median
+    # The shared-trajectory evaluation is ART's algorithm, not an approximation: same images.
+    same = np.abs(ours - art).reshape(len(x), -1).max(1) < 1e-4
+    assert same.sum() >= len(x) - 1
+
+
+def test_cw_outputs_are_float32_in_range_and_unchanged_where_it_fails(cw_pair, classifier):
+    x, y, _, ours, *_ = cw_pair
+    assert ours.dtype == np.float32 and ours.shape == x.shape
+    assert ours.min() >= 0.0 and ours.max() <= 1.0
+    failed = _pred(classifier, ours) == y
+    np.testing.assert_array_equal(ours[failed], x[failed])
+
+
+def test_cw_counts_its_passes_and_makes_far_fewer_than_art(cw_pair):
+    x, _, _, _, attack, art_passes, ours_passes = cw_pair
+    # its own count agrees with the project's hooks on the network (which count every forward)
+    assert attack.passes["backward"] == ours_passes.backward >= len(x)
+    assert attack.passes["forward"] == ours_passes.forward - ours_passes.backward >= 1
+    assert attack.calls["backward"] < attack.passes["backward"]  # batched
+    # same results from one shared trajectory per tau round instead of one per constant
+    assert ours_passes.backward * 10 <= art_passes.backward
+    assert ours_passes.forward * 10 <= art_passes.forward
+
+
+def test_cw_batching_and_calls_are_independent(data, classifier):
+    x, y = data[0][16:28], data[1][16:28]
+    whole = CarliniLInfBatched(classifier, verbose=False, batch_size=12).generate(x, y)
+    attack = CarliniLInfBatched(classifier, verbose=False, batch_size=5)
+    attack.generate(data[0][:7], data[1][:7])  # an earlier call on other images must not matter
+    split = attack.generate(x, y)
+    np.testing.assert_allclose(split, whole, atol=1e-5)
+
+
+def test_cw_without_labels_attacks_the_predictions(data, classifier):
+    x = data[0][:6]
+    attack = CarliniLInfBatched(classifier, verbose=False, batch_size=6)
+    adv = attack.generate(x)
+    assert attack.passes["forward"] >= len(x)  # the prediction pass is counted
+    changed = _linf(adv, x) > 0
+    assert changed.any()
+    assert (_pred(classifier, adv)[changed] != _pred(classifier, x)[changed]).all()
+
+
+def test_cw_targeted_success_means_the_target(data, classifier):
+    x = data[0][:8]
+    target = 1 - _pred(classifier, x)
+    adv = CarliniLInfBatched(classifier, targeted=True, verbose=False, batch_size=8).generate(x, target)
+    changed = _linf(adv, x) > 0
+    assert changed.sum() >= 4
+    assert (_pred(classifier, adv)[changed] == target[changed]).all()
+
+
+def test_cw_fast_from_config_is_bounded(data, classifier):
+    x, y = data[0][:8], data[1][:8]
+    cfg = {"name": "cw", "impl": "fast", "setting": "budget", "eps": 4 / 255, "batch_size": 8}
+    attack = build_attack(cfg, classifier)
+    assert isinstance(attack, BoundedAttack) and isinstance(attack.attack, CarliniLInfBatched)
+    adv = attack.generate(x, y)
+    assert _linf(adv, x).max() <= 4 / 255 + 1e-6
+    unbounded = build_attack({**cfg, "eps": None}, classifier)
+    assert isinstance(unbounded, CarliniLInfBatched)
+
+
+def test_cw_rejects_parameters_art_would_loop_forever_on():
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    clf = build_classifier(net, 4, 2)
+    with pytest.raises(ValueError):
+        CarliniLInfBatched(clf, const_factor=1.0)
+    with pytest.raises(ValueError):
+        CarliniLInfBatched(clf, decrease_factor=1.0)
+
+
+# ------------------------------------------------------------------------------------- spatial transformation
+
+def test_st_geometry_follows_scipy_as_art_uses_it(data, classifier):
+    x = data[0][:4]
+    attack = SpatialTransformationPerImage(classifier, verbose=False)
+    xt = torch.from_numpy(x)
+    # whole-pixel shifts are exact: positive = down / right, zero fill (ART: scipy.ndimage.shift)
+    for dv, dh in [(3, 0), (0, -3), (-2, 5)]:
+        ours = attack.transform(xt, [(dv, dh, 0.0)]).numpy()
+        np.testing.assert_allclose(ours, np.clip(scipy_shift(x, [0, 0, dv, dh]), 0, 1), atol=1e-6)
+    # rotations: same direction and centre, zero outside; only the cubic kernel differs from scipy's spline
+    for angle in (20.0, -30.0):
+        ref = np.clip(scipy_rotate(scipy_shift(x, [0, 0, 2, -3]), angle, axes=(2, 3), reshape=False), 0, 1)
+        ours = attack.transform(xt, [(2, -3, angle)]).numpy()
+        assert np.abs(ours - ref).mean() < 0.005
+        flipped = attack.transform(xt, [(2, -3, -angle)]).numpy()
+        assert np.abs(flipped - ref).mean() > 5 * np.abs(ours - ref).mean()
+
+
+@pytest.mark.parametrize("grid", [
+    dict(max_rotation=30.0, num_rotations=7),  # rotation only
+    dict(PAPER_GRID),  # with ART's (horizontal only) translations
+])
+def test_st_joint_mode_picks_what_art_picks(data, classifier, grid):
+    x = data[0]
+    for batch in range(4):
+        xb = x[32 * batch:32 * (batch + 1)]
+        art = SpatialTransformation(classifier, verbose=False, **grid)
+        art_adv = art.generate(xb)
+        ours = SpatialTransformationPerImage(classifier, per_image=False, vertical_translation=False,
+                                             verbose=False, **grid)
+        adv = ours.generate(xb)
+        assert art.fooling_rate > 0, "ART should find a transform that changes predictions"
+        # ART's trans_x shifts the vertical axis of N x C x H x W input (always 0), trans_y the horizontal
+        assert ours.chosen[0] == (art.attack_trans_x, art.attack_trans_y, float(art.attack_rot))
+        assert set(ours.chosen) == {ours.chosen[0]}
+        assert np.abs(adv - art_adv).mean() < 0.005
+
+
+def test_st_per_image_is_at_least_as_strong_as_art(data, classifier):
+    x, y = data
+    for batch in range(4):
+        xb, yb = x[32 * batch:32 * (batch + 1)], y[32 * batch:32 * (batch + 1)]
+        art_adv = SpatialTransformation(classifier, verbose=False, **PAPER_GRID).generate(xb, yb)
+        adv = SpatialTransformationPerImage(classifier, verbose=False, **PAPER_GRID).generate(xb, yb)
+        art_acc = (_pred(classifier, art_adv) == yb).mean()
+        ours_acc = (_pred(classifier, adv) == yb).mean()
+        assert ours_acc <= art_acc
+        assert ours_acc < (_pred(classifier, xb) == yb).mean()
+        assert adv.dtype == np.float32 and adv.min() >= 0.0 and adv.max() <= 1.0
+
+
+def test_st_per_image_picks_the_first_transform_that_misclassifies(data, classifier):
+    x, y = data[0][:24], data[1][:24]
+    attack = SpatialTransformationPerImage(classifier, verbose=False, batch_size=32, **PAPER_GRID)
+    adv = attack.generate(x, y)
+    grid = attack.grid(SIZE, SIZE)
+    assert any(dv != 0 for dv, _, _ in grid) and len(grid) == 3 * 3 * 7  # vertical translations too
+    xt = torch.from_numpy(x)
+    wrong = np.stack([_pred(classifier, attack.transform(xt, [t]).numpy()) != y for t in grid], 1)
+    clean_wrong = _pred(classifier, x) != y
+    for i, chosen in enumerate(attack.chosen):
+        if clean_wrong[i]:
+            assert chosen == (0, 0, 0.0)
+        elif wrong[i].any():
+            assert chosen == grid[int(np.argmax(wrong[i]))]
+        np.testing.assert_allclose(adv[i], attack.transform(xt[i:i + 1], [chosen]).numpy()[0], atol=1e-6)
+    assert wrong.any(1).sum() >= 12
+
+
+def test_st_keeps_no_state_between_calls(data, classifier):
+    x, y = data
+    attack = SpatialTransformationPerImage(classifier, verbose=False, **PAPER_GRID)
+    first = attack.generate(x[:32], y[:32])
+    second = attack.generate(x[32:64], y[32:64])
+    fresh = SpatialTransformationPerImage(classifier, verbose=False, **PAPER_GRID).generate(x[32:64], y[32:64])
+    np.testing.assert_array_equal(second, fresh)
+    np.testing.assert_array_equal(attack.generate(x[:32], y[:32]), first)
+    # per image: an image's result does not depend on the rest of the batch
+    np.testing.assert_allclose(attack.generate(x[:8], y[:8]), first[:8], atol=1e-6)
+    # the joint mode too: each call searches again instead of reusing an earlier call's transform
+    joint = SpatialTransformationPerImage(classifier, per_image=False, verbose=False, **PAPER_GRID)
+    picks = []
+    for batch in range(4):
+        xb = x[32 * batch:32 * (batch + 1)]
+        adv = joint.generate(xb)
+        fresh = SpatialTransformationPerImage(classifier, per_image=False, verbose=False, **PAPER_GRID)
+        np.testing.assert_array_equal(adv, fresh.generate(xb))
+        picks.append(joint.chosen[0])
+    assert len(set(picks)) >= 2, "the batches should call for different transforms, else this checks nothing"
+
+
+def test_st_fast_from_config(data, classifier):
+    cfg = {"name": "st", "impl": "fast", "setting": "paper", "eps": None, **PAPER_GRID}
+    attack = build_attack(cfg, classifier)
+    assert isinstance(attack, SpatialTransformationPerImage) and attack.per_image
+    adv = attack.generate(data[0][:8], data[1][:8])
+    assert adv.shape == (8, 1, SIZE, SIZE)
