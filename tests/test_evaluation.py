@@ -93,6 +93,7 @@ def test_callback_measures_a_real_attack(tiny):
     assert m["attack_seconds"] > 0
     assert m["attack_backward_passes"] == 1 and m["attack_forward_passes"] >= 1  # FGSM: one gradient
     assert ev.examples.clean.shape == ev.examples.adversarial.shape == (6, 1, 32, 32)
+    assert all(p.requires_grad for p in module.parameters())  # weights frozen for the attack only
 
 
 @pytest.mark.parametrize("attack, message", [

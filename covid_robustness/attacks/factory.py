@@ -42,32 +42,26 @@ def _pgd(clf, eps, params):
     return ProjectedGradientDescent(clf, norm=np.inf, eps=eps, verbose=False, **params)
 
 
-def _cw(clf, eps, params):
-    attack = CarliniLInfMethod(clf, verbose=False, **params)
-    return attack if eps is None else BoundedAttack(attack, eps)
+def _minimum_norm(attack_class):
+    """A minimum-norm attack, evaluated at the budget eps when one is given."""
+    def build(clf, eps, params):
+        attack = attack_class(clf, verbose=False, **params)
+        return attack if eps is None else BoundedAttack(attack, eps)
+    return build
 
 
-def _st(clf, eps, params):
-    return SpatialTransformation(clf, verbose=False, **params)
-
-
-def _cw_fast(clf, eps, params):
-    attack = CarliniLInfBatched(clf, verbose=False, **params)
-    return attack if eps is None else BoundedAttack(attack, eps)
-
-
-def _st_fast(clf, eps, params):
-    return SpatialTransformationPerImage(clf, verbose=False, **params)
+def _unbudgeted(attack_class):
+    return lambda clf, eps, params: attack_class(clf, verbose=False, **params)
 
 
 # (builder, whether eps is required, whether eps is allowed) per attack and implementation.
 BUILDERS: dict[tuple[str, str], tuple[Callable, bool, bool]] = {
     ("fgsm", "art"): (_fgsm, True, True),
     ("pgd", "art"): (_pgd, True, True),
-    ("cw", "art"): (_cw, False, True),
-    ("st", "art"): (_st, False, False),
-    ("cw", "fast"): (_cw_fast, False, True),
-    ("st", "fast"): (_st_fast, False, False),
+    ("cw", "art"): (_minimum_norm(CarliniLInfMethod), False, True),
+    ("st", "art"): (_unbudgeted(SpatialTransformation), False, False),
+    ("cw", "fast"): (_minimum_norm(CarliniLInfBatched), False, True),
+    ("st", "fast"): (_unbudgeted(SpatialTransformationPerImage), False, False),
 }
 
 

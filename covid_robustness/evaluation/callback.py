@@ -78,9 +78,17 @@ class AdversarialEvaluation(pl.Callback):
         return net(torch.from_numpy(x).to(device)).argmax(1).cpu().numpy()
 
     def on_test_end(self, trainer, pl_module):
-        # Lightning runs test hooks under inference mode; attacks need gradients.
-        with torch.inference_mode(False), torch.enable_grad():
-            self._evaluate(trainer, pl_module)
+        # Lightning runs test hooks under inference mode; attacks need gradients, but only with respect
+        # to the input: frozen weights spare every backward pass their weight gradients.
+        weights = [p for p in pl_module.parameters() if p.requires_grad]
+        try:
+            for p in weights:
+                p.requires_grad_(False)
+            with torch.inference_mode(False), torch.enable_grad():
+                self._evaluate(trainer, pl_module)
+        finally:
+            for p in weights:
+                p.requires_grad_(True)
         if trainer.logger is not None:
             trainer.logger.log_metrics(self.metrics)
 

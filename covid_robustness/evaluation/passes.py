@@ -1,7 +1,9 @@
 """Counts the forward and backward passes an attack makes through the model, whoever implements it.
 
 Hooks on the network itself see every pass, so ART's attacks and ours are counted the same way.
-Counts are in images: a forward pass over a batch of 32 counts 32.
+Counts are in images: a forward pass over a batch of 32 counts 32. The hook sits on the network's
+own forward, so a model that ART runs layer by layer (an nn.Sequential) would not be seen; the
+project's models never are one (the normalisation wrapper is a plain module).
 """
 
 from torch import nn
