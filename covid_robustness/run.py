@@ -5,6 +5,7 @@ from dataclasses import asdict
 
 import matplotlib.pyplot as plt
 import pytorch_lightning as pl
+from filelock import Timeout
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor
 
@@ -13,8 +14,8 @@ from .evaluation.callback import AdversarialEvaluation
 from .evaluation.figures import example_grid
 from .evaluation.masking import Result, masking_flags
 from .models.module import CXRClassifier
-from .tracking import Tracker, flatten, git_commit
-from .training_cache import load_checkpoint, save_checkpoint, training_key
+from .tracking import JOB_ROLE, TRAINING_ROLE, Tracker, flatten, git_commit
+from .training_cache import cell_key, load_checkpoint, save_checkpoint, training_key
 from .validate import validate
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ def train(cfg: DictConfig, dm: CXRDataModule, tracker: Tracker, key: str, tags: 
     model_kwargs = {k: v for k, v in _container(cfg.model).items() if k != "name"}
     module = CXRClassifier(cfg.model.name, dm.num_classes, dm.positive_class, mean, std,
                            model_kwargs=model_kwargs, **_container(cfg.optim))
-    logger = tracker.logger(run_name=f"train {cfg.model.name}", tags={"role": "training", "training_key": key, **tags})
+    logger = tracker.logger(run_name=f"train {cfg.model.name}", tags={"role": TRAINING_ROLE, **tags})
     logger.log_hyperparams({k: v for k, v in flatten(_container(cfg)).items() if not k.startswith(("attack.", "eval."))})
     _trainer(cfg, logger, [LearningRateMonitor("epoch")]).fit(module, datamodule=dm)
     path = tracker.checkpoint_path(key)
@@ -61,30 +62,29 @@ def flag_gradient_masking(tracker: Tracker, parent_id: str) -> None:
             log.warning("possible gradient masking in run %s: %s", r.run_id, "; ".join(reasons))
 
 
-def run(cfg: DictConfig, overrides: str = "") -> dict[str, float]:
-    validate(cfg)
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    dm = CXRDataModule(**_container(cfg.data))
-    dm.setup()
-    if dm.skipped:
-        log.warning("left out %d unreadable image(s)", dm.skipped)
-    tracker = Tracker.from_config(cfg)
-    key = training_key(cfg)
-    tags = {"mlflow.source.git.commit": git_commit(), "hydra.overrides": overrides, "model": cfg.model.name}
+def obtain_model(cfg: DictConfig, dm: CXRDataModule, tracker: Tracker, key: str, tags: dict):
+    """The trained model of this key and its training run: trained here, or loaded from its checkpoint.
 
-    parent_id = tracker.find_training(key)
-    if parent_id is None:
+    The lock makes a job that needs a checkpoint another process is training wait for it, instead of
+    training it twice; holding it also means a RUNNING training run of this key was interrupted.
+    """
+    with tracker.lock(f"train-{key}"):
+        parent_id = tracker.find_training(key)
+        if parent_id is not None:
+            log.info("reusing the trained %s of run %s (key %s)", cfg.model.name, parent_id, key)
+            return load_checkpoint(tracker.checkpoint_path(key)), parent_id
+        if interrupted := tracker.fail_interrupted(TRAINING_ROLE, "training_key", key):
+            log.warning("marked %d interrupted training run(s) of key %s as failed", interrupted, key)
         log.info("training %s (key %s)", cfg.model.name, key)
-        module, parent_id = train(cfg, dm, tracker, key, tags)
-    else:
-        log.info("reusing the trained %s of run %s (key %s)", cfg.model.name, parent_id, key)
-        module = load_checkpoint(tracker.checkpoint_path(key))
+        return train(cfg, dm, tracker, key, tags)
 
+
+def attack_and_track(cfg: DictConfig, dm: CXRDataModule, module: CXRClassifier, tracker: Tracker,
+                     parent_id: str, tags: dict) -> dict[str, float]:
     attack = _container(cfg.attack)
     eps = attack.get("eps")
     name = f"{cfg.model.name} {attack['name']}" + ("" if eps is None else f" eps={eps * 255:.3g}/255")
-    run_id = tracker.start_job(parent_id, name, {**tags, "training_key": key, "attack": attack["name"],
-                                                  "setting": str(attack.get("setting"))})
+    run_id = tracker.start_job(parent_id, name, {**tags, "attack": attack["name"], "setting": str(attack.get("setting"))})
     try:
         tracker.log_params(run_id, {**flatten(_container(cfg)), "data.skipped_images": str(dm.skipped)})
         tracker.log_config(run_id, cfg)
@@ -104,3 +104,33 @@ def run(cfg: DictConfig, overrides: str = "") -> dict[str, float]:
     log.info("%s: clean %.3f, adversarial %.3f", name, evaluation.metrics["clean_accuracy"],
              evaluation.metrics["adversarial_accuracy"])
     return evaluation.metrics
+
+
+def run(cfg: DictConfig, overrides: str = "") -> dict[str, float]:
+    """One grid cell. A cell already finished in this study is skipped (resume), unless resume=false."""
+    validate(cfg)
+    tracker = Tracker.from_config(cfg)
+    key, cell = training_key(cfg), cell_key(cfg)
+    lock = tracker.lock(f"cell-{cell}")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.warning("cell %s is being run by another process; leaving it to that one", cell)
+        return {}
+    try:
+        if cfg.resume and (done := tracker.find_job(cell)) is not None:
+            log.info("cell %s already finished in run %s; skipping it", cell, done.info.run_id)
+            return dict(done.data.metrics)
+        if interrupted := tracker.fail_interrupted(JOB_ROLE, "cell_key", cell):
+            log.warning("marked %d interrupted run(s) of cell %s as failed; running it again", interrupted, cell)
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
+        dm = CXRDataModule(**_container(cfg.data))
+        dm.setup()
+        if dm.skipped:
+            log.warning("left out %d unreadable image(s)", dm.skipped)
+        tags = {"mlflow.source.git.commit": git_commit(), "hydra.overrides": overrides,
+                "model": cfg.model.name, "training_key": key}
+        module, parent_id = obtain_model(cfg, dm, tracker, key, tags)
+        return attack_and_track(cfg, dm, module, tracker, parent_id, {**tags, "cell_key": cell})
+    finally:
+        lock.release()

@@ -3,6 +3,9 @@
 Hydra checks that each job's config composes; our value checks (epsilon ranges, image size against
 the model, data paths) would otherwise surface only when the sweep reaches the bad job, after
 earlier jobs have trained. Expanding the sweep the way Hydra's BasicSweeper does lets us stop first.
+
+It also creates the MLflow store and experiments before any job starts: parallel jobs racing to
+create a sqlite schema or an experiment fail.
 """
 
 import sys
@@ -24,12 +27,22 @@ def job_overrides(config: DictConfig) -> list[list[str]]:
 
 class ValidateSweep(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        from .tracking import Tracker
         from .validate import validate
 
         jobs = job_overrides(config)
+        stores = {}
         for number, overrides in enumerate(jobs):
+            cfg = compose(config.hydra.job.config_name, overrides=overrides)
             try:
-                validate(compose(config.hydra.job.config_name, overrides=overrides))
+                validate(cfg)
             except ConfigError as err:
                 print(f"error: job #{number} of {len(jobs)} ({' '.join(overrides)}): {err}", file=sys.stderr)
+                sys.exit(2)
+            stores[(cfg.tracking.uri, cfg.tracking.dir, cfg.study)] = cfg
+        for cfg in stores.values():
+            try:
+                Tracker.from_config(cfg)
+            except ConfigError as err:
+                print(f"error: {err}", file=sys.stderr)
                 sys.exit(2)

@@ -5,15 +5,19 @@ refuses plain file stores). With a tracking URI set (a server), the server decid
 """
 
 import subprocess
+import urllib.request
 import tempfile
 from pathlib import Path
 
 import mlflow
 import numpy as np
+from filelock import FileLock
 from mlflow.entities import Param, RunStatus
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import MLFlowLogger
+
+from .errors import ConfigError
 
 TRAINING_ROLE = "training"
 JOB_ROLE = "attack"
@@ -40,15 +44,40 @@ def git_commit() -> str:
         return "unknown"
 
 
+def _check_writable(root: Path) -> None:
+    """Checkpoints, locks and the embedded store live under root: fail now, not after training."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=root, prefix=".write-test"):
+            pass
+    except OSError as err:
+        raise ConfigError(
+            f"tracking.dir={str(root)!r} is not writable ({err.strerror}); choose another with tracking.dir=<folder>."
+        ) from err
+
+
+def _check_server(uri: str) -> None:
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=10) as response:
+            response.read()
+    except (OSError, ValueError) as err:
+        raise ConfigError(
+            f"the MLflow tracking server at {uri} does not answer ({getattr(err, 'reason', err)}); "
+            "start it (make server) or unset MLFLOW_TRACKING_URI to use the embedded store."
+        ) from err
+
+
 class Tracker:
     def __init__(self, uri: str | None, root: str | Path, experiment: str):
         self.root = Path(root).resolve()
+        _check_writable(self.root)
         if uri is None:
-            self.root.mkdir(parents=True, exist_ok=True)
             uri = f"sqlite:///{self.root / 'mlflow.db'}"
             artifact_location = (self.root / "artifacts").as_uri()
         else:
             artifact_location = None
+            if uri.startswith(("http://", "https://")):
+                _check_server(uri)
         self.uri = uri
         mlflow.set_tracking_uri(uri)
         self.client = MlflowClient(uri)
@@ -63,24 +92,40 @@ class Tracker:
     def checkpoint_path(self, key: str) -> Path:
         return self.root / "checkpoints" / f"{key}.pt"
 
+    def lock(self, name: str) -> FileLock:
+        """An inter-process lock beside the store; the OS releases it if its holder dies."""
+        (self.root / "locks").mkdir(parents=True, exist_ok=True)
+        return FileLock(self.root / "locks" / f"{name}.lock")
+
+    def _runs(self, role: str, tag: str, value: str, status: str = "FINISHED", max_results: int = 5000) -> list:
+        return self.client.search_runs(
+            [self.experiment_id],
+            f"tags.{tag} = '{value}' and tags.role = '{role}' and attributes.status = '{status}'",
+            max_results=max_results, order_by=["attributes.start_time DESC"],
+        )
+
     def find_training(self, key: str) -> str | None:
         """The finished training run with this key whose checkpoint is on disk, if any."""
         if not self.checkpoint_path(key).is_file():
             return None
-        runs = self.client.search_runs(
-            [self.experiment_id],
-            f"tags.training_key = '{key}' and tags.role = '{TRAINING_ROLE}' and attributes.status = 'FINISHED'",
-            max_results=1, order_by=["attributes.start_time DESC"],
-        )
+        runs = self._runs(TRAINING_ROLE, "training_key", key, max_results=1)
         return runs[0].info.run_id if runs else None
+
+    def find_job(self, cell: str):
+        """The finished job run of this grid cell, if any."""
+        runs = self._runs(JOB_ROLE, "cell_key", cell, max_results=1)
+        return runs[0] if runs else None
+
+    def fail_interrupted(self, role: str, tag: str, value: str) -> int:
+        """Mark runs left RUNNING by a killed process as FAILED. Call only while holding their lock."""
+        runs = self._runs(role, tag, value, status="RUNNING")
+        for run in runs:
+            self.end(run.info.run_id, ok=False, error="interrupted: its process ended before the run did")
+        return len(runs)
 
     def job_runs(self, parent_run_id: str) -> list:
         """The finished job runs nested under one training run."""
-        return self.client.search_runs(
-            [self.experiment_id],
-            f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.role = '{JOB_ROLE}' and attributes.status = 'FINISHED'",
-            max_results=5000,
-        )
+        return self._runs(JOB_ROLE, "mlflow.parentRunId", parent_run_id)
 
     def logger(self, run_name: str | None = None, tags: dict | None = None, run_id: str | None = None) -> MLFlowLogger:
         """A Lightning logger on a new run (run_name, tags) or an existing one (run_id)."""

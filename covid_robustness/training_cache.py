@@ -1,7 +1,8 @@
 """Train once, attack many: the key of a training and the checkpoint stored under it.
 
-Jobs of a sweep that differ only in how they attack share one training. The key hashes every
-setting that changes the trained weights (data, model, optimisation, trainer, seed) and nothing else.
+Jobs of a sweep that differ only in how they attack share one training. The training key hashes
+every setting that changes the trained weights (data, model, optimisation, trainer, seed) and nothing
+else; the cell key adds the attack and the evaluation, and names one job's result.
 """
 
 import hashlib
@@ -20,15 +21,24 @@ TRAINING_SECTIONS = ("data", "model", "optim", "trainer", "seed")
 NOT_IN_KEY = {"data": ("num_workers", "cache", "cache_dir"), "trainer": ("enable_progress_bar", "log_every_n_steps")}
 
 
-def training_key(cfg: DictConfig) -> str:
+def _key(cfg: DictConfig, sections) -> str:
     parts = {}
-    for section in TRAINING_SECTIONS:
+    for section in sections:
         value = OmegaConf.to_container(cfg[section], resolve=True) if isinstance(cfg[section], DictConfig) else cfg[section]
         if isinstance(value, dict):
             value = {k: v for k, v in value.items() if k not in NOT_IN_KEY.get(section, ())}
         parts[section] = value
     blob = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def training_key(cfg: DictConfig) -> str:
+    return _key(cfg, TRAINING_SECTIONS)
+
+
+def cell_key(cfg: DictConfig) -> str:
+    """A grid cell: everything that can change a job's numbers, whatever its position in a sweep."""
+    return _key(cfg, (*TRAINING_SECTIONS, "attack", "eval", "study"))
 
 
 def save_checkpoint(module: CXRClassifier, path: Path) -> None:
