@@ -24,5 +24,12 @@ ui:  ## the MLflow UI over mlruns/, on 127.0.0.1 only
 params:  ## parameter counts beside the paper's Table I
 	$(BIN)/python -m covid_robustness params
 
+STUDY ?= smoke
+OUT ?= docs/results/$(STUDY)
+
+.PHONY: report
+report:  ## tables, figures and one HTML page of a study's MLflow runs, into $(OUT) (make report STUDY=paper)
+	$(BIN)/python -m covid_robustness report --study $(STUDY) --out $(OUT)
+
 clean-results:  ## delete the local MLflow store, checkpoints and sweep outputs
 	rm -rf mlruns/mlflow.db mlruns/artifacts mlruns/checkpoints multirun/20* outputs

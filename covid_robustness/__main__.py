@@ -34,6 +34,10 @@ def main() -> None:
         from .table1 import main as params
 
         params(sys.argv[2:])
+    elif len(sys.argv) > 1 and sys.argv[1] == "report":
+        from .report import main as report
+
+        report(sys.argv[2:])
     else:
         app()
 

@@ -1,0 +1,129 @@
+"""`covid-robustness report`: one study's tables and figures as Markdown, PNGs and one HTML page.
+
+Every number is read from the finished runs of the study in MLflow; no model or attack is run again.
+The files are also logged as artifacts of a summary run (tag role=report) in the study's experiment.
+"""
+
+import argparse
+import csv
+import os
+import sys
+from pathlib import Path
+
+from mlflow.entities import RunStatus
+from mlflow.tracking import MlflowClient
+
+from ..data.classes import task_classes
+from ..errors import ConfigError
+from ..tracking import git_commit
+from . import figures, html, markdown, tables
+from .collect import Study, collect, config, examples
+from .summary import newest_job_per_model, rows
+
+REPORT_ROLE = "report"
+DEFAULT_STORE = Path("mlruns") / "mlflow.db"
+
+
+def tracking_uri(uri: str | None) -> str:
+    """The URI given, else MLFLOW_TRACKING_URI, else the sweep's default store; a sqlite store must exist."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{DEFAULT_STORE.resolve()}"
+    # MLflow would create an empty database at a mistyped path and then report no studies at all.
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise ConfigError(f"there is no MLflow store at {uri}; run a sweep first or pass --tracking-uri.")
+    return uri
+
+
+def _write_csv(path: Path, records: list[dict]) -> None:
+    fields = list(dict.fromkeys(k for r in records for k in r))
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fields)
+        writer.writeheader()
+        writer.writerows(records)
+
+
+def build(client: MlflowClient, study: Study, out: Path) -> list[Path]:
+    """Writes the report into out and returns the files written."""
+    out.mkdir(parents=True, exist_ok=True)
+    table_rows = rows(study)
+    newest = newest_job_per_model(study)
+    sections: list = [tables.overview(study), tables.table2(table_rows)]
+
+    def add_figure(file: str, title: str, caption: str, fig) -> None:
+        sections.append(figures.Figure(file, title, caption, figures.to_png(fig)))
+
+    add_figure("figure3_accuracy.png", "Figure 3: accuracy per model and evaluation set",
+               "Bars: our accuracy (clean: whole test split; attacks: the attacked images). Black ticks: the "
+               "paper's value for the row it compares with. Hatched: possible gradient masking.",
+               figures.accuracy_bars(table_rows))
+    sweeps = figures.eps_sweeps(table_rows)
+    if sweeps:
+        add_figure("robustness_curves.png", "Robustness curves",
+                   "Accuracy (top) and COVID-19 sensitivity (bottom) on the attacked images against the L-inf "
+                   "budget; eps 0 is the clean value on the same images. Red crosses: possible gradient masking.",
+                   figures.robustness_curves(sweeps))
+    chosen = figures.kernel_jobs(table_rows)
+    arrays = {job.run_id: ex for by_model in chosen.values() for _, job in by_model.values()
+              if (ex := examples(client, job)) is not None}
+    if arrays:
+        classes = task_classes(study.jobs[0].params["data.task"])
+        add_figure("figure2_kernels.png", "Figure 2: attack kernels",
+                   "Per model, the first test image (left) and the perturbation each attack added to it "
+                   "(adversarial - clean, red brighter, blue darker, each scaled to its own largest change, "
+                   "given in grey levels); for ST the transformed image. From each job's examples.npz.",
+                   figures.kernels(chosen, arrays, classes))
+    sections += [tables.clean_metrics(study),
+                 tables.parameter_counts({m: config(client, job) for m, job in newest.items()}),
+                 tables.jobs(table_rows)]
+    if (reruns := tables.replaced(study)) is not None:
+        sections.append(reruns)
+
+    title = f"Adversarial robustness report: study {study.name}"
+    written = []
+    for section in sections:
+        if isinstance(section, figures.Figure):
+            (out / section.file).write_bytes(section.png)
+            written.append(out / section.file)
+    (out / "report.md").write_text(markdown.render(title, sections), encoding="utf-8")
+    (out / "report.html").write_text(html.render(title, sections), encoding="utf-8")
+    _write_csv(out / "table2.csv", tables.table2_records(table_rows))
+    _write_csv(out / "runs.csv", tables.job_records(study))
+    return written + [out / name for name in ("report.md", "report.html", "table2.csv", "runs.csv")]
+
+
+def publish(client: MlflowClient, study: Study, files: list[Path]) -> str:
+    """Logs the files to a new summary run and marks the study's earlier summary runs as superseded."""
+    earlier = client.search_runs([study.experiment_id], f"tags.role = '{REPORT_ROLE}' and tags.current = 'true'",
+                                 max_results=1000)
+    run_id = client.create_run(study.experiment_id, run_name=f"report {study.name}", tags={
+        "role": REPORT_ROLE, "current": "true", "jobs": str(len(study.jobs)),
+        "mlflow.source.git.commit": git_commit()}).info.run_id
+    try:
+        for path in files:
+            client.log_artifact(run_id, str(path))
+    except BaseException:
+        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+        raise
+    client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
+    for run in earlier:
+        client.set_tag(run.info.run_id, "current", "false")
+        client.set_tag(run.info.run_id, "superseded_by", run_id)
+    return run_id
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="covid-robustness report", description=__doc__.splitlines()[0])
+    parser.add_argument("--study", required=True, help="the study (MLflow experiment) to report on")
+    parser.add_argument("--tracking-uri", help="default: MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db")
+    parser.add_argument("--out", type=Path, help="the folder to write into (default: reports/<study>)")
+    args = parser.parse_args(argv)
+    # One bar per downloaded artifact would bury the one line this command prints.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    try:
+        client = MlflowClient(tracking_uri(args.tracking_uri))
+        study = collect(client, args.study)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    out = args.out or Path("reports") / args.study
+    run_id = publish(client, study, build(client, study, out))
+    print(f"report of study {study.name!r} ({len(study.jobs)} jobs): {out / 'report.html'}; logged to run {run_id}")

@@ -1,0 +1,111 @@
+"""Read one study's finished runs from MLflow into a tidy table: one Job per evaluated cell."""
+
+import tempfile
+from dataclasses import dataclass, field
+
+import numpy as np
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+
+from ..errors import ConfigError
+from ..tracking import JOB_ROLE, TRAINING_ROLE
+
+FINISHED = "attributes.status = 'FINISHED'"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One finished job run: a trained model attacked with one attack setting."""
+    run_id: str
+    start_time: int
+    model: str
+    attack: str
+    setting: str
+    impl: str
+    eps: float | None
+    training_run_id: str
+    params: dict[str, str]
+    metrics: dict[str, float]
+    masking: bool  # flagged as possible gradient masking by the sweep
+    masking_reasons: str
+
+    @property
+    def cell(self) -> tuple:
+        """What a job evaluates: two runs with the same cell are reruns of one another."""
+        return self.model, self.attack, self.setting, self.eps, self.impl
+
+
+@dataclass
+class Study:
+    name: str
+    uri: str
+    experiment_id: str
+    jobs: list[Job]  # the newest run of each cell
+    replaced: list[tuple[Job, Job]] = field(default_factory=list)  # (older run left out, the run kept)
+    trainings: dict[str, dict[str, float]] = field(default_factory=dict)  # run id: last value per metric
+
+
+def _search(client: MlflowClient, experiment_id: str, filter_string: str) -> list:
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], filter_string, max_results=1000,
+                                  order_by=["attributes.start_time DESC"], page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _eps(value: str | None) -> float | None:
+    return None if value in (None, "None") else float(value)
+
+
+def _job(run) -> Job:
+    p, t = run.data.params, run.data.tags
+    return Job(run_id=run.info.run_id, start_time=run.info.start_time, model=p["model.name"],
+               attack=p["attack.name"], setting=p.get("attack.setting", t.get("setting", "")),
+               impl=p.get("attack.impl", "art"), eps=_eps(p.get("attack.eps")),
+               training_run_id=t.get("mlflow.parentRunId", ""), params=dict(p), metrics=dict(run.data.metrics),
+               masking=t.get("gradient_masking") == "true", masking_reasons=t.get("gradient_masking_reasons", ""))
+
+
+def studies(client: MlflowClient) -> list[str]:
+    return sorted(e.name for e in client.search_experiments() if e.name != "Default")
+
+
+def collect(client: MlflowClient, name: str) -> Study:
+    """The study's finished job runs, newest first, one per cell, and the training runs they used."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        raise ConfigError(f"study {name!r} is not in the MLflow store at {client.tracking_uri}; "
+                          f"available studies: {', '.join(studies(client)) or 'none'}.")
+    runs = _search(client, experiment.experiment_id, f"tags.role = '{JOB_ROLE}' and {FINISHED}")
+    if not runs:
+        raise ConfigError(f"study {name!r} has no finished job runs in {client.tracking_uri}; "
+                          f"run a sweep with study={name} first.")
+    study = Study(name, client.tracking_uri, experiment.experiment_id, [])
+    kept: dict[tuple, Job] = {}
+    for job in map(_job, runs):  # newest first, so the first run of a cell is the one kept
+        if job.cell in kept:
+            study.replaced.append((job, kept[job.cell]))
+        else:
+            kept[job.cell] = job
+            study.jobs.append(job)
+    for run in _search(client, experiment.experiment_id, f"tags.role = '{TRAINING_ROLE}' and {FINISHED}"):
+        study.trainings[run.info.run_id] = dict(run.data.metrics)
+    return study
+
+
+def examples(client: MlflowClient, job: Job) -> dict[str, np.ndarray] | None:
+    """The job's examples.npz (clean, adversarial, labels, pred_clean, pred_adv), if it logged one."""
+    if "examples.npz" not in {a.path for a in client.list_artifacts(job.run_id)}:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        with np.load(client.download_artifacts(job.run_id, "examples.npz", tmp)) as arrays:
+            return dict(arrays)
+
+
+def config(client: MlflowClient, job: Job) -> dict:
+    """The job's resolved config as logged (config.yaml), with its types, unlike the string params."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return OmegaConf.to_container(OmegaConf.load(client.download_artifacts(job.run_id, "config.yaml", tmp)))

@@ -1,0 +1,24 @@
+"""report.md: the tables as Markdown tables, the figures as links to the PNGs beside it."""
+
+from .figures import Figure
+from .tables import Table
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def table(t: Table) -> str:
+    lines = [f"## {t.title}", "", "| " + " | ".join(map(_cell, t.columns)) + " |",
+             "|" + "|".join("---" for _ in t.columns) + "|"]
+    lines += ["| " + " | ".join(map(_cell, row)) + " |" for row in t.rows]
+    return "\n".join(lines + [""] + [f"- {note}" for note in t.notes])
+
+
+def figure(f: Figure) -> str:
+    return f"## {f.title}\n\n![{f.title}]({f.file})\n\n{f.caption}"
+
+
+def render(title: str, sections: list[Table | Figure]) -> str:
+    parts = [f"# {title}"] + [table(s) if isinstance(s, Table) else figure(s) for s in sections]
+    return "\n\n".join(parts) + "\n"

@@ -1,0 +1,191 @@
+"""The report command on a real tiny study: its tables hold exactly what MLflow holds."""
+
+import base64
+import csv
+import re
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from covid_robustness.report import main
+
+from .conftest import TINY, run_cli
+
+STUDY = "reported"
+FIGURES = ("figure3_accuracy.png", "robustness_curves.png", "figure2_kernels.png")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """Two models x FGSM, PGD x 2 budgets; then on one model FGSM again (a forced rerun), FGSM at ART's defaults, ST."""
+    tmp = tmp_path_factory.mktemp("report")
+    common = [*TINY, "eval.max_images=16", f"study={STUDY}", f"tracking.dir={tmp / 'mlruns'}"]
+    for i, grid in enumerate([["model=resnet18,wrn16_8", "attack=fgsm,pgd", "attack.eps=0.01,${px:8}"],
+                              ["model=resnet18", "attack=fgsm,fgsm_art,st", "resume=false"]]):
+        result = run_cli("-m", *grid, *common, f"hydra.sweep.dir={tmp / f'multirun{i}'}")
+        assert result.returncode == 0, result.stderr[-3000:]
+    uri = f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}"
+    result = run_cli("report", "--study", STUDY, "--tracking-uri", uri, "--out", str(tmp / "report"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return tmp, uri, MlflowClient(uri)
+
+
+def _csv(path) -> list[dict]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def _jobs(client) -> list:
+    exp = client.get_experiment_by_name(STUDY)
+    return client.search_runs([exp.experiment_id], "tags.role = 'attack'", order_by=["attributes.start_time DESC"])
+
+
+def test_writes_every_table_and_figure(store):
+    tmp, _, _ = store
+    out = tmp / "report"
+    for name in (*FIGURES, "report.md", "report.html", "table2.csv", "runs.csv"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    for name in FIGURES:
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = (out / "report.md").read_text()
+    for title in ("Table II: accuracy under attack", "Table I: parameters", "Figure 3", "Figure 2",
+                  "Robustness curves", "Clean test metrics", "Jobs", "Reruns left out"):
+        assert f"## {title}" in md, title
+    for name in FIGURES:
+        assert f"]({name})" in md
+
+
+def test_table2_holds_the_mlflow_metrics_of_the_newest_run_per_cell(store):
+    tmp, _, client = store
+    newest = {}
+    for run in _jobs(client):  # newest first
+        p = run.data.params
+        newest.setdefault((p["model.name"], p["attack.name"], p["attack.setting"], p["attack.eps"]), run)
+    assert len(newest) == 10  # 8 + FGSM at ART's defaults + ST; the FGSM rerun replaces one cell
+
+    records = _csv(tmp / "report" / "table2.csv")
+    attacked = [r for r in records if r["attack"] != "clean"]
+    assert len(attacked) == len(newest)
+    for r in attacked:
+        eps = str(float(r["eps"])) if r["eps"] else "None"
+        run = newest[(r["model"], r["attack"], r["setting"], eps)]
+        assert r["run_id"] == run.info.run_id
+        assert float(r["accuracy"]) == run.data.metrics["adversarial_accuracy"]
+        assert float(r["covid_sensitivity"]) == run.data.metrics["covid_sensitivity_adversarial"]
+        assert r["gradient_masking"] == str(run.data.tags["gradient_masking"] == "true")
+    for r in records:
+        if r["attack"] == "clean":
+            run = next(run for key, run in newest.items() if key[0] == r["model"])
+            assert float(r["accuracy"]) == run.data.metrics["test/acc"]
+
+    # The Markdown table shows the same numbers, with the paper's beside the rows it compares with.
+    md = (tmp / "report" / "report.md").read_text()
+    lines = {line.split(" | ")[0].lstrip("| "): line.strip(" |").split(" | ") for line in md.splitlines()
+             if line.startswith("| ") and "RN-18 paper" not in line}
+    fgsm = next(r for r in attacked if (r["model"], r["attack"], r["setting"]) == ("resnet18", "fgsm", "budget")
+                and abs(float(r["eps"]) - 8 / 255) < 1e-9)
+    assert lines["FGSM eps=8/255"][1].split()[0] == f"{100 * float(fgsm['accuracy']):.2f}"
+    assert lines["FGSM eps=0.3 (ART default)"][2] == "51.90" and lines["FGSM eps=0.3 (ART default)"][-1] == "FGSM"
+    assert lines["Clean (whole test split)"][2:5:2] == ["93.52", "99.56"]
+    st = next(v for k, v in lines.items() if k.startswith("ST rot ±30°"))
+    assert st[2] == "56.31" and st[-1] == "ST"
+    assert lines["PGD (ART default): not in this study"][1:3] == ["–", "18.48"]
+    for row in attacked:
+        assert f"{100 * float(row['accuracy']):.2f}" in md
+
+
+def test_the_rerun_is_named_and_left_out(store):
+    tmp, _, client = store
+    fgsm = [run for run in _jobs(client) if run.data.params["model.name"] == "resnet18"
+            and run.data.params["attack.name"] == "fgsm" and run.data.params["attack.setting"] == "budget"
+            and float(run.data.params["attack.eps"]) > 0.02]
+    assert len(fgsm) == 2
+    section = (tmp / "report" / "report.md").read_text().split("## Reruns left out")[1]
+    newer, older = (run.info.run_id[:8] for run in fgsm)
+    line = next(line for line in section.splitlines() if older in line)
+    assert line.index(older) < line.index(newer)  # left out, then the one used instead
+
+
+def test_runs_csv_and_parameter_counts(store):
+    tmp, _, client = store
+    runs = {r["run_id"]: r for r in _csv(tmp / "report" / "runs.csv")}
+    assert len(runs) == 10
+    for run in _jobs(client):
+        if run.info.run_id in runs:
+            for name in ("clean_accuracy", "attack_success_rate", "linf_max", "test/auroc"):
+                assert float(runs[run.info.run_id][name]) == run.data.metrics[name]
+    md = (tmp / "report" / "report.md").read_text()
+    assert "| RN-18 | 11,171,266 | 11,180,866 | 11,185,218 |" in md
+    assert "| WRN-16-8 | 10,957,650 | 10,964,882 | 11,033,186 |" in md
+
+
+def test_html_is_one_page_with_the_figures_embedded(store):
+    tmp, _, _ = store
+    page = (tmp / "report" / "report.html").read_text()
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert sorted(base64.b64decode(i) for i in images) == sorted((tmp / "report" / f).read_bytes() for f in FIGURES)
+    assert page.count("<table>") == 6 and "<th>RN-18 paper</th>" in page
+    assert 'src="http' not in page and "<link" not in page  # nothing to fetch
+
+
+def test_a_summary_run_holds_the_files_and_supersedes_the_last(store, tmp_path, capsys):
+    _, uri, client = store
+    exp = client.get_experiment_by_name(STUDY)
+    main(["--study", STUDY, "--tracking-uri", uri, "--out", str(tmp_path / "again")])
+    assert "report.html" in capsys.readouterr().out
+    reports = client.search_runs([exp.experiment_id], "tags.role = 'report'", order_by=["attributes.start_time DESC"])
+    assert len(reports) >= 2 and all(r.info.status == "FINISHED" for r in reports)
+    new, *older = reports
+    assert new.data.tags["current"] == "true"
+    assert all(r.data.tags["current"] == "false" and r.data.tags["superseded_by"] == new.info.run_id for r in older)
+    artifacts = {a.path for a in client.list_artifacts(new.info.run_id)}
+    assert {"report.md", "report.html", "table2.csv", "runs.csv", *FIGURES} == artifacts
+
+
+def _error(argv, capsys) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1
+    return err
+
+
+def test_unknown_study_lists_the_ones_there(store, capsys):
+    _, uri, _ = store
+    err = _error(["--study", "nosuch", "--tracking-uri", uri], capsys)
+    assert "study 'nosuch' is not in the MLflow store" in err and f"available studies: {STUDY}" in err
+
+
+def test_a_study_without_finished_jobs_is_refused(store, capsys):
+    _, uri, client = store
+    exp_id = client.create_experiment("unfinished")
+    run = client.create_run(exp_id, tags={"role": "attack"})
+    client.set_terminated(run.info.run_id, "FAILED")
+    err = _error(["--study", "unfinished", "--tracking-uri", uri], capsys)
+    assert "study 'unfinished' has no finished job runs" in err
+
+
+def test_a_missing_store_is_refused_before_mlflow_makes_one(tmp_path, capsys):
+    err = _error(["--study", STUDY, "--tracking-uri", f"sqlite:///{tmp_path / 'none.db'}"], capsys)
+    assert "there is no MLflow store at" in err and not (tmp_path / "none.db").exists()
+
+
+def test_gradient_masking_flags_are_shown_with_their_reasons(store, tmp_path):
+    _, uri, client = store
+    run = next(r for r in _jobs(client) if r.data.params["model.name"] == "wrn16_8"
+               and r.data.params["attack.name"] == "pgd" and r.data.params["attack.eps"] == "0.01")
+    tags = {k: run.data.tags[k] for k in ("gradient_masking", "gradient_masking_reasons")}
+    client.set_tag(run.info.run_id, "gradient_masking", "true")
+    client.set_tag(run.info.run_id, "gradient_masking_reasons", "PGD accuracy 0.600 above FGSM's 0.500 at eps 0.0100")
+    try:
+        main(["--study", STUDY, "--tracking-uri", uri, "--out", str(tmp_path)])
+    finally:
+        for k, v in tags.items():
+            client.set_tag(run.info.run_id, k, v)
+    md = (tmp_path / "report.md").read_text()
+    pgd = next(line for line in md.splitlines() if line.startswith("| PGD eps=0.01 |")).split(" | ")
+    accuracy = run.data.metrics["adversarial_accuracy"]
+    assert pgd[3] == f"{100 * accuracy:.2f} ⚠" and "⚠" not in pgd[1]  # WRN-16-8 flagged, RN-18 not
+    assert f"⚠ PGD accuracy 0.600 above FGSM's 0.500 at eps 0.0100 | {run.info.run_id[:8]} |" in md
+    assert {r["run_id"]: r["gradient_masking"] for r in _csv(tmp_path / "table2.csv")}[run.info.run_id] == "True"
