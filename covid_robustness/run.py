@@ -72,7 +72,7 @@ def obtain_model(cfg: DictConfig, dm: CXRDataModule, tracker: Tracker, key: str,
         parent_id = tracker.find_training(key)
         if parent_id is not None:
             log.info("reusing the trained %s of run %s (key %s)", cfg.model.name, parent_id, key)
-            return load_checkpoint(tracker.checkpoint_path(key)), parent_id
+            return load_checkpoint(tracker.checkpoint_path(key), cfg.model.name), parent_id
         if interrupted := tracker.fail_interrupted(TRAINING_ROLE, "training_key", key):
             log.warning("marked %d interrupted training run(s) of key %s as failed", interrupted, key)
         log.info("training %s (key %s)", cfg.model.name, key)

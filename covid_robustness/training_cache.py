@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from .errors import ConfigError
 from .models.module import CXRClassifier
 
 TRAINING_SECTIONS = ("data", "model", "optim", "trainer", "seed")
@@ -55,8 +56,17 @@ def save_checkpoint(module: CXRClassifier, path: Path) -> None:
         raise
 
 
-def load_checkpoint(path: Path) -> CXRClassifier:
-    state = torch.load(path, map_location="cpu", weights_only=True)
+def load_checkpoint(path: Path, model: str | None = None) -> CXRClassifier:
+    """The module stored at path; with `model`, refuse a checkpoint of any other architecture."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        stored = state["hparams"]["model"]
+    except Exception as err:  # unpickling errors come in many types
+        raise ConfigError(f"checkpoint {str(path)!r} cannot be read ({err}); delete it to train again.") from err
+    if model is not None and stored != model:
+        raise ConfigError(
+            f"checkpoint {str(path)!r} holds a {stored}, not the {model} this job needs; delete it to train again."
+        )
     module = CXRClassifier(**state["hparams"])
     module.load_state_dict(state["state_dict"])
     return module

@@ -85,8 +85,15 @@ class CXRDataModule(pl.LightningDataModule):
             return
         images, labels = self._load()
         idx = np.arange(len(labels))
-        train, test = train_test_split(idx, test_size=self.test_fraction, stratify=labels, random_state=self.seed)
-        train, val = train_test_split(train, test_size=self.val_fraction, stratify=labels[train], random_state=self.seed)
+        try:
+            train, test = train_test_split(idx, test_size=self.test_fraction, stratify=labels, random_state=self.seed)
+            train, val = train_test_split(train, test_size=self.val_fraction, stratify=labels[train], random_state=self.seed)
+        except ValueError as err:
+            counts = dict(zip(self.classes, np.bincount(labels, minlength=self.num_classes).tolist()))
+            raise ConfigError(
+                f"{len(labels)} images {counts} are too few to split with test_fraction={self.test_fraction} and "
+                f"val_fraction={self.val_fraction}: every split needs images of every class ({err})."
+            ) from err
         self.splits = {name: Split(images[i], labels[i]) for name, i in (("train", train), ("val", val), ("test", test))}
 
     def pixel_stats(self) -> tuple[float, float]:
@@ -96,9 +103,12 @@ class CXRDataModule(pl.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         gen = torch.Generator().manual_seed(self.seed)
+        data = self.splits[split].tensors()
         return DataLoader(
-            self.splits[split].tensors(), batch_size=self.batch_size, shuffle=shuffle,
-            num_workers=self.num_workers, generator=gen if shuffle else None,
+            data, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+            generator=gen if shuffle else None,
+            # A last training batch of one image breaks BatchNorm; the shuffle moves it every epoch.
+            drop_last=shuffle and len(data) > self.batch_size,
         )
 
     def train_dataloader(self):
