@@ -5,7 +5,7 @@ STORE := $(CURDIR)/mlruns
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: install sweep test ui params clean-results
+.PHONY: install sweep test ui server params report clean-results
 
 install:  ## create .venv and install the package with its dev extras
 	$(PYTHON) -m venv $(VENV)
@@ -21,13 +21,18 @@ test:  ## the test suite
 ui:  ## the MLflow UI over mlruns/, on 127.0.0.1 only
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(STORE)/mlflow.db --default-artifact-root $(STORE)/artifacts --host $(HOST) --port $(PORT)
 
+BACKEND ?= sqlite:///$(STORE)/mlflow.db
+ARTIFACTS ?= $(STORE)/artifacts
+
+server:  ## an MLflow tracking server for jobs elsewhere (tracking.uri=http://HOST:PORT); BACKEND may be postgresql://...
+	$(BIN)/mlflow server --backend-store-uri $(BACKEND) --artifacts-destination $(ARTIFACTS) --host $(HOST) --port $(PORT)
+
 params:  ## parameter counts beside the paper's Table I
 	$(BIN)/python -m covid_robustness params
 
 STUDY ?= smoke
-OUT ?= docs/results/$(STUDY)
+OUT ?= reports/$(STUDY)
 
-.PHONY: report
 report:  ## tables, figures and one HTML page of a study's MLflow runs, into $(OUT) (make report STUDY=paper)
 	$(BIN)/python -m covid_robustness report --study $(STUDY) --out $(OUT)
 

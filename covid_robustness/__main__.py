@@ -1,4 +1,5 @@
-"""Entry point: `python -m covid_robustness [overrides]` runs the Hydra app; `params` prints Table I."""
+"""Entry point: `python -m covid_robustness [overrides]` runs the Hydra app; `params` prints Table I,
+`report --study NAME` builds a study's report from MLflow."""
 
 import logging
 import sys

@@ -21,6 +21,7 @@ from .errors import ConfigError
 
 TRAINING_ROLE = "training"
 JOB_ROLE = "attack"
+REPORT_ROLE = "report"
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, str]:
@@ -56,7 +57,7 @@ def _check_writable(root: Path) -> None:
         ) from err
 
 
-def _check_server(uri: str) -> None:
+def check_server(uri: str) -> None:
     try:
         with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=10) as response:
             response.read()
@@ -77,7 +78,7 @@ class Tracker:
         else:
             artifact_location = None
             if uri.startswith(("http://", "https://")):
-                _check_server(uri)
+                check_server(uri)
         self.uri = uri
         mlflow.set_tracking_uri(uri)
         self.client = MlflowClient(uri)

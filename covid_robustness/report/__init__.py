@@ -15,12 +15,11 @@ from mlflow.tracking import MlflowClient
 
 from ..data.classes import task_classes
 from ..errors import ConfigError
-from ..tracking import git_commit
+from ..tracking import REPORT_ROLE, check_server, git_commit
 from . import figures, html, markdown, tables
 from .collect import Study, collect, config, examples
 from .summary import newest_job_per_model, rows
 
-REPORT_ROLE = "report"
 DEFAULT_STORE = Path("mlruns") / "mlflow.db"
 
 
@@ -30,6 +29,8 @@ def tracking_uri(uri: str | None) -> str:
     # MLflow would create an empty database at a mistyped path and then report no studies at all.
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         raise ConfigError(f"there is no MLflow store at {uri}; run a sweep first or pass --tracking-uri.")
+    if uri.startswith(("http://", "https://")):
+        check_server(uri)  # MLflow itself would retry for minutes before giving up
     return uri
 
 
