@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -71,3 +73,21 @@ def test_normalisation_is_inside_the_model():
 def test_unknown_schedule_is_refused():
     with pytest.raises(ConfigError, match="optim.schedule='linear'"):
         CXRClassifier("resnet18", 2, 1, 0.5, 0.2, schedule="linear")
+
+
+def test_learning_rate_warms_up_then_follows_the_cosine():
+    from types import SimpleNamespace
+
+    module = CXRClassifier("resnet18", 2, 1, 0.5, 0.2, lr=0.1, warmup_epochs=1)
+    module._trainer = SimpleNamespace(estimated_stepping_batches=100, max_epochs=10)  # 10 steps an epoch
+    config = module.configure_optimizers()
+    opt, sched = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert config["lr_scheduler"]["interval"] == "step"
+    assert lrs[0] == pytest.approx(0.01, rel=0.01)  # 1/10 of the rate in the first step
+    assert lrs[:10] == sorted(lrs[:10]) and lrs[9] == pytest.approx(0.1 * 0.5 * (1 + math.cos(math.pi * 0.09)))
+    assert lrs[10:] == sorted(lrs[10:], reverse=True) and lrs[-1] < 0.001

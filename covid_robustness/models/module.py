@@ -1,5 +1,7 @@
 """One LightningModule for every architecture: SGD, cross-entropy, accuracy and COVID-19 metrics."""
 
+import math
+
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -49,7 +51,8 @@ def update_covid_metrics(metrics: MetricCollection, logits, y, positive: int):
 class CXRClassifier(pl.LightningModule):
     def __init__(self, model: str, num_classes: int, positive_class: int, mean: float, std: float,
                  lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 5e-4, nesterov: bool = False,
-                 schedule: str = "cosine", step_size: int = 30, gamma: float = 0.1, model_kwargs: dict | None = None):
+                 schedule: str = "cosine", step_size: int = 30, gamma: float = 0.1, warmup_epochs: float = 0.0,
+                 model_kwargs: dict | None = None):
         super().__init__()
         if schedule not in SCHEDULES:
             raise ConfigError(f"optim.schedule={schedule!r} is not a schedule; choose one of {list(SCHEDULES)}.")
@@ -101,10 +104,19 @@ class CXRClassifier(pl.LightningModule):
         h = self.hparams
         opt = torch.optim.SGD(self.parameters(), lr=h.lr, momentum=h.momentum,
                               weight_decay=h.weight_decay, nesterov=h.nesterov)
-        if h.schedule == "none":
-            return opt
-        if h.schedule == "cosine":
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.trainer.max_epochs))
-        else:
-            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=h.step_size, gamma=h.gamma)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        per_epoch = total / max(1, self.trainer.max_epochs)
+        warmup = h.warmup_epochs * per_epoch
+
+        def factor(step: int) -> float:
+            # A linear warm-up keeps deep networks trained from scratch at a high rate from blowing up
+            # in their first steps; the schedule runs per step so it is smooth within short runs.
+            scale = min(1.0, (step + 1) / warmup) if warmup else 1.0
+            if h.schedule == "cosine":
+                return scale * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+            if h.schedule == "step":
+                return scale * h.gamma ** int(step // (h.step_size * per_epoch))
+            return scale
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
