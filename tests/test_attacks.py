@@ -22,7 +22,7 @@ def trained():
     dm = CXRDataModule(n_images=480, image_size=32, batch_size=32, seed=0)
     dm.setup()
     module = CXRClassifier("resnet18", 2, dm.positive_class, *dm.pixel_stats(), lr=0.05)
-    pl.Trainer(max_epochs=4, accelerator="cpu", logger=False, enable_checkpointing=False,
+    pl.Trainer(max_epochs=8, accelerator="cpu", logger=False, enable_checkpointing=False,
                enable_progress_bar=False, enable_model_summary=False).fit(module, datamodule=dm)
     net = module.net.eval()
     x = torch.from_numpy(dm.splits["test"].images[:64]).unsqueeze(1).float().numpy() / 255
