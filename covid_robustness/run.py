@@ -46,20 +46,23 @@ def train(cfg: DictConfig, dm: CXRDataModule, tracker: Tracker, key: str, tags: 
 
 def flag_gradient_masking(tracker: Tracker, parent_id: str) -> None:
     """Re-check every job on this trained model, now that one more has finished."""
+    runs = tracker.job_runs(parent_id)
     results = []
-    for r in tracker.job_runs(parent_id):
+    for r in runs:
         p, m = r.data.params, r.data.metrics
         settings = sorted((k, v) for k, v in p.items() if k.startswith(("attack.", "eval.")) and k != "attack.eps")
         eps = None if p.get("attack.eps") in (None, "None") else float(p["attack.eps"])
         results.append(Result(r.info.run_id, p["attack.name"], str(settings), eps,
                               m["adversarial_accuracy"], int(m["attack_images"])))
     flags = masking_flags(results)
-    for r in results:
-        reasons = flags.get(r.run_id, [])
-        tracker.client.set_tag(r.run_id, "gradient_masking", str(bool(reasons)).lower())
-        tracker.client.set_tag(r.run_id, "gradient_masking_reasons", "; ".join(reasons)[:5000])
-        if reasons:
-            log.warning("possible gradient masking in run %s: %s", r.run_id, "; ".join(reasons))
+    for r in runs:  # write only what changed: each job re-checks all its siblings
+        reasons = flags.get(r.info.run_id, [])
+        tags = {"gradient_masking": str(bool(reasons)).lower(), "gradient_masking_reasons": "; ".join(reasons)[:5000]}
+        for name, value in tags.items():
+            if r.data.tags.get(name) != value:
+                tracker.client.set_tag(r.info.run_id, name, value)
+        if reasons and r.data.tags.get("gradient_masking") != "true":
+            log.warning("possible gradient masking in run %s: %s", r.info.run_id, "; ".join(reasons))
 
 
 def obtain_model(cfg: DictConfig, dm: CXRDataModule, tracker: Tracker, key: str, tags: dict):
