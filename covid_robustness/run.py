@@ -1,6 +1,7 @@
 """One job: data -> model (trained, or the checkpoint of an identical training) -> attack -> MLflow."""
 
 import logging
+import time
 from dataclasses import asdict
 
 import matplotlib.pyplot as plt
@@ -10,12 +11,14 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor
 
 from .data.datamodule import CXRDataModule
+from .defenses.transforms import build_defense
 from .evaluation.callback import AdversarialEvaluation
 from .evaluation.figures import example_grid
 from .evaluation.masking import Result, masking_flags
 from .models.module import CXRClassifier
 from .tracking import JOB_ROLE, TRAINING_ROLE, Tracker, flatten, git_commit
 from .training_cache import cell_key, load_checkpoint, save_checkpoint, training_key
+from .transfer import source_config
 from .validate import validate
 
 log = logging.getLogger(__name__)
@@ -31,13 +34,21 @@ def _trainer(cfg: DictConfig, logger, callbacks) -> pl.Trainer:
 
 
 def train(cfg: DictConfig, dm: CXRDataModule, tracker: Tracker, key: str, tags: dict) -> tuple[CXRClassifier, str]:
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the same weights whichever job trains them
     mean, std = dm.pixel_stats()
     model_kwargs = {k: v for k, v in _container(cfg.model).items() if k != "name"}
+    adversarial = _container(cfg.defense).get("training")
     module = CXRClassifier(cfg.model.name, dm.num_classes, dm.positive_class, mean, std,
-                           model_kwargs=model_kwargs, **_container(cfg.optim))
-    logger = tracker.logger(run_name=f"train {cfg.model.name}", tags={"role": TRAINING_ROLE, **tags})
-    logger.log_hyperparams({k: v for k, v in flatten(_container(cfg)).items() if not k.startswith(("attack.", "eval."))})
+                           model_kwargs=model_kwargs, adversarial=adversarial, **_container(cfg.optim))
+    kind = "plain" if adversarial is None else f"adversarial ({adversarial['method']})"
+    logger = tracker.logger(run_name=f"train {cfg.model.name}" + ("" if adversarial is None else f" {adversarial['method']}"),
+                            tags={"role": TRAINING_ROLE, "training": kind, **tags})
+    # What made these weights: not the attack, the evaluation or a test-time defense that may reuse them.
+    logger.log_hyperparams({k: v for k, v in flatten(_container(cfg)).items()
+                            if not k.startswith(("attack.", "eval.", "defense.")) or k.startswith("defense.training.")})
+    start = time.perf_counter()
     _trainer(cfg, logger, [LearningRateMonitor("epoch")]).fit(module, datamodule=dm)
+    logger.log_metrics({"training_seconds": time.perf_counter() - start})
     path = tracker.checkpoint_path(key)
     save_checkpoint(module, path)
     tracker.client.set_tag(logger.run_id, "checkpoint", str(path))
@@ -50,10 +61,13 @@ def flag_gradient_masking(tracker: Tracker, parent_id: str) -> None:
     results = []
     for r in runs:
         p, m = r.data.params, r.data.metrics
-        settings = sorted((k, v) for k, v in p.items() if k.startswith(("attack.", "eval.")) and k != "attack.eps")
+        settings = sorted((k, v) for k, v in p.items()
+                          if k.startswith(("attack.", "eval.", "defense.")) and k != "attack.eps")
         eps = None if p.get("attack.eps") in (None, "None") else float(p["attack.eps"])
+        # Jobs on one trained model may differ in test-time defense and in the model that crafted the examples.
+        context = f"{p.get('defense.name', 'none')} {p.get('attack.source_model', 'None')}"
         results.append(Result(r.info.run_id, p["attack.name"], str(settings), eps,
-                              m["adversarial_accuracy"], int(m["attack_images"])))
+                              m["adversarial_accuracy"], int(m["attack_images"]), context))
     flags = masking_flags(results)
     for r in runs:  # write only what changed: each job re-checks all its siblings
         reasons = flags.get(r.info.run_id, [])
@@ -82,18 +96,28 @@ def obtain_model(cfg: DictConfig, dm: CXRDataModule, tracker: Tracker, key: str,
         return train(cfg, dm, tracker, key, tags)
 
 
-def attack_and_track(cfg: DictConfig, dm: CXRDataModule, module: CXRClassifier, tracker: Tracker,
-                     parent_id: str, tags: dict) -> dict[str, float]:
+def job_name(cfg: DictConfig) -> str:
     attack = _container(cfg.attack)
-    eps = attack.get("eps")
-    name = f"{cfg.model.name} {attack['name']}" + ("" if eps is None else f" eps={eps * 255:.3g}/255")
-    run_id = tracker.start_job(parent_id, name, {**tags, "attack": attack["name"], "setting": str(attack.get("setting"))})
+    eps, source, defense = attack.get("eps"), attack.get("source_model"), cfg.defense.name
+    return (f"{cfg.model.name}" + ("" if defense == "none" else f" [{defense}]") + f" {attack['name']}"
+            + ("" if eps is None else f" eps={eps * 255:.3g}/255") + ("" if source in (None, cfg.model.name) else f" from {source}"))
+
+
+def attack_and_track(cfg: DictConfig, dm: CXRDataModule, module: CXRClassifier, tracker: Tracker,
+                     parent_id: str, tags: dict, source: CXRClassifier | None = None) -> dict[str, float]:
+    attack = _container(cfg.attack)
+    name = job_name(cfg)
+    run_id = tracker.start_job(parent_id, name, {**tags, "attack": attack["name"], "setting": str(attack.get("setting")),
+                                                 "defense": cfg.defense.name})
     try:
         tracker.log_params(run_id, {**flatten(_container(cfg)), "data.skipped_images": str(dm.skipped)})
         tracker.log_config(run_id, cfg)
         evaluation = AdversarialEvaluation(attack, dm.image_size, dm.num_classes, dm.positive_class,
-                                           **_container(cfg.eval))
+                                           **_container(cfg.eval), defense=build_defense(_container(cfg.defense)),
+                                           source=None if source is None else source.net)
         _trainer(cfg, tracker.logger(run_id=run_id), [evaluation]).test(module, datamodule=dm, verbose=False)
+        for tag, value in evaluation.tags.items():
+            tracker.client.set_tag(run_id, tag, value)
         if evaluation.examples is not None:
             tracker.log_arrays(run_id, asdict(evaluation.examples), "examples.npz")
             figure = example_grid(evaluation.examples, dm.classes, name)
@@ -134,6 +158,12 @@ def run(cfg: DictConfig, overrides: str = "") -> dict[str, float]:
         tags = {"mlflow.source.git.commit": git_commit(), "hydra.overrides": overrides,
                 "model": cfg.model.name, "training_key": key}
         module, parent_id = obtain_model(cfg, dm, tracker, key, tags)
-        return attack_and_track(cfg, dm, module, tracker, parent_id, {**tags, "cell_key": cell})
+        source = None
+        if (source_cfg := source_config(cfg)) is not None:
+            source_key = training_key(source_cfg)
+            source, source_run = obtain_model(source_cfg, dm, tracker, source_key,
+                                              {**tags, "model": source_cfg.model.name, "training_key": source_key})
+            tags["source_training_run"] = source_run
+        return attack_and_track(cfg, dm, module, tracker, parent_id, {**tags, "cell_key": cell}, source)
     finally:
         lock.release()

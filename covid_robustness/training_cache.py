@@ -1,8 +1,10 @@
 """Train once, attack many: the key of a training and the checkpoint stored under it.
 
 Jobs of a sweep that differ only in how they attack share one training. The training key hashes
-every setting that changes the trained weights (data, model, optimisation, trainer, seed) and nothing
-else; the cell key adds the attack and the evaluation, and names one job's result.
+every setting that changes the trained weights (data, model, optimisation, trainer, seed, and the
+defense's adversarial training) and nothing else: an input-transformation defense acts at test time,
+so a model defended by one shares the training of the undefended model. The cell key adds the whole
+defense, the attack and the evaluation, and names one job's result.
 """
 
 import hashlib
@@ -22,24 +24,41 @@ TRAINING_SECTIONS = ("data", "model", "optim", "trainer", "seed")
 NOT_IN_KEY = {"data": ("num_workers", "cache", "cache_dir"), "trainer": ("enable_progress_bar", "log_every_n_steps")}
 
 
-def _key(cfg: DictConfig, sections) -> str:
+def _parts(cfg: DictConfig, sections) -> dict:
     parts = {}
     for section in sections:
         value = OmegaConf.to_container(cfg[section], resolve=True) if isinstance(cfg[section], DictConfig) else cfg[section]
         if isinstance(value, dict):
             value = {k: v for k, v in value.items() if k not in NOT_IN_KEY.get(section, ())}
         parts[section] = value
+    return parts
+
+
+def _hash(parts: dict) -> str:
     blob = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def _training_parts(cfg: DictConfig) -> dict:
+    parts = _parts(cfg, TRAINING_SECTIONS)
+    # Added only when set, so the key of an undefended training is the same with or without the defense group.
+    if (training := cfg.get("defense", {}).get("training")) is not None:
+        parts["adversarial_training"] = OmegaConf.to_container(training, resolve=True)
+    return parts
+
+
 def training_key(cfg: DictConfig) -> str:
-    return _key(cfg, TRAINING_SECTIONS)
+    return _hash(_training_parts(cfg))
 
 
 def cell_key(cfg: DictConfig) -> str:
     """A grid cell: everything that can change a job's numbers, whatever its position in a sweep."""
-    return _key(cfg, (*TRAINING_SECTIONS, "attack", "eval", "study"))
+    parts = {**_training_parts(cfg), **_parts(cfg, ("attack", "eval", "study"))}
+    if parts["attack"].get("source_model", "absent") is None:  # not a transfer attack: as before the option existed
+        del parts["attack"]["source_model"]
+    if (defense := cfg.get("defense")) is not None and defense.get("name", "none") != "none":
+        parts["defense"] = OmegaConf.to_container(defense, resolve=True)
+    return _hash(parts)
 
 
 def save_checkpoint(module: CXRClassifier, path: Path) -> None:

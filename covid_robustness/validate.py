@@ -5,20 +5,25 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from .attacks.factory import validate_attack
+from .defenses.transforms import build_defense
 from .data.classes import task_classes
 from .errors import ConfigError
 from .models.registry import spec
+from .transfer import source_config
 
 
 def validate(cfg: DictConfig) -> None:
-    model = spec(cfg.model.name)
     task_classes(cfg.data.task)
     validate_attack(OmegaConf.to_container(cfg.attack, resolve=True))
+    build_defense(OmegaConf.to_container(cfg.defense, resolve=True))
+    source = source_config(cfg)
     size = cfg.data.image_size
-    if not isinstance(size, int) or size < model.min_size:
-        raise ConfigError(
-            f"data.image_size={size} is too small for {model.name}, which needs at least {model.min_size} px."
-        )
+    for name in [cfg.model.name] + ([source.model.name] if source is not None else []):
+        model = spec(name)
+        if not isinstance(size, int) or size < model.min_size:
+            raise ConfigError(
+                f"data.image_size={size} is too small for {model.name}, which needs at least {model.min_size} px."
+            )
     if cfg.data.source == "folder":
         if cfg.data.root is None:
             raise ConfigError("data.root is not set; give the folder that holds the class folders, e.g. data.root=/data/cxr.")

@@ -14,6 +14,11 @@ from .conftest import run_cli
     (["data=folder", "data.root=/no/such/folder"], "data.root='/no/such/folder' is not a directory"),
     (["model.name=resnet19"], "model 'resnet19' is not registered"),
     (["data.task=three_class"], "data.task='three_class' is not a task"),
+    (["defense=jpeg", "defense.preprocessor.apply_fit=true"], "a preprocessor defense applies when the model predicts"),
+    (["defense=gaussian_noise", "defense.evaluations=[oblivious]"], "its evaluations must include bpda_eot"),
+    (["defense=adv_train_pgd", "defense.training.method=trades"], "defense.training.method='trades' is not known"),
+    (["defense=jpeg", "defense.preprocessor._target_=art.defences.preprocessor.NoSuchThing"], "its preprocessor cannot be built"),
+    (["attack.source_model=resnet19"], "attack.source_model='resnet19' is not a model config"),
 ])
 def test_bad_values_stop_before_training_with_one_sentence(tmp_path, overrides, message):
     result = run_cli("trainer.max_epochs=1", f"tracking.dir={tmp_path / 'mlruns'}", f"hydra.run.dir={tmp_path / 'out'}", *overrides)

@@ -24,3 +24,9 @@ def test_pgd_weaker_than_fgsm_and_pgd_surviving_the_full_ball_are_flagged():
     flags = masking_flags([r("f", "fgsm", 0.03, 0.2), r("p", "pgd", 0.03, 0.4), r("p1", "pgd", 1.0, 0.3)])
     assert "above FGSM" in flags["p"][0]
     assert any("ball holds every image" in reason for reason in flags["p1"])
+
+
+def test_pgd_and_fgsm_are_compared_only_within_one_defense_and_source():
+    fgsm = Result("f", "fgsm", "s", 0.03, 0.2, 100, context="none None")
+    assert masking_flags([fgsm, Result("p", "pgd", "s", 0.03, 0.6, 100, context="jpeg None")]) == {}
+    assert "p" in masking_flags([fgsm, Result("p", "pgd", "s", 0.03, 0.6, 100, context="none None")])

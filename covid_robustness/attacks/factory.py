@@ -3,6 +3,7 @@
 Each attack config names an attack (`name`), an implementation (`impl`), a label for the setting
 (`setting`, e.g. "art_default") and `eps`, the L-inf budget in [0, 1] pixel units, where one applies.
 Every other key is passed to the attack's constructor, so a config reads like the ART call it makes.
+`source_model` (transfer attacks) names the model the examples are crafted on; the callback handles it.
 """
 
 from typing import Callable
@@ -10,25 +11,36 @@ from typing import Callable
 import numpy as np
 import torch
 from art.attacks.attack import EvasionAttack
-from art.attacks.evasion import CarliniLInfMethod, FastGradientMethod, ProjectedGradientDescent, SpatialTransformation
+from art.attacks.evasion import (AutoAttack, AutoProjectedGradientDescent, CarliniLInfMethod, FastGradientMethod,
+                                 ProjectedGradientDescent, SpatialTransformation, SquareAttack)
 from art.estimators.classification import PyTorchClassifier
 from torch import nn
 
 from ..errors import ConfigError
 from .bounded import BoundedAttack
 from .cw import CarliniLInfBatched
+from .margin import MarginLoss
 from .spatial import SpatialTransformationPerImage
 
-META_KEYS = ("name", "impl", "setting", "eps")
+META_KEYS = ("name", "impl", "setting", "eps", "source_model")
 
 
-def build_classifier(net: nn.Module, image_size: int, num_classes: int) -> PyTorchClassifier:
-    """ART's view of a model that takes [0, 1] pixels (normalisation is inside `net`)."""
-    return PyTorchClassifier(
-        model=net, loss=nn.CrossEntropyLoss(), input_shape=(1, image_size, image_size),
-        nb_classes=num_classes, clip_values=(0.0, 1.0),
-        device_type="gpu" if torch.cuda.is_available() else "cpu",
+def build_classifier(net: nn.Module, image_size: int, num_classes: int, preprocessing_defences=None,
+                     loss: nn.Module | None = None, cls: type = PyTorchClassifier, **extra) -> PyTorchClassifier:
+    """ART's view of a model that takes [0, 1] pixels (normalisation is inside `net`), optionally defended."""
+    return cls(
+        model=net, loss=loss if loss is not None else nn.CrossEntropyLoss(), input_shape=(1, image_size, image_size),
+        nb_classes=num_classes, clip_values=(0.0, 1.0), preprocessing_defences=preprocessing_defences,
+        device_type="gpu" if torch.cuda.is_available() else "cpu", **extra,
     )
+
+
+def with_loss(clf: PyTorchClassifier, loss: nn.Module) -> PyTorchClassifier:
+    """The same classifier (model, defenses, class) with another loss for its loss gradients."""
+    params = clf.get_params()
+    params.update(loss=loss, device_type="gpu" if torch.cuda.is_available() else "cpu")
+    params.pop("preprocessing", None)  # ART's default identity standardisation: normalisation is inside the model
+    return type(clf)(**params)
 
 
 def _fgsm(clf, eps, params):
@@ -40,6 +52,39 @@ def _pgd(clf, eps, params):
         # Madry et al.: a step of 2.5 eps / iterations lets an iterate cross the ball and come back.
         params["eps_step"] = 2.5 * eps / params.get("max_iter", 100)
     return ProjectedGradientDescent(clf, norm=np.inf, eps=eps, verbose=False, **params)
+
+
+def _apgd(clf, eps, params):
+    """APGD (Croce & Hein 2020) on the classifier's own loss: cross-entropy, so APGD-CE.
+
+    loss_type=None keeps the classifier given, defenses and EOT included; ART's loss_type options would
+    rebuild a plain PyTorchClassifier around the model.
+    """
+    if params.get("eps_step") is None:
+        params["eps_step"] = 2 * eps  # AutoAttack's initial step
+    return AutoProjectedGradientDescent(clf, norm=np.inf, eps=eps, loss_type=None, verbose=False, **params)
+
+
+def _autoattack_binary(clf, eps, params):
+    """AutoAttack for two classes: APGD-CE, APGD on the margin loss, and the score-based Square attack.
+
+    ART's default AutoAttack adds APGD on the DLR loss, which needs three classes and crashes on two.
+    With two classes the margin loss is what the targeted DLR attack would optimise (the only target is
+    the other class); Square needs no gradient, so it still finds examples where gradients are masked.
+    Per image, the first attack that succeeds supplies the example (ART AutoAttack).
+    """
+    p = dict(params)
+    max_iter, restarts, batch = p.pop("max_iter", 100), p.pop("nb_random_init", 1), p.pop("batch_size", 64)
+    square_iter, step = p.pop("square_max_iter", 1000), p.pop("eps_step", None) or 2 * eps
+    if p:
+        raise TypeError(f"unexpected keyword(s) {sorted(p)}")
+    common = dict(norm=np.inf, eps=eps, eps_step=step, max_iter=max_iter, nb_random_init=restarts,
+                  batch_size=batch, loss_type=None, verbose=False)
+    attacks = [AutoProjectedGradientDescent(clf, **common),
+               AutoProjectedGradientDescent(with_loss(clf, MarginLoss()), **common)]
+    if square_iter:
+        attacks.append(SquareAttack(clf, norm=np.inf, eps=eps, max_iter=square_iter, batch_size=batch, verbose=False))
+    return AutoAttack(clf, norm=np.inf, eps=eps, eps_step=step, attacks=attacks, batch_size=batch)
 
 
 def _minimum_norm(attack_class):
@@ -58,6 +103,8 @@ def _unbudgeted(attack_class):
 BUILDERS: dict[tuple[str, str], tuple[Callable, bool, bool]] = {
     ("fgsm", "art"): (_fgsm, True, True),
     ("pgd", "art"): (_pgd, True, True),
+    ("apgd", "art"): (_apgd, True, True),
+    ("autoattack_binary", "art"): (_autoattack_binary, True, True),
     ("cw", "art"): (_minimum_norm(CarliniLInfMethod), False, True),
     ("st", "art"): (_unbudgeted(SpatialTransformation), False, False),
     ("cw", "fast"): (_minimum_norm(CarliniLInfBatched), False, True),

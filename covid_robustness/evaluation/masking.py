@@ -21,6 +21,7 @@ class Result:
     eps: float | None
     accuracy: float
     images: int
+    context: str = ""  # e.g. the test-time defense: only PGD and FGSM of one context are compared
 
 
 def masking_flags(results: list[Result]) -> dict[str, list[str]]:
@@ -36,11 +37,11 @@ def masking_flags(results: list[Result]) -> dict[str, list[str]]:
             if hi.eps > lo.eps and hi.accuracy > lo.accuracy + 1 / hi.images:
                 flags[hi.run_id].append(
                     f"{attack} accuracy rises with eps: {lo.accuracy:.3f} at {lo.eps:.4f}, {hi.accuracy:.3f} at {hi.eps:.4f}")
-    fgsm = {(r.eps, r.images): r for r in results if r.attack == "fgsm" and r.eps is not None}
+    fgsm = {(r.eps, r.images, r.context): r for r in results if r.attack == "fgsm" and r.eps is not None}
     for r in results:
         if r.attack != "pgd" or r.eps is None:
             continue
-        f = fgsm.get((r.eps, r.images))
+        f = fgsm.get((r.eps, r.images, r.context))
         if f is not None and r.accuracy > f.accuracy + 1 / r.images:
             flags[r.run_id].append(f"PGD accuracy {r.accuracy:.3f} above FGSM's {f.accuracy:.3f} at eps {r.eps:.4f}")
         if r.eps >= 1 and r.accuracy > FULL_BALL_ACCURACY:

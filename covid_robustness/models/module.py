@@ -1,4 +1,8 @@
-"""One LightningModule for every architecture: SGD, cross-entropy, accuracy and COVID-19 metrics."""
+"""One LightningModule for every architecture: SGD, cross-entropy, accuracy and COVID-19 metrics.
+
+With `adversarial` (a defense.training config) each training batch is replaced by adversarial examples
+crafted against the model as it trains, in train mode: BatchNorm uses batch statistics throughout.
+"""
 
 import math
 
@@ -9,6 +13,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryAUROC, BinaryRecall, BinarySpecificity, MulticlassAccuracy
 
+from ..defenses.adversarial_training import adversarial_batch
 from ..errors import ConfigError
 from .registry import create
 
@@ -52,7 +57,7 @@ class CXRClassifier(pl.LightningModule):
     def __init__(self, model: str, num_classes: int, positive_class: int, mean: float, std: float,
                  lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 5e-4, nesterov: bool = False,
                  schedule: str = "cosine", step_size: int = 30, gamma: float = 0.1, warmup_epochs: float = 0.0,
-                 model_kwargs: dict | None = None):
+                 model_kwargs: dict | None = None, adversarial: dict | None = None):
         super().__init__()
         if schedule not in SCHEDULES:
             raise ConfigError(f"optim.schedule={schedule!r} is not a schedule; choose one of {list(SCHEDULES)}.")
@@ -67,6 +72,8 @@ class CXRClassifier(pl.LightningModule):
 
     def _step(self, batch, stage: str):
         x, y = batch
+        if stage == "train" and self.hparams.adversarial:
+            x = adversarial_batch(self.net, x, y, self.hparams.adversarial)
         logits = self(x)
         # Inception v3 and others may return auxiliary outputs in training; the main logits come first.
         if isinstance(logits, (tuple, list)):

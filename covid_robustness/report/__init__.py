@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 from ..data.classes import task_classes
 from ..errors import ConfigError
 from ..tracking import REPORT_ROLE, check_server, git_commit
-from . import figures, html, markdown, tables
+from . import defenses, figures, html, markdown, tables
 from .collect import Study, collect, config, examples
 from .summary import newest_job_per_model, rows
 
@@ -72,9 +72,19 @@ def build(client: MlflowClient, study: Study, out: Path) -> list[Path]:
                    "(adversarial - clean, red brighter, blue darker, each scaled to its own largest change, "
                    "given in grey levels); for ST the transformed image. From each job's examples.npz.",
                    figures.kernels(chosen, arrays, classes))
+    if defenses.has_defenses(study):
+        sections += [defenses.bought(study), defenses.per_model(study)]
+        add_figure("defenses.png", "Robustness per defense",
+                   "Accuracy on the attacked images against the L-inf budget, per model and defense; eps 0 is the "
+                   "clean accuracy on the same images (through the defense).", defenses.robustness_by_defense(study))
+    if defenses.has_transfer(study):
+        sections += defenses.transfer_tables(study)
+        add_figure("transfer.png", "Transfer matrices",
+                   "Accuracy (%) of each target model on examples crafted on each source model; diagonal: white-box.",
+                   defenses.transfer_heatmaps(study))
     sections += [tables.clean_metrics(study),
                  tables.parameter_counts({m: config(client, job) for m, job in newest.items()}),
-                 tables.jobs(table_rows)]
+                 tables.jobs(study)]
     if (reruns := tables.replaced(study)) is not None:
         sections.append(reruns)
 

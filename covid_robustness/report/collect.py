@@ -28,11 +28,20 @@ class Job:
     metrics: dict[str, float]
     masking: bool  # flagged as possible gradient masking by the sweep
     masking_reasons: str
+    defense: str = "none"
+    source_model: str | None = None  # a transfer attack's source; None: crafted on the model itself
+    evaluation: str = ""  # how the examples were crafted (e.g. "oblivious + bpda")
+    strongest_evaluation: str = ""
 
     @property
     def cell(self) -> tuple:
         """What a job evaluates: two runs with the same cell are reruns of one another."""
-        return self.model, self.attack, self.setting, self.eps, self.impl
+        return self.model, self.attack, self.setting, self.eps, self.impl, self.defense, self.source_model
+
+    @property
+    def plain(self) -> bool:
+        """No defense, examples crafted on the model itself: the paper's setting."""
+        return self.defense == "none" and self.source_model is None
 
 
 @dataclass
@@ -56,6 +65,10 @@ def _search(client: MlflowClient, experiment_id: str, filter_string: str) -> lis
             return runs
 
 
+def _none(value: str | None) -> str | None:
+    return None if value in (None, "None") else value
+
+
 def _eps(value: str | None) -> float | None:
     return None if value in (None, "None") else float(value)
 
@@ -66,7 +79,11 @@ def _job(run) -> Job:
                attack=p["attack.name"], setting=p.get("attack.setting", t.get("setting", "")),
                impl=p.get("attack.impl", "art"), eps=_eps(p.get("attack.eps")),
                training_run_id=t.get("mlflow.parentRunId", ""), params=dict(p), metrics=dict(run.data.metrics),
-               masking=t.get("gradient_masking") == "true", masking_reasons=t.get("gradient_masking_reasons", ""))
+               masking=t.get("gradient_masking") == "true", masking_reasons=t.get("gradient_masking_reasons", ""),
+               # A source that is the model itself is a white-box attack (the diagonal of a transfer sweep).
+               defense=p.get("defense.name", "none"),
+               source_model=None if p.get("attack.source_model") == p["model.name"] else _none(p.get("attack.source_model")),
+               evaluation=t.get("evaluation", "whitebox"), strongest_evaluation=t.get("strongest_evaluation", "whitebox"))
 
 
 def studies(client: MlflowClient) -> list[str]:

@@ -10,7 +10,7 @@ from .collect import Job, Study
 
 # Model names and the paper's column order.
 MODELS = {"resnet18": "RN-18", "resnet50": "RN-50", "wrn16_8": "WRN-16-8", "vgg19": "VGG-19", "inception_v3": "Inc-v3"}
-ATTACKS = {"fgsm": "FGSM", "pgd": "PGD", "cw": "C&W", "st": "ST"}
+ATTACKS = {"fgsm": "FGSM", "pgd": "PGD", "apgd": "APGD", "autoattack_binary": "AutoAttack-2", "cw": "C&W", "st": "ST"}
 SETTINGS = {"budget": "", "art_default": "ART default", "paper": "paper setting"}
 CLEAN = "clean"
 
@@ -90,20 +90,30 @@ def _order(row: Row) -> tuple:
 
 
 def newest_job_per_model(study: Study) -> dict[str, Job]:
+    """Per model, its newest job without defense or transfer (the paper's setting), else its newest job."""
     newest: dict[str, Job] = {}
     for job in study.jobs:  # newest first
+        if job.plain:
+            newest.setdefault(job.model, job)
+    for job in study.jobs:
         newest.setdefault(job.model, job)
     return newest
 
 
 def rows(study: Study) -> list[Row]:
-    """The clean row, then one row per attack setting, then the paper's rows this study did not run."""
+    """The clean row, then one row per attack setting, then the paper's rows this study did not run.
+
+    Only jobs in the paper's setting (no defense, examples crafted on the model itself); defenses and
+    transfer attacks have tables of their own.
+    """
     clean = Row("Clean (whole test split)", CLEAN)
     for model, job in newest_job_per_model(study).items():
         clean.accuracy[model] = job.metrics["test/acc"]
         clean.sensitivity[model] = job.metrics["test/sensitivity"]
     attacked: dict[tuple, Row] = {}
     for job in study.jobs:
+        if not job.plain:
+            continue
         key = (job.attack, job.setting, job.eps, job.impl)
         row = attacked.setdefault(key, Row(row_label(job), *key))
         row.accuracy[job.model] = job.metrics["adversarial_accuracy"]

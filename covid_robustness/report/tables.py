@@ -51,6 +51,8 @@ def overview(study: Study) -> Table:
         ("data", f"{_distinct(jobs, 'data.source')}, task {_distinct(jobs, 'data.task')}, "
                  f"{_distinct(jobs, 'data.image_size')} px"),
         ("epochs", _distinct(jobs, "trainer.max_epochs")),
+        ("defenses", ", ".join(sorted({j.defense for j in jobs}))),
+        ("transfer attacks", f"{sum(j.source_model is not None for j in jobs)} jobs"),
         ("attacked test images per job", _distinct(jobs, "eval.max_images", none="the whole test split")),
         ("seed", _distinct(jobs, "seed")),
         ("runs started", f"{when(min(j.start_time for j in jobs))} to {when(max(j.start_time for j in jobs))}"),
@@ -119,26 +121,27 @@ def clean_metrics(study: Study) -> Table:
                                         "specificity", "AUROC"], body, notes)
 
 
-def jobs(rows: list[Row]) -> Table:
+def jobs(study: Study) -> Table:
+    models = model_order({j.model for j in study.jobs})
+    order = sorted(study.jobs, key=lambda j: (models.index(j.model), j.defense != "none", j.defense,
+                                              j.source_model or "", j.attack, j.setting, j.eps or -1.0, j.impl))
     body = []
-    for row in rows:
-        if row.attack == CLEAN:
-            continue
-        for model in model_order(row.jobs):
-            job = row.jobs[model]
-            m = job.metrics
-            body.append([model_label(model), row.label, str(int(m["attack_images"])), pct(m["clean_accuracy"]),
-                         pct(m["adversarial_accuracy"]), pct(m["attack_success_rate"]),
-                         pct(m["covid_sensitivity_clean"]), pct(m["covid_sensitivity_adversarial"]),
-                         f"{m['linf_max']:.4f}", f"{m['l2_mean']:.3f}",
-                         f"{m.get('attack_forward_passes', 0):g} / {m.get('attack_backward_passes', 0):g}",
-                         f"{m['attack_seconds']:.1f}",
-                         f"{MASK} {job.masking_reasons}" if job.masking else "no", job.run_id[:8]])
-    return Table("Jobs", ["model", "evaluation set", "images", "clean acc", "adv acc", "success rate",
-                          "COVID-19 sens. clean", "COVID-19 sens. adv", "L-inf max", "L2 mean",
+    for job in order:
+        m = job.metrics
+        body.append([model_label(job.model), job.defense, DASH if job.source_model is None else model_label(job.source_model),
+                     row_label(job), job.evaluation, str(int(m["attack_images"])), pct(m["clean_accuracy"]),
+                     pct(m["adversarial_accuracy"]), pct(m["attack_success_rate"]),
+                     pct(m["covid_sensitivity_clean"]), pct(m["covid_sensitivity_adversarial"]),
+                     f"{m['linf_max']:.4f}", f"{m['l2_mean']:.3f}",
+                     f"{m.get('attack_forward_passes', 0):g} / {m.get('attack_backward_passes', 0):g}",
+                     f"{m['attack_seconds']:.1f}",
+                     f"{MASK} {job.masking_reasons}" if job.masking else "no", job.run_id[:8]])
+    return Table("Jobs", ["model", "defense", "crafted on", "evaluation set", "evaluation", "images", "clean acc",
+                          "adv acc", "success rate", "COVID-19 sens. clean", "COVID-19 sens. adv", "L-inf max", "L2 mean",
                           "passes fwd / bwd per image", "seconds", "gradient masking", "run"], body,
-                 ["In % unless noted, on the attacked images. Success rate: the share of correctly classified "
-                  "images the attack turned wrong. Perturbation sizes on [0, 1] pixels."])
+                 ["In % unless noted, on the attacked images (clean: through the defense). Success rate: the share of "
+                  "correctly classified images the attack turned wrong. Perturbation sizes on [0, 1] pixels. Crafted on: "
+                  "the source model of a transfer attack. Passes and seconds: all evaluations of the job together."])
 
 
 def replaced(study: Study) -> Table | None:
@@ -166,5 +169,6 @@ def job_records(study: Study) -> list[dict]:
     """Every job used, one line each: the cell, its run and all its metrics."""
     return [{"run_id": j.run_id, "training_run_id": j.training_run_id, "start_time": when(j.start_time),
              "model": j.model, "attack": j.attack, "setting": j.setting, "eps": "" if j.eps is None else j.eps,
-             "impl": j.impl, "gradient_masking": j.masking, "gradient_masking_reasons": j.masking_reasons,
+             "impl": j.impl, "defense": j.defense, "source_model": j.source_model or "", "evaluation": j.evaluation,
+             "strongest_evaluation": j.strongest_evaluation, "gradient_masking": j.masking, "gradient_masking_reasons": j.masking_reasons,
              **dict(sorted(j.metrics.items()))} for j in study.jobs]

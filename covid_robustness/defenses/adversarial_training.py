@@ -1,0 +1,73 @@
+"""Adversarial examples for training: PGD (Madry et al. 2018) and FGSM with a random start (Wong et al. 2020).
+
+Written here rather than taken from ART: ART's attacks query the model through PyTorchClassifier, which
+switches the model to eval mode for every gradient, and its trainers train with BatchNorm in eval mode
+(AdversarialTrainerFBFPyTorch) or take eps on another scale (AdversarialTrainerMadryPGD). Here the model
+stays in whatever mode the caller holds it in (train mode during training: BatchNorm normalises with the
+statistics of the batch being attacked, as in Madry's and Wong's code). tests/test_defenses.py checks the
+PGD steps against ART's ProjectedGradientDescent on a model in eval mode.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+
+METHODS = ("pgd", "fgsm_rs")
+
+
+def _logits(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    out = net(x)
+    return out[0] if isinstance(out, (tuple, list)) else out  # Inception v3's auxiliary output in training
+
+
+def _input_gradient(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """d loss / d x only: autograd.grad leaves the weights' .grad untouched."""
+    x = x.detach().requires_grad_(True)
+    loss = F.cross_entropy(_logits(net, x), y)
+    return torch.autograd.grad(loss, x)[0]
+
+
+def _project(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
+    return torch.clamp(torch.min(torch.max(x_adv, x - eps), x + eps), 0.0, 1.0)
+
+
+def pgd(net: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, step: float | None = None,
+        iterations: int = 7, random_start: bool = True) -> torch.Tensor:
+    """L-inf PGD on the cross-entropy; step null is 2.5 * eps / iterations."""
+    step = 2.5 * eps / iterations if step is None else step
+    x_adv = x.clone()
+    if random_start:
+        x_adv = _project(x + torch.empty_like(x).uniform_(-eps, eps), x, eps)
+    for _ in range(iterations):
+        x_adv = _project(x_adv + step * _input_gradient(net, x_adv, y).sign(), x, eps)
+    return x_adv.detach()
+
+
+def fgsm_rs(net: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, step: float | None = None) -> torch.Tensor:
+    """One signed-gradient step of size step (null: 1.25 * eps) from a uniform random start in the ball."""
+    step = 1.25 * eps if step is None else step
+    x_adv = _project(x + torch.empty_like(x).uniform_(-eps, eps), x, eps)
+    return _project(x_adv + step * _input_gradient(net, x_adv, y).sign(), x, eps).detach()
+
+
+def validate_training(cfg: dict | None) -> None:
+    if cfg is None:
+        return
+    method = cfg.get("method")
+    if method not in METHODS:
+        raise ConfigError(f"defense.training.method={method!r} is not known; choose one of {list(METHODS)}.")
+    eps = cfg.get("eps")
+    if not isinstance(eps, (int, float)) or not 0 < eps <= 1:
+        raise ConfigError(f"defense.training.eps={eps!r} must lie in (0, 1] on [0, 1] pixels (8/255 = 0.0314).")
+    if method == "pgd" and (not isinstance(cfg.get("iterations"), int) or cfg["iterations"] < 1):
+        raise ConfigError(f"defense.training.iterations={cfg.get('iterations')!r} must be a positive number of steps.")
+    allowed = {"method", "eps", "step", "iterations", "random_start"} if method == "pgd" else {"method", "eps", "step"}
+    if unknown := set(cfg) - allowed:
+        raise ConfigError(f"defense.training for {method} does not take {sorted(unknown)}; it takes {sorted(allowed)}.")
+
+
+def adversarial_batch(net: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: dict) -> torch.Tensor:
+    params = {k: v for k, v in cfg.items() if k != "method"}
+    return (pgd if cfg["method"] == "pgd" else fgsm_rs)(net, x, y, **params)

@@ -1,0 +1,123 @@
+"""Input-transformation defenses: an ART preprocessor inside the classifier, and how an attacker sees it.
+
+A defense config names any ART preprocessor with `_target_` (JPEG compression, spatial smoothing,
+Gaussian noise, ...); it runs inside ART's PyTorchClassifier (`preprocessing_defences`) whenever the
+defended model predicts. Such defenses are known to defeat attacks that follow the defended model's
+gradient without defeating attacks (Athalye et al. 2018), so each is evaluated several ways:
+
+- oblivious: the examples are crafted on the bare model and then shown to the defended model;
+- bpda: the attacker queries the defended model; its gradient passes through the transformation
+  as the identity (Backward Pass Differentiable Approximation), whatever the preprocessor itself offers;
+- bpda_eot: bpda with each gradient averaged over `eot_samples` draws of a random transformation
+  (Expectation over Transformation).
+A job reports each evaluation's accuracy and, per image, the worst case over all of them.
+"""
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+from art.defences.preprocessor import Preprocessor
+from art.estimators.classification import PyTorchClassifier
+from hydra.utils import instantiate
+
+from ..errors import ConfigError
+
+EVALUATIONS = ("whitebox", "oblivious", "bpda", "bpda_eot")
+
+# GaussianAugmentation logs two INFO lines per call: thousands per attack.
+logging.getLogger("art.defences.preprocessor.gaussian_augmentation").setLevel(logging.WARNING)
+
+
+@dataclass
+class Defense:
+    name: str = "none"
+    training: dict | None = None      # adversarial training; see adversarial_training.py
+    preprocessor: Preprocessor | None = None
+    random: bool = False
+    evaluations: list[str] = field(default_factory=lambda: ["whitebox"])
+    eot_samples: int = 1
+
+
+class BPDA(Preprocessor):
+    """The wrapped preprocessor forward, the identity backward."""
+
+    def __init__(self, preprocessor: Preprocessor):
+        super().__init__(is_fitted=True, apply_fit=False, apply_predict=True)
+        self.preprocessor = preprocessor
+
+    def __call__(self, x: np.ndarray, y=None):
+        return self.preprocessor(x, y)
+
+    def estimate_gradient(self, x: np.ndarray, grad: np.ndarray) -> np.ndarray:
+        return grad
+
+
+class EOTClassifier(PyTorchClassifier):
+    """Gradients averaged over `samples` calls, each drawing the random preprocessing afresh."""
+
+    estimator_params = PyTorchClassifier.estimator_params + ["samples"]
+
+    def __init__(self, *args, samples: int = 1, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.samples = samples
+
+    def loss_gradient(self, x, y, **kwargs):
+        return sum(super(EOTClassifier, self).loss_gradient(x, y, **kwargs) for _ in range(self.samples)) / self.samples
+
+    def class_gradient(self, x, label=None, **kwargs):
+        return sum(super(EOTClassifier, self).class_gradient(x, label, **kwargs)
+                   for _ in range(self.samples)) / self.samples
+
+
+def build_defense(cfg: dict) -> Defense:
+    """The defense of a resolved `defense` config; ConfigError on anything that does not fit."""
+    from .adversarial_training import validate_training
+
+    name, training, target = cfg.get("name", "none"), cfg.get("training"), cfg.get("preprocessor")
+    validate_training(training)
+    evaluations = list(cfg.get("evaluations") or ["whitebox"])
+    if unknown := [e for e in evaluations if e not in EVALUATIONS]:
+        raise ConfigError(f"defense.evaluations has {unknown}; choose from {list(EVALUATIONS)}.")
+    random, samples = bool(cfg.get("random", False)), int(cfg.get("eot_samples") or 1)
+    if target is None:
+        if evaluations != ["whitebox"]:
+            raise ConfigError(f"defense {name} has no preprocessor, so its only evaluation is whitebox, not {evaluations}.")
+        return Defense(name, training)
+    if "whitebox" in evaluations:
+        raise ConfigError(f"defense {name} transforms its input: evaluate it with oblivious, bpda or bpda_eot, not whitebox.")
+    if random and "bpda_eot" not in evaluations:
+        raise ConfigError(f"defense {name} is random: its evaluations must include bpda_eot (Expectation over Transformation).")
+    if "bpda_eot" in evaluations and samples < 2:
+        raise ConfigError(f"defense {name}: bpda_eot needs defense.eot_samples >= 2, not {samples}.")
+    try:
+        preprocessor = instantiate(target, _convert_="all")
+    except Exception as err:  # an unknown class or keyword, reported by Hydra in many types
+        raise ConfigError(f"defense {name}: its preprocessor cannot be built ({err}).") from err
+    if not isinstance(preprocessor, Preprocessor):
+        raise ConfigError(f"defense {name}: {target.get('_target_')} is not an ART preprocessor.")
+    if preprocessor.apply_fit or not preprocessor.apply_predict:
+        raise ConfigError(f"defense {name}: a preprocessor defense applies when the model predicts, not in training; "
+                          "set apply_fit: false and apply_predict: true (train with defense.training instead).")
+    return Defense(name, training, preprocessor, random, evaluations, samples)
+
+
+def build_classifiers(net, defense: Defense, make) -> tuple[PyTorchClassifier, dict[str, PyTorchClassifier]]:
+    """The defended classifier that is evaluated, and the classifier each evaluation crafts its examples on.
+
+    `make(net, preprocessing_defences=..., cls=...)` builds a PyTorchClassifier for `net`.
+    """
+    bare = make(net)
+    if defense.preprocessor is None:
+        return bare, {"whitebox": bare}
+    defended = make(net, preprocessing_defences=[defense.preprocessor])
+    crafting = {}
+    for evaluation in defense.evaluations:
+        if evaluation == "oblivious":
+            crafting[evaluation] = bare
+        elif evaluation == "bpda":
+            crafting[evaluation] = make(net, preprocessing_defences=[BPDA(defense.preprocessor)])
+        else:
+            crafting[evaluation] = make(net, preprocessing_defences=[BPDA(defense.preprocessor)],
+                                        cls=EOTClassifier, samples=defense.eot_samples)
+    return defended, crafting

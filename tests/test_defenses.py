@@ -1,0 +1,199 @@
+"""Defenses: adversarial training (ours against ART, BatchNorm mode, robustness bought), input
+transformations inside the classifier (BPDA, EOT, worst case), and the two-class strong attacks."""
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from art.attacks.evasion import AutoAttack, ProjectedGradientDescent
+from art.defences.preprocessor import GaussianAugmentation, JpegCompression
+from omegaconf import OmegaConf
+from torch import nn
+
+from covid_robustness.attacks.factory import build_attack, build_classifier
+from covid_robustness.attacks.margin import MarginLoss
+from covid_robustness.data.classes import COVID, NORMAL
+from covid_robustness.data.datamodule import CXRDataModule
+from covid_robustness.data.synthetic import synthetic_dataset
+from covid_robustness.defenses.adversarial_training import fgsm_rs, pgd
+from covid_robustness.defenses.transforms import BPDA, EOTClassifier, build_defense
+from covid_robustness.errors import ConfigError
+from covid_robustness.evaluation.callback import worst_case
+from covid_robustness.models.module import CXRClassifier
+
+from .conftest import CONF, make_cfg
+from .test_fast_attacks import SIZE, TinyNet
+
+
+@pytest.fixture(scope="module")
+def data():
+    images, labels = synthetic_dataset(256, (NORMAL, COVID), SIZE, seed=5)
+    return images[:, None].astype(np.float32) / 255, labels
+
+
+def _train(x, y, adversarial=None, steps=150, seed=0) -> nn.Module:
+    torch.manual_seed(seed)
+    net = TinyNet()
+    opt = torch.optim.Adam(net.parameters(), 3e-3)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    for _ in range(steps):
+        xb = xt if adversarial is None else adversarial(net, xt, yt)
+        loss = nn.functional.cross_entropy(net(xb), yt)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def trained(data):
+    x, y = data
+    return _train(x[:128], y[:128])
+
+
+def _accuracy(clf, x, y) -> float:
+    return float((clf.predict(x).argmax(1) == y).mean())
+
+
+def test_training_pgd_takes_the_same_steps_as_art(data, trained):
+    x, y = data[0][128:160], data[1][128:160]
+    eps, step = 8 / 255, 2 / 255
+    ours = pgd(trained, torch.from_numpy(x), torch.from_numpy(y), eps, step, iterations=5, random_start=False).numpy()
+    art = ProjectedGradientDescent(build_classifier(trained, SIZE, 2), norm=np.inf, eps=eps, eps_step=step, max_iter=5,
+                                   num_random_init=0, verbose=False).generate(x, y)
+    assert np.abs(ours - x).max() <= eps + 1e-6 and np.abs(ours - x).max() > eps / 2
+    assert np.abs(ours - art).max() < 1e-5
+
+
+def test_fgsm_rs_starts_at_random_stays_in_the_ball_and_raises_the_loss(data, trained):
+    x, y = torch.from_numpy(data[0][128:192]), torch.from_numpy(data[1][128:192])
+    eps = 8 / 255
+    torch.manual_seed(0)
+    a = fgsm_rs(trained, x, y, eps)
+    b = fgsm_rs(trained, x, y, eps)
+    assert not torch.equal(a, b)  # the random start
+    for x_adv in (a, b):
+        assert (x_adv - x).abs().max() <= eps + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
+    with torch.no_grad():
+        assert nn.functional.cross_entropy(trained(a), y) > nn.functional.cross_entropy(trained(x), y)
+
+
+def test_adversarial_training_runs_batchnorm_in_train_mode(tmp_path):
+    """Every forward pass of a training step (3 attack steps + the update) normalises with batch statistics."""
+    dm = CXRDataModule(n_images=64, image_size=32, batch_size=16, seed=0)
+    dm.setup()
+    adversarial = {"method": "pgd", "eps": 8 / 255, "step": None, "iterations": 3, "random_start": True}
+    module = CXRClassifier("resnet18", 2, dm.positive_class, *dm.pixel_stats(), adversarial=adversarial)
+    bn = next(m for m in module.modules() if isinstance(m, nn.BatchNorm2d))
+    modes = []
+    bn.register_forward_pre_hook(lambda m, _: modes.append((m.training, torch.is_grad_enabled())))
+    before = bn.running_mean.clone()
+    pl.Trainer(max_steps=2, limit_val_batches=0, accelerator="cpu", logger=False, enable_checkpointing=False,
+               enable_progress_bar=False, enable_model_summary=False).fit(module, datamodule=dm)
+    assert len(modes) == 2 * (3 + 1)
+    assert all(training for training, _ in modes)
+    assert not torch.equal(before, bn.running_mean)
+
+
+def test_pgd_training_buys_robustness(data):
+    """Same network, data and steps: PGD training leaves far more images correct under PGD, at some clean cost."""
+    x, y = data
+    eps = 4 / 255
+    plain = _train(x[:128], y[:128])
+    robust = _train(x[:128], y[:128], adversarial=lambda net, xb, yb: pgd(net, xb, yb, eps, iterations=3))
+    results = {}
+    for name, net in (("plain", plain), ("robust", robust)):
+        clf = build_classifier(net, SIZE, 2)
+        x_adv = build_attack({"name": "pgd", "eps": eps, "max_iter": 10}, clf).generate(x[128:], y[128:])
+        results[name] = (_accuracy(clf, x[128:], y[128:]), _accuracy(clf, x_adv, y[128:]))
+    # Above 0.6 clean: not the constant classifier, which would be "robust" at 0.5 on these balanced images.
+    assert results["plain"][0] > 0.8 and results["robust"][0] > 0.6, results
+    assert results["robust"][1] > results["plain"][1] + 0.25, results
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (CONF / "defense").glob("*.yaml")))
+def test_every_defense_config_builds(name):
+    defense = build_defense(OmegaConf.to_container(make_cfg(f"defense={name}").defense, resolve=True))
+    assert defense.name.startswith(name.rstrip("0123456789")) or defense.name == name
+    if defense.preprocessor is None:
+        assert defense.evaluations == ["whitebox"]
+    else:
+        assert not defense.preprocessor.apply_fit and defense.preprocessor.apply_predict
+        assert ("bpda_eot" in defense.evaluations) == defense.random
+
+
+def _one_hot(y: np.ndarray) -> np.ndarray:
+    """Labels as ART's attacks pass them to loss_gradient (integer labels fail there for two classes)."""
+    return np.eye(2, dtype=np.float32)[y]
+
+
+def test_bpda_passes_the_gradient_at_the_transformed_input_through_unchanged(data, trained):
+    x, y = data[0][:16], _one_hot(data[1][:16])
+    jpeg = JpegCompression(clip_values=(0.0, 1.0), quality=30, channels_first=True, apply_fit=False, apply_predict=True)
+    bare = build_classifier(trained, SIZE, 2)
+    bpda = build_classifier(trained, SIZE, 2, preprocessing_defences=[BPDA(jpeg)])
+    compressed = jpeg(x)[0]
+    assert np.abs(compressed - x).max() > 0.01  # the transformation does something
+    np.testing.assert_allclose(bpda.loss_gradient(x, y), bare.loss_gradient(compressed, y), atol=1e-7)
+    np.testing.assert_array_equal(bpda.predict(x), bare.predict(compressed))
+
+
+def test_eot_averages_the_gradient_over_draws_of_the_transformation(data, trained):
+    x, y = data[0][:8], _one_hot(data[1][:8])
+    noise = BPDA(GaussianAugmentation(sigma=0.1, augmentation=False, clip_values=(0.0, 1.0), apply_fit=False,
+                                      apply_predict=True))
+    single = build_classifier(trained, SIZE, 2, preprocessing_defences=[noise])
+    eot = build_classifier(trained, SIZE, 2, preprocessing_defences=[noise], cls=EOTClassifier, samples=4)
+    np.random.seed(1)
+    draws = [single.loss_gradient(x, y) for _ in range(4)]
+    np.random.seed(1)
+    averaged = eot.loss_gradient(x, y)
+    np.testing.assert_allclose(averaged, np.mean(draws, axis=0), rtol=1e-5, atol=1e-8)
+    assert not np.allclose(draws[0], draws[1])  # each draw is a different transformation
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"preprocessor": {"apply_fit": True}}, "applies when the model predicts"),
+    ({"evaluations": ["whitebox"]}, "not whitebox"),
+    ({"evaluations": ["oblivious", "bpda", "magic"]}, "choose from"),
+])
+def test_bad_defense_configs_are_refused(change, message):
+    cfg = OmegaConf.merge(make_cfg("defense=jpeg").defense, change)
+    with pytest.raises(ConfigError, match=message):
+        build_defense(OmegaConf.to_container(cfg, resolve=True))
+
+
+def test_the_worst_case_keeps_per_image_the_first_example_that_fools():
+    y = np.array([0, 1, 1, 0])
+    a = (np.full((4, 1), 1.0), np.array([0, 0, 1, 0]))  # fools image 1
+    b = (np.full((4, 1), 2.0), np.array([1, 1, 1, 0]))  # fools images 0 and 1
+    x_adv, pred = worst_case(y, [a, b])
+    np.testing.assert_array_equal(pred, [1, 0, 1, 0])
+    np.testing.assert_array_equal(x_adv[:, 0], [2.0, 1.0, 2.0, 2.0])
+
+
+def test_margin_loss_is_positive_exactly_when_misclassified():
+    logits = torch.tensor([[2.0, -1.0], [0.5, 1.5], [0.0, 0.0]])
+    y = torch.tensor([0, 0, 1])
+    per_image = MarginLoss(reduction="none")(logits, y)
+    torch.testing.assert_close(per_image, torch.tensor([-3.0, 1.0, 0.0]))
+    one_hot = nn.functional.one_hot(y, 2).float()  # what ART passes to a loss it does not know
+    torch.testing.assert_close(MarginLoss()(logits, one_hot), per_image.mean())
+
+
+def test_apgd_and_autoattack_binary_work_on_two_classes(data, trained):
+    x, y = data[0][128:192], data[1][128:192]
+    clf = build_classifier(trained, SIZE, 2)
+    eps = 4 / 255
+    with pytest.raises(IndexError, match="index -3"):  # ART's default list: its DLR loss needs a third class
+        AutoAttack(clf, eps=eps, batch_size=64).generate(x[:4], y[:4])
+    accuracy = {}
+    for name, extra in (("fgsm", {}), ("apgd", {"max_iter": 20}), ("autoattack_binary", {"max_iter": 20, "square_max_iter": 50})):
+        np.random.seed(0)
+        x_adv = build_attack({"name": name, "eps": eps, **extra}, clf).generate(x, y)
+        assert np.abs(x_adv - x).max() <= eps + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
+        accuracy[name] = _accuracy(clf, x_adv, y)
+    clean = _accuracy(clf, x, y)
+    slack = 1 / len(y)
+    assert accuracy["apgd"] <= accuracy["fgsm"] + slack < clean, (clean, accuracy)
+    assert accuracy["autoattack_binary"] <= accuracy["apgd"] + slack, accuracy
