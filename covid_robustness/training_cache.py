@@ -54,7 +54,9 @@ def training_key(cfg: DictConfig) -> str:
 def cell_key(cfg: DictConfig) -> str:
     """A grid cell: everything that can change a job's numbers, whatever its position in a sweep."""
     parts = {**_training_parts(cfg), **_parts(cfg, ("attack", "eval", "study"))}
-    if parts["attack"].get("source_model", "absent") is None:  # not a transfer attack: as before the option existed
+    # Not a transfer attack (no source, or the model itself: the diagonal of a transfer sweep): the same
+    # cell as a white-box job, keyed as before the option existed.
+    if "source_model" in parts["attack"] and parts["attack"]["source_model"] in (None, cfg.model.name):
         del parts["attack"]["source_model"]
     if (defense := cfg.get("defense")) is not None and defense.get("name", "none") != "none":
         parts["defense"] = OmegaConf.to_container(defense, resolve=True)

@@ -19,6 +19,7 @@ from .conftest import run_cli
     (["defense=adv_train_pgd", "defense.training.method=trades"], "defense.training.method='trades' is not known"),
     (["defense=jpeg", "defense.preprocessor._target_=art.defences.preprocessor.NoSuchThing"], "its preprocessor cannot be built"),
     (["attack.source_model=resnet19"], "attack.source_model='resnet19' is not a model config"),
+    (["defense=jpeg", "defense.preprocessor._target_=os.system"], "is not one of ART's preprocessors"),
 ])
 def test_bad_values_stop_before_training_with_one_sentence(tmp_path, overrides, message):
     result = run_cli("trainer.max_epochs=1", f"tracking.dir={tmp_path / 'mlruns'}", f"hydra.run.dir={tmp_path / 'out'}", *overrides)

@@ -37,3 +37,4 @@ def test_adversarial_training_is_in_the_training_key_and_test_time_defenses_are_
     cells = {cell_key(make_cfg(f"defense={d}")) for d in ("none", "jpeg", "gaussian_noise", "adv_train_pgd")}
     assert len(cells) == 4
     assert cell_key(make_cfg("attack.source_model=wrn16_8")) != cell_key(base)
+    assert cell_key(make_cfg("attack.source_model=resnet18")) == cell_key(base)  # the model itself: white-box

@@ -24,6 +24,8 @@ from hydra.utils import instantiate
 from ..errors import ConfigError
 
 EVALUATIONS = ("whitebox", "oblivious", "bpda", "bpda_eot")
+# The only classes a config may name: a config is data, and must not import or build anything else.
+PREPROCESSORS = "art.defences.preprocessor."
 
 # GaussianAugmentation logs two INFO lines per call: thousands per attack.
 logging.getLogger("art.defences.preprocessor.gaussian_augmentation").setLevel(logging.WARNING)
@@ -90,6 +92,9 @@ def build_defense(cfg: dict) -> Defense:
         raise ConfigError(f"defense {name} is random: its evaluations must include bpda_eot (Expectation over Transformation).")
     if "bpda_eot" in evaluations and samples < 2:
         raise ConfigError(f"defense {name}: bpda_eot needs defense.eot_samples >= 2, not {samples}.")
+    if not str(target.get("_target_", "")).startswith(PREPROCESSORS):
+        raise ConfigError(f"defense {name}: preprocessor._target_={target.get('_target_')!r} is not one of ART's "
+                          f"preprocessors; name a class in {PREPROCESSORS.rstrip('.')}.")
     try:
         preprocessor = instantiate(target, _convert_="all")
     except Exception as err:  # an unknown class or keyword, reported by Hydra in many types
