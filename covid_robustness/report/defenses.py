@@ -12,7 +12,7 @@ import numpy as np
 
 from .collect import Job, Study
 from .figures import COLORS
-from .summary import eps_label, model_label, model_order, row_label
+from .summary import ATTACKS, eps_label, model_label, model_order, row_label
 from .tables import DASH, MASK, Table, pct
 
 NONE = "none"
@@ -23,7 +23,10 @@ def _attack_key(job: Job) -> tuple:
 
 
 def _order(keys) -> list[tuple]:
-    return sorted(keys, key=lambda k: (k[0], k[1], -1.0 if k[2] is None else k[2], k[3]))
+    """Attacks in the report's order (FGSM, PGD, APGD, AutoAttack, ...), then setting, budget, implementation."""
+    attacks = list(ATTACKS)
+    return sorted(keys, key=lambda k: (attacks.index(k[0]) if k[0] in attacks else len(attacks), k[0], k[1] != "budget",
+                                       k[1], -1.0 if k[2] is None else k[2], k[3]))
 
 
 def defense_order(defenses) -> list[str]:
@@ -102,8 +105,10 @@ def bought(study: Study) -> Table:
         for key in keys:
             pairs = [(cells[(m, defense)][key], cells[(m, NONE)][key]) for m in models
                      if key in cells[(m, defense)] and key in cells[(m, NONE)]]
-            gains.append(DASH if not pairs else
-                         f"{100 * mean(d.metrics['adversarial_accuracy'] - n.metrics['adversarial_accuracy'] for d, n in pairs):+.1f}")
+            gain = DASH if not pairs else f"{100 * mean(d.metrics['adversarial_accuracy'] - n.metrics['adversarial_accuracy'] for d, n in pairs):+.1f}"
+            if pairs and len(pairs) < len(models):  # say which models this average is over
+                gain += f" ({', '.join(model_label(d.model) for d, _ in pairs)})"
+            gains.append(gain)
         times = [(training_seconds(study, newest[(m, defense)]), training_seconds(study, newest[(m, NONE)])) for m in models]
         times = [(d, n) for d, n in times if d is not None and n]
         cost = DASH if not times else f"{sum(d for d, _ in times) / sum(n for _, n in times):.2f}x"
@@ -111,7 +116,8 @@ def bought(study: Study) -> Table:
     return Table("Defenses: what each bought and what it cost", ["defense", "models", "clean acc change",
                                                                  *(f"{_label(study, k)} change" for k in keys),
                                                                  "training time vs none"], body,
-                 ["Percentage points, averaged over the models listed, against the same model without defense. "
+                 ["Percentage points, averaged over the models listed (or those in brackets, where only they were "
+                  "evaluated with that attack), against the same model without defense. "
                   "Training time: the defended trainings' total over the undefended ones' (1.00x: the same training)."])
 
 
@@ -120,7 +126,7 @@ def robustness_by_defense(study: Study):
     cells, newest, keys = _cells(study)
     models = model_order({m for m, _ in cells})
     defenses = defense_order({d for _, d in cells})
-    curves = sorted({k[:2] + k[3:] for k in keys if k[2] is not None})
+    curves = list(dict.fromkeys(k[:2] + k[3:] for k in keys if k[2] is not None))  # in the report's attack order
     fig, axes = plt.subplots(1, len(models), figsize=(3.2 * len(models), 3.2), squeeze=False, sharey=True)
     for ax, model in zip(axes[0], models):
         for i, defense in enumerate(defenses):
@@ -131,7 +137,8 @@ def robustness_by_defense(study: Study):
                     continue
                 xs = [0.0] + [255 * e for e, _ in points]
                 ys = [100 * points[0][1].metrics["clean_accuracy"]] + [100 * j.metrics["adversarial_accuracy"] for _, j in points]
-                label = defense if len(curves) == 1 else f"{defense}, {curve[0]}"
+                setting = "" if curve[1] == "budget" else f" ({curve[1]})"
+                label = defense if len(curves) == 1 else f"{defense}, {ATTACKS.get(curve[0], curve[0])}{setting}"
                 ax.plot(xs, ys, style, marker="o", color=COLORS[i % 10], label=label)
         ax.set_title(model_label(model))
         ax.set_xlabel("eps (/255)")
