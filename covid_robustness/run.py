@@ -18,7 +18,7 @@ from .evaluation.masking import Result, masking_flags
 from .models.module import CXRClassifier
 from .tracking import JOB_ROLE, TRAINING_ROLE, Tracker, flatten, git_commit
 from .training_cache import cell_key, load_checkpoint, save_checkpoint, training_key
-from .transfer import source_config
+from .transfer import source_config, transfer_source
 from .validate import validate
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def flag_gradient_masking(tracker: Tracker, parent_id: str) -> None:
                           if k.startswith(("attack.", "eval.", "defense.")) and k != "attack.eps")
         eps = None if p.get("attack.eps") in (None, "None") else float(p["attack.eps"])
         # Jobs on one trained model may differ in test-time defense and in the model that crafted the examples.
-        context = f"{p.get('defense.name', 'none')} {p.get('attack.source_model', 'None')}"
+        context = f"{p.get('defense.name', 'none')} {transfer_source(p['model.name'], p.get('attack.source_model'))}"
         results.append(Result(r.info.run_id, p["attack.name"], str(settings), eps,
                               m["adversarial_accuracy"], int(m["attack_images"]), context))
     flags = masking_flags(results)
@@ -98,9 +98,10 @@ def obtain_model(cfg: DictConfig, dm: CXRDataModule, tracker: Tracker, key: str,
 
 def job_name(cfg: DictConfig) -> str:
     attack = _container(cfg.attack)
-    eps, source, defense = attack.get("eps"), attack.get("source_model"), cfg.defense.name
+    eps, defense = attack.get("eps"), cfg.defense.name
+    source = transfer_source(cfg.model.name, attack.get("source_model"))
     return (f"{cfg.model.name}" + ("" if defense == "none" else f" [{defense}]") + f" {attack['name']}"
-            + ("" if eps is None else f" eps={eps * 255:.3g}/255") + ("" if source in (None, cfg.model.name) else f" from {source}"))
+            + ("" if eps is None else f" eps={eps * 255:.3g}/255") + ("" if source is None else f" from {source}"))
 
 
 def attack_and_track(cfg: DictConfig, dm: CXRDataModule, module: CXRClassifier, tracker: Tracker,

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .errors import ConfigError
 from .models.module import CXRClassifier
+from .transfer import transfer_source
 
 TRAINING_SECTIONS = ("data", "model", "optim", "trainer", "seed")
 # Settings that change how training runs, not what it produces.
@@ -54,9 +55,8 @@ def training_key(cfg: DictConfig) -> str:
 def cell_key(cfg: DictConfig) -> str:
     """A grid cell: everything that can change a job's numbers, whatever its position in a sweep."""
     parts = {**_training_parts(cfg), **_parts(cfg, ("attack", "eval", "study"))}
-    # Not a transfer attack (no source, or the model itself: the diagonal of a transfer sweep): the same
-    # cell as a white-box job, keyed as before the option existed.
-    if "source_model" in parts["attack"] and parts["attack"]["source_model"] in (None, cfg.model.name):
+    # Not a transfer attack: the same cell as a white-box job, keyed as before the option existed.
+    if "source_model" in parts["attack"] and transfer_source(cfg.model.name, parts["attack"]["source_model"]) is None:
         del parts["attack"]["source_model"]
     if (defense := cfg.get("defense")) is not None and defense.get("name", "none") != "none":
         parts["defense"] = OmegaConf.to_container(defense, resolve=True)

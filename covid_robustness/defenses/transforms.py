@@ -21,6 +21,7 @@ from art.defences.preprocessor import Preprocessor
 from art.estimators.classification import PyTorchClassifier
 from hydra.utils import instantiate
 
+from ..attacks.factory import build_classifier
 from ..errors import ConfigError
 
 EVALUATIONS = ("whitebox", "oblivious", "bpda", "bpda_eot")
@@ -107,11 +108,12 @@ def build_defense(cfg: dict) -> Defense:
     return Defense(name, training, preprocessor, random, evaluations, samples)
 
 
-def build_classifiers(net, defense: Defense, make) -> tuple[PyTorchClassifier, dict[str, PyTorchClassifier]]:
-    """The defended classifier that is evaluated, and the classifier each evaluation crafts its examples on.
+def build_classifiers(net, defense: Defense, image_size: int,
+                      num_classes: int) -> tuple[PyTorchClassifier, dict[str, PyTorchClassifier]]:
+    """The defended classifier that is evaluated, and the classifier each evaluation crafts its examples on."""
+    def make(model, **kwargs):
+        return build_classifier(model, image_size, num_classes, **kwargs)
 
-    `make(net, preprocessing_defences=..., cls=...)` builds a PyTorchClassifier for `net`.
-    """
     bare = make(net)
     if defense.preprocessor is None:
         return bare, {"whitebox": bare}

@@ -118,12 +118,9 @@ class AdversarialEvaluation(pl.Callback):
             trainer.logger.log_metrics(self.metrics)
 
     def _classifiers(self, net):
-        def make(model, **kwargs):
-            return build_classifier(model, self.image_size, self.num_classes, **kwargs)
-
-        defended, crafting = build_classifiers(net, self.defense, make)
+        defended, crafting = build_classifiers(net, self.defense, self.image_size, self.num_classes)
         if self.source is not None:  # transfer: the source model's own gradients, whatever the target's defense
-            crafting = {"transfer": make(self.source.eval())}
+            crafting = {"transfer": build_classifier(self.source.eval(), self.image_size, self.num_classes)}
         return defended, crafting
 
     def _evaluate(self, trainer, pl_module):

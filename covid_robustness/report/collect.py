@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 
 from ..errors import ConfigError
 from ..tracking import JOB_ROLE, TRAINING_ROLE
+from ..transfer import transfer_source
 
 FINISHED = "attributes.status = 'FINISHED'"
 
@@ -65,10 +66,6 @@ def _search(client: MlflowClient, experiment_id: str, filter_string: str) -> lis
             return runs
 
 
-def _none(value: str | None) -> str | None:
-    return None if value in (None, "None") else value
-
-
 def _eps(value: str | None) -> float | None:
     return None if value in (None, "None") else float(value)
 
@@ -80,9 +77,7 @@ def _job(run) -> Job:
                impl=p.get("attack.impl", "art"), eps=_eps(p.get("attack.eps")),
                training_run_id=t.get("mlflow.parentRunId", ""), params=dict(p), metrics=dict(run.data.metrics),
                masking=t.get("gradient_masking") == "true", masking_reasons=t.get("gradient_masking_reasons", ""),
-               # A source that is the model itself is a white-box attack (the diagonal of a transfer sweep).
-               defense=p.get("defense.name", "none"),
-               source_model=None if p.get("attack.source_model") == p["model.name"] else _none(p.get("attack.source_model")),
+               defense=p.get("defense.name", "none"), source_model=transfer_source(p["model.name"], p.get("attack.source_model")),
                evaluation=t.get("evaluation", "whitebox"), strongest_evaluation=t.get("strongest_evaluation", "whitebox"))
 
 

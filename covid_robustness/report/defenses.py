@@ -12,7 +12,7 @@ import numpy as np
 
 from .collect import Job, Study
 from .figures import COLORS
-from .summary import ATTACKS, eps_label, model_label, model_order, row_label
+from .summary import ATTACKS, eps_label, evaluation_order, model_label, model_order, row_label
 from .tables import DASH, MASK, Table, pct
 
 NONE = "none"
@@ -23,10 +23,7 @@ def _attack_key(job: Job) -> tuple:
 
 
 def _order(keys) -> list[tuple]:
-    """Attacks in the report's order (FGSM, PGD, APGD, AutoAttack, ...), then setting, budget, implementation."""
-    attacks = list(ATTACKS)
-    return sorted(keys, key=lambda k: (attacks.index(k[0]) if k[0] in attacks else len(attacks), k[0], k[1] != "budget",
-                                       k[1], -1.0 if k[2] is None else k[2], k[3]))
+    return sorted(keys, key=lambda k: evaluation_order(*k))
 
 
 def defense_order(defenses) -> list[str]:

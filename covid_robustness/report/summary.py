@@ -81,12 +81,16 @@ def row_label(job: Job) -> str:
     return " ".join(parts)
 
 
+def evaluation_order(attack: str, setting: str, eps: float | None, impl: str) -> tuple:
+    """Sort key of an evaluation set: attacks and settings in the report's order, then budget, implementation."""
+    attacks, settings = list(ATTACKS), list(SETTINGS)
+    return (attacks.index(attack) if attack in attacks else len(attacks), attack,
+            settings.index(setting) if setting in settings else len(settings), setting,
+            -1.0 if eps is None else eps, impl)
+
+
 def _order(row: Row) -> tuple:
-    attacks = list(ATTACKS)
-    settings = list(SETTINGS)
-    return (attacks.index(row.attack) if row.attack in attacks else len(attacks), row.attack,
-            settings.index(row.setting) if row.setting in settings else len(settings), row.setting,
-            -1.0 if row.eps is None else row.eps, row.impl)
+    return evaluation_order(row.attack, row.setting, row.eps, row.impl)
 
 
 def newest_job_per_model(study: Study) -> dict[str, Job]:
