@@ -64,10 +64,17 @@ def flag_gradient_masking(tracker: Tracker, parent_id: str) -> None:
         settings = sorted((k, v) for k, v in p.items()
                           if k.startswith(("attack.", "eval.", "defense.")) and k != "attack.eps")
         eps = None if p.get("attack.eps") in (None, "None") else float(p["attack.eps"])
+        eps = m.get("eps_pixel", eps)  # a budget given in std units, in [0, 1] pixels
+        steps = p.get("attack.max_iter")
         # Jobs on one trained model may differ in test-time defense and in the model that crafted the examples.
         context = f"{p.get('defense.name', 'none')} {transfer_source(p['model.name'], p.get('attack.source_model'))}"
+        by_evaluation = tuple(sorted((k.removeprefix("adversarial_accuracy_"), v) for k, v in m.items()
+                                     if k.startswith("adversarial_accuracy_")))
         results.append(Result(r.info.run_id, p["attack.name"], str(settings), eps,
-                              m["adversarial_accuracy"], int(m["attack_images"]), context))
+                              m["adversarial_accuracy"], int(m["attack_images"]), context,
+                              clean_accuracy=m.get("clean_accuracy"),
+                              max_iter=None if steps in (None, "None") else int(steps),
+                              untrained=r.data.tags.get("untrained_model") == "true", by_evaluation=by_evaluation))
     flags = masking_flags(results)
     for r in runs:  # write only what changed: each job re-checks all its siblings
         reasons = flags.get(r.info.run_id, [])

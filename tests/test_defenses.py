@@ -5,11 +5,13 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from art.attacks.evasion import AutoAttack, ProjectedGradientDescent
+from art.attacks.evasion import AutoAttack, AutoProjectedGradientDescent, ProjectedGradientDescent
 from art.defences.preprocessor import GaussianAugmentation, JpegCompression
+from art.estimators.classification import PyTorchClassifier
 from omegaconf import OmegaConf
 from torch import nn
 
+from covid_robustness.attacks.apgd import APGD
 from covid_robustness.attacks.factory import build_attack, build_classifier
 from covid_robustness.attacks.margin import MarginLoss
 from covid_robustness.data.classes import COVID, NORMAL
@@ -197,3 +199,60 @@ def test_apgd_and_autoattack_binary_work_on_two_classes(data, trained):
     slack = 1 / len(y)
     assert accuracy["apgd"] <= accuracy["fgsm"] + slack < clean, (clean, accuracy)
     assert accuracy["autoattack_binary"] <= accuracy["apgd"] + slack, accuracy
+
+
+class _Bump(nn.Module):
+    """One pixel; class 1 (wrong for label 0) only within 0.025 of 0.59. From 0.5 with eps 0.1, APGD's first
+    step lands on 0.6 (fooled) and its momentum step falls back below 0.5 (not fooled)."""
+
+    def forward(self, x):
+        margin = 1 - 40 * (x.flatten(1)[:, 0] - 0.59).abs()
+        return torch.stack([torch.zeros_like(margin), margin], 1)
+
+
+def test_apgd_counts_an_image_fooled_at_any_iterate():
+    clf = build_classifier(_Bump(), 1, 2)
+    x, y = np.full((16, 1, 1, 1), 0.5, np.float32), np.zeros(16, int)
+    cfg = {"eps": 0.1, "max_iter": 2}
+    np.random.seed(0)
+    art_fooled = (clf.predict(AutoProjectedGradientDescent(clf, eps=0.1, eps_step=0.2, max_iter=2, nb_random_init=1,
+                                                           verbose=False).generate(x, y)).argmax(1) != y).sum()
+    assert art_fooled < 8  # only images whose random start already fooled the model
+    for name, extra in (("apgd", {}), ("autoattack_binary", {"square_max_iter": 0})):
+        np.random.seed(0)
+        x_adv = build_attack({"name": name, **cfg, **extra}, clf).generate(x, y)
+        assert (clf.predict(x_adv).argmax(1) != y).all(), name
+        assert np.abs(x_adv - x).max() <= 0.1 + 1e-6
+
+
+class _Recording(PyTorchClassifier):
+    points: list = []
+
+    def loss_gradient(self, x, y, **kwargs):
+        self.points.append(x.copy())
+        return super().loss_gradient(x, y, **kwargs)
+
+
+def test_apgd_takes_arts_steps_and_fools_at_least_as_many(data, trained):
+    x, y = data[0][128:192], data[1][128:192]
+    clf = build_classifier(trained, SIZE, 2, cls=_Recording)
+    eps = 2 / 255
+    kw = dict(norm=np.inf, eps=eps, eps_step=2 * eps, max_iter=50, nb_random_init=1, batch_size=64, verbose=False)
+    fooled = {}
+    for cls in (AutoProjectedGradientDescent, APGD):
+        np.random.seed(0)
+        x_adv = cls(clf, **kw).generate(x, y)
+        assert np.abs(x_adv - x).max() <= eps + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
+        fooled[cls] = clf.predict(x_adv).argmax(1) != y
+    assert 0 < fooled[AutoProjectedGradientDescent].sum() < len(y)
+    assert (fooled[APGD] | ~fooled[AutoProjectedGradientDescent]).all()
+    # On images no iterate fools, the same random start gives the same iterates, step-size halvings included.
+    keep = ~fooled[APGD] & (clf.predict(x).argmax(1) == y)
+    points = {}
+    for cls in (AutoProjectedGradientDescent, APGD):
+        clf.points = []
+        np.random.seed(1)
+        cls(clf, **kw).generate(x[keep], y[keep])
+        points[cls] = np.stack(clf.points)
+    assert points[APGD].shape == (50, keep.sum(), 1, SIZE, SIZE)
+    np.testing.assert_array_equal(points[APGD], points[AutoProjectedGradientDescent])

@@ -11,12 +11,13 @@ from typing import Callable
 import numpy as np
 import torch
 from art.attacks.attack import EvasionAttack
-from art.attacks.evasion import (AutoAttack, AutoProjectedGradientDescent, CarliniLInfMethod, FastGradientMethod,
-                                 ProjectedGradientDescent, SpatialTransformation, SquareAttack)
+from art.attacks.evasion import (AutoAttack, CarliniLInfMethod, FastGradientMethod, ProjectedGradientDescent,
+                                 SpatialTransformation, SquareAttack)
 from art.estimators.classification import PyTorchClassifier
 from torch import nn
 
 from ..errors import ConfigError
+from .apgd import APGD
 from .bounded import BoundedAttack
 from .cw import CarliniLInfBatched
 from .margin import MarginLoss
@@ -57,12 +58,13 @@ def _pgd(clf, eps, params):
 def _apgd(clf, eps, params):
     """APGD (Croce & Hein 2020) on the classifier's own loss: cross-entropy, so APGD-CE.
 
+    apgd.APGD: ART's algorithm, but an image fooled at any iterate stays fooled (ART judges the last).
     loss_type=None keeps the classifier given, defenses and EOT included; ART's loss_type options would
     rebuild a plain PyTorchClassifier around the model.
     """
     if params.get("eps_step") is None:
         params["eps_step"] = 2 * eps  # AutoAttack's initial step
-    return AutoProjectedGradientDescent(clf, norm=np.inf, eps=eps, loss_type=None, verbose=False, **params)
+    return APGD(clf, norm=np.inf, eps=eps, loss_type=None, verbose=False, **params)
 
 
 def _autoattack_binary(clf, eps, params):
@@ -71,18 +73,20 @@ def _autoattack_binary(clf, eps, params):
     ART's default AutoAttack adds APGD on the DLR loss, which needs three classes and crashes on two.
     With two classes the margin loss is what the targeted DLR attack would optimise (the only target is
     the other class); Square needs no gradient, so it still finds examples where gradients are masked.
-    Per image, the first attack that succeeds supplies the example (ART AutoAttack).
+    Per image, the first attack that succeeds supplies the example (ART AutoAttack). The defaults are
+    AutoAttack's standard budget: 100 APGD steps, 5,000 Square queries.
     """
     p = dict(params)
     max_iter, restarts, batch = p.pop("max_iter", 100), p.pop("nb_random_init", 1), p.pop("batch_size", 64)
-    square_iter, step = p.pop("square_max_iter", 1000), p.pop("eps_step", None) or 2 * eps
+    square_iter, step = p.pop("square_max_iter", 5000), p.pop("eps_step", None) or 2 * eps
     if p:
         raise TypeError(f"unexpected keyword(s) {sorted(p)}")
     common = dict(norm=np.inf, eps=eps, eps_step=step, max_iter=max_iter, nb_random_init=restarts,
                   batch_size=batch, loss_type=None, verbose=False)
-    attacks = [AutoProjectedGradientDescent(clf, **common),
-               AutoProjectedGradientDescent(with_loss(clf, MarginLoss()), **common)]
+    attacks = [APGD(clf, **common), APGD(with_loss(clf, MarginLoss()), **common)]
     if square_iter:
+        # ART's L-inf Square draws one square position and sign per iteration for the whole batch, as
+        # AutoAttack's own square.py does (the Square paper's code draws them per image); left as is.
         attacks.append(SquareAttack(clf, norm=np.inf, eps=eps, max_iter=square_iter, batch_size=batch, verbose=False))
     return AutoAttack(clf, norm=np.inf, eps=eps, eps_step=step, attacks=attacks, batch_size=batch)
 

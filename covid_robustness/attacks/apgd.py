@@ -1,0 +1,114 @@
+"""APGD (Croce & Hein 2020; L-inf, untargeted) in which an image fooled at any iterate stays fooled.
+
+ART's AutoProjectedGradientDescent judges success at the final iterate only: an image that an
+intermediate iterate misclassified and the final one did not comes back as its random start and counts
+as robust. The reference (fra31/auto-attack, autopgd_base.py) keeps, per image, an iterate that
+misclassified it. ART's loop keeps its state in the locals of one generate() and never looks at the
+predictions of its iterates, so a subclass cannot record them without replaying that loop; this
+generate() replays it instead, with ART's step-size schedule, momentum and projections (a test checks
+the iterates against ART's), and differs in:
+- the loss and the prediction of each iterate come from one forward pass (ART computes the loss only),
+  through the classifier's predict and loss_gradient, so preprocessing defences (BPDA, EOT) apply;
+- it returns, per image, the first iterate that misclassified it, else the point of highest loss;
+- an image is followed no further once fooled (images do not interact: per-image steps, eval mode);
+- each restart starts from a fresh random point around the clean image (reference; ART's restarts
+  start from its previous output).
+"""
+
+import math
+
+import numpy as np
+import torch
+from art.attacks.evasion import AutoProjectedGradientDescent
+from art.config import ART_NUMPY_DTYPE
+from art.estimators.classification import PyTorchClassifier
+from art.utils import check_and_transform_label_format, get_labels_np_array, projection, random_sphere
+
+
+def checkpoints(max_iter: int) -> list[int]:
+    """Iterations at which a step size may halve: ART's float expression (at 100 steps 58 where the reference has 57)."""
+    w = [0, 0.22]
+    while (p := w[-1] + max(w[-1] - w[-2] - 0.03, 0.06)) <= 1:
+        w.append(p)
+    return sorted({math.ceil(p * max_iter) for p in w})
+
+
+class APGD(AutoProjectedGradientDescent):
+    """ART's AutoProjectedGradientDescent (same parameters) whose generate() keeps fooling iterates."""
+
+    _estimator_requirements = (PyTorchClassifier,)  # the loss of an iterate is read from its logits
+
+    def generate(self, x: np.ndarray, y: np.ndarray | None = None, **kwargs) -> np.ndarray:
+        if self.targeted or self.norm not in (np.inf, "inf") or kwargs.get("mask") is not None:
+            raise NotImplementedError("APGD here is untargeted, L-inf and without a mask")
+        clf = self.estimator
+        x = x.astype(ART_NUMPY_DTYPE)
+        clean = clf.predict(x, batch_size=self.batch_size)
+        y = get_labels_np_array(clean) if y is None else check_and_transform_label_format(y, clf.nb_classes)
+        x_adv, robust = x.copy(), clean.argmax(1) == y.argmax(1)
+        for _ in range(max(1, self.nb_random_init)):
+            for start in range(0, len(x), self.batch_size):
+                rows = start + np.flatnonzero(robust[start:start + self.batch_size])
+                if len(rows):
+                    x_adv[rows], fooled = self._run(x[rows], y[rows])
+                    robust[rows] = ~fooled
+        return x_adv
+
+    def _evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per image, the classifier's loss and whether it misclassifies, from one forward pass."""
+        clf = self.estimator
+        logits = clf.predict(x, batch_size=len(x))
+        loss, reduction = clf.loss, clf.loss.reduction
+        loss.reduction = "none"
+        try:
+            f = loss(*(torch.from_numpy(a).to(clf.device) for a in (logits, clf.reduce_labels(y)))).cpu().numpy()
+        finally:
+            loss.reduction = reduction
+        return f, logits.argmax(1) != y.argmax(1)
+
+    def _run(self, x0: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One run on correctly classified images: per image the point to return, and whether it fools."""
+        lo, hi = self.estimator.clip_values
+        n, shape = len(x0), (-1,) + (1,) * (x0.ndim - 1)
+
+        def project(z):
+            return x0 + projection(np.clip(z, lo, hi) - x0, self.eps, self.norm)
+
+        noise = random_sphere(n, x0[0].size, self.eps, self.norm).reshape(x0.shape).astype(ART_NUMPY_DTYPE)
+        x = project(x0 + noise)
+        f_best, wrong = self._evaluate(x, y)
+        out, fooled = x.copy(), wrong.copy()
+        idx = np.arange(n)
+        # ART's state per image; best_prev (the iterate before the best) starts at the clean image as in ART.
+        prev, best, best_prev = x, x.copy(), x0.copy()
+        eta = np.full(n, self.eps_step, dtype=ART_NUMPY_DTYPE)
+        count, eta_check, f_check = np.zeros(n), eta.copy(), f_best.copy()
+        checks = checkpoints(self.max_iter)
+        for k in range(self.max_iter):
+            if wrong.any():  # follow only the images no iterate has fooled yet
+                keep = ~wrong
+                x0, y, x, prev, best, best_prev, f_best, eta, count, eta_check, f_check, idx, wrong = (a[keep] for a in (
+                    x0, y, x, prev, best, best_prev, f_best, eta, count, eta_check, f_check, idx, wrong))
+            if not len(idx):
+                break
+            z = project(x + eta.reshape(shape) * np.sign(self.estimator.loss_gradient(x, y)))
+            if k:  # momentum; ART's first step has none
+                z = project(x + 0.75 * (z - x) + 0.25 * (x - prev))
+            f, wrong = self._evaluate(z, y)
+            out[idx[wrong]], fooled[idx[wrong]] = z[wrong], True
+            better = f >= f_best if k == 0 else f > f_best
+            count += better
+            best[better], f_best[better] = z[better], f[better]
+            if k:
+                best_prev[better] = x[better]
+            prev, x = x, z
+            if k and k in checks:
+                # Halve the step of an image whose loss rose in under 75 % of the steps since the last
+                # check, or whose best loss did not move with an unchanged step; restart it at its best.
+                last = checks[checks.index(k) - 1]
+                halve = (count < 0.75 * (k - last)) | ((eta_check == eta) & (f_check == f_best))
+                eta[halve] /= 2
+                x[halve], prev[halve] = best[halve], best_prev[halve]
+                count[:], eta_check, f_check = 0, eta.copy(), f_best.copy()
+        out[idx[~wrong]] = best[~wrong]
+        return out, fooled
