@@ -1,9 +1,11 @@
 import numpy as np
 import pytest
 from PIL import Image
+from sklearn.model_selection import train_test_split
 
 from covid_robustness.data.classes import COVID, TASKS
 from covid_robustness.data.datamodule import CXRDataModule
+from covid_robustness.data.duplicates import group_labels, image_hashes, mixed_label_groups, near_duplicate_groups
 from covid_robustness.data.folder import read_folder
 from covid_robustness.data.synthetic import synthetic_dataset, synthetic_image
 from covid_robustness.errors import ConfigError
@@ -43,6 +45,7 @@ def test_datamodule_splits_are_stratified_disjoint_and_in_pixel_range():
     assert dm.classes[dm.positive_class] == COVID
     train = {img.tobytes() for img in dm.splits["train"].images}
     assert not any(img.tobytes() in train for img in dm.splits["test"].images)
+    assert dm.split_metrics() == {} and dm.hashes is None  # synthetic images are never hashed
 
 
 def test_datamodule_rejects_bad_values():
@@ -52,6 +55,8 @@ def test_datamodule_rejects_bad_values():
         CXRDataModule(source="s3")
     with pytest.raises(ConfigError, match="test_fraction"):
         CXRDataModule(test_fraction=1.5)
+    with pytest.raises(ConfigError, match="data.dedupe_distance=-1"):
+        CXRDataModule(source="folder", dedupe_distance=-1)
 
 
 def _write_images(folder, n, size=40, fmt="png", mode="L"):
@@ -102,13 +107,20 @@ def test_folder_class_dirs_are_configurable(tmp_path):
 
 def test_folder_source_on_real_chest_xrays():
     assert SHARED_CXR.is_dir(), f"the real chest X-rays are expected at {SHARED_CXR}"
-    dm = CXRDataModule(source="folder", root=str(SHARED_CXR), task="binary", image_size=32, seed=0)
+    dm = CXRDataModule(source="folder", root=str(SHARED_CXR), task="binary", image_size=32, seed=0, dedupe=False)
     dm.setup()
     n = sum(len(s.labels) for s in dm.splits.values())
     assert n == 834 + 1575  # every COVID-19 and Normal image of the folder, all decodable
     test = dm.splits["test"].labels
     assert len(test) == round(0.2 * n) and abs(test.mean() - 834 / n) < 0.01  # stratified 80/20
     assert len(dm.splits["val"].labels) == round(0.1 * (n - len(test)))
+    # Four Normal images are posted twice; with dedupe off two of them leak into the test split.
+    assert dm.split_metrics() == {"test_near_duplicates_in_train": 2, "near_duplicate_groups": 4,
+                                  "near_duplicate_images": 8, "near_duplicate_groups_mixed_labels": 0}
+    deduped = CXRDataModule(source="folder", root=str(SHARED_CXR), task="binary", image_size=32, seed=0)
+    deduped.setup()  # a cache hit: images and hashes come from the entry the first load wrote
+    assert deduped.split_metrics()["test_near_duplicates_in_train"] == 0
+    assert abs(len(deduped.splits["test"].labels) - len(test)) <= 4
 
 
 def test_cache_hits_and_is_invalidated_when_files_change(tmp_path, monkeypatch):
@@ -118,14 +130,15 @@ def test_cache_hits_and_is_invalidated_when_files_change(tmp_path, monkeypatch):
     _write_images(root / "COVID-19", 3)
     _write_images(root / "Normal", 3)
     first = cache.read_folder_cached(root, TASKS["binary"], {}, 24, cache_dir=store)
-    assert len(list(store.glob("*.npz"))) == 1
+    assert len(list(store.glob("*.npz"))) == 1 and first[2].shape == (6, 32)  # 256-bit hashes, packed
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded although the cache holds these files")
 
     monkeypatch.setattr(cache, "read_folder", no_decoding)
+    monkeypatch.setattr(cache, "image_hashes", no_decoding)
     second = cache.read_folder_cached(root, TASKS["binary"], {}, 24, cache_dir=store)
-    assert np.array_equal(first[0], second[0]) and np.array_equal(first[1], second[1])
+    assert all(np.array_equal(a, b) for a, b in zip(first[:3], second[:3]))
 
     Image.fromarray(np.zeros((30, 30), np.uint8)).save(root / "Normal" / "img0.png")  # a file changes
     with pytest.raises(AssertionError, match="decoded"):
@@ -141,3 +154,62 @@ def test_truncated_image_is_named(tmp_path):
     (tmp_path / "COVID-19" / "img1.jpeg").write_bytes(whole[: len(whole) // 2])
     with pytest.raises(ConfigError, match="img1.jpeg"):
         read_folder(tmp_path, TASKS["binary"], {}, 24)
+
+
+# Near-duplicate edits a re-post carries: (suffix, edit of a grayscale PIL image).
+EDITS = [
+    ("jpg", lambda im: im),  # re-encoded as JPEG
+    ("png", lambda im: im.point(lambda v: min(255, round(v * 1.1)))),  # brightened
+    ("png", lambda im: im.resize((im.width - 6, im.height - 6))),  # resized a little
+]
+
+
+def _write_xrays(folder, cls, first, n, edits=()):
+    """n distinct chest-X-ray-like PNGs (synthetic images first..first+n-1) and, per (image, edit index),
+    an edited copy: different patients look alike, copies differ in their pixels."""
+    folder.mkdir(parents=True)
+    for i in range(first, first + n):
+        Image.fromarray(synthetic_image(0, i, cls, 64)).save(folder / f"{i}.png")
+    for i, e in edits:
+        suffix, edit = EDITS[e]
+        edit(Image.open(folder / f"{i}.png")).save(folder / f"{i}-copy{e}.{suffix}")
+
+
+def test_near_duplicates_are_grouped_and_unrelated_images_are_not(tmp_path):
+    _write_xrays(tmp_path / "COVID-19", COVID, 0, 8, edits=[(0, 0), (0, 1), (1, 1), (2, 2)])
+    _write_xrays(tmp_path / "Normal", "Normal", 8, 8, edits=[(8, 0)])
+    Image.open(tmp_path / "COVID-19" / "3.png").save(tmp_path / "Normal" / "3-filed-twice.jpg")  # another label
+    images, labels, paths, _ = read_folder(tmp_path, TASKS["binary"], {}, 32)
+    groups = near_duplicate_groups(image_hashes(images), CXRDataModule.dedupe_distance)
+    group_of = {p.stem: g for p, g in zip(paths, groups)}
+    for copy, original in (("0-copy0", "0"), ("0-copy1", "0"), ("1-copy1", "1"), ("2-copy2", "2"), ("8-copy0", "8"),
+                           ("3-filed-twice", "3")):
+        assert group_of[copy] == group_of[original], copy
+    assert len(set(groups)) == 16  # 16 different images: no two of them share a group
+    assert mixed_label_groups(labels, groups) == 1
+    assert group_labels(labels, groups)[group_of["3"]] == 0  # a tie goes to the lower label
+
+
+def test_dedupe_keeps_near_duplicates_in_one_split(tmp_path):
+    # Every image has a JPEG copy: with dedupe off, a random split must put some pairs across train and test.
+    _write_xrays(tmp_path / "COVID-19", COVID, 0, 15, edits=[(i, 0) for i in range(15)])
+    _write_xrays(tmp_path / "Normal", "Normal", 15, 15, edits=[(i, 0) for i in range(15, 30)])
+    dm = CXRDataModule(source="folder", root=str(tmp_path), image_size=32, seed=0, cache_dir=str(tmp_path / "cache"))
+    dm.setup()
+    split_of = np.empty(60, int)
+    for k, name in enumerate(("train", "val", "test")):
+        split_of[dm.indices[name]] = k
+    assert all(len(set(split_of[dm.groups == g])) == 1 for g in range(30))  # no pair straddles two splits
+    assert dm.split_metrics() == {"test_near_duplicates_in_train": 0, "near_duplicate_groups": 30,
+                                  "near_duplicate_images": 60, "near_duplicate_groups_mixed_labels": 0}
+    assert {k: len(s.labels) for k, s in dm.splits.items()} == {"train": 42, "val": 6, "test": 12}
+    assert np.bincount(dm.splits["test"].labels).tolist() == [6, 6]  # stratified by group
+
+    off = CXRDataModule(source="folder", root=str(tmp_path), image_size=32, seed=0, dedupe=False, cache=False)
+    off.setup()
+    assert np.array_equal(off.hashes, dm.hashes)  # the uncached path hashes the same
+    assert off.split_metrics()["test_near_duplicates_in_train"] > 0
+    # dedupe off is the plain stratified split, index for index.
+    train, test = train_test_split(np.arange(60), test_size=0.2, stratify=off.labels, random_state=0)
+    train, val = train_test_split(train, test_size=0.1, stratify=off.labels[train], random_state=0)
+    assert all(np.array_equal(off.indices[k], i) for k, i in (("train", train), ("val", val), ("test", test)))

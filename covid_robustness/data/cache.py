@@ -1,7 +1,8 @@
 """Decode once: the folder source's images as one uint8 array on disk, keyed by what went into it.
 
-The key hashes the image size, the class mapping, the skip setting and every file's path, size and
-modification time, so a changed, added or removed file makes a new entry instead of a stale hit.
+The key hashes the image size, the class mapping, the skip setting, the perceptual hash's name and
+every file's path, size and modification time, so a changed, added or removed file makes a new entry
+instead of a stale hit. Each entry holds the images' perceptual hashes too: a warm run hashes nothing.
 """
 
 import hashlib
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .duplicates import HASH_NAME, image_hashes
 from .folder import list_images, read_folder
 
 
@@ -21,23 +23,24 @@ def default_cache_dir() -> Path:
 
 def cache_key(root: Path, paths: list[Path], size: int, classes, class_dirs: dict, skip: bool) -> str:
     files = [(str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
-    blob = json.dumps([size, list(classes), sorted(class_dirs.items()), skip, files])
+    blob = json.dumps([size, list(classes), sorted(class_dirs.items()), skip, HASH_NAME, files])
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
 def read_folder_cached(root, classes, class_dirs: dict, size: int, skip_unreadable: bool = False,
                        cache_dir: str | Path | None = None):
-    """read_folder's (images, labels, skipped), decoded only when no entry matches."""
+    """(images, labels, perceptual hashes, skipped), decoded and hashed only when no entry matches."""
     root = Path(root)
     paths, _ = list_images(root, tuple(classes), dict(class_dirs))
     path = Path(cache_dir or default_cache_dir()) / f"{cache_key(root, paths, size, classes, class_dirs, skip_unreadable)}.npz"
     if path.is_file():
         with np.load(path) as f:
-            return f["images"], f["labels"], int(f["skipped"])
+            return f["images"], f["labels"], f["hashes"], int(f["skipped"])
     images, labels, _, skipped = read_folder(root, classes, class_dirs, size, skip_unreadable)
+    hashes = image_hashes(images)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     with os.fdopen(fd, "wb") as f:
-        np.savez(f, images=images, labels=labels, skipped=skipped)
+        np.savez(f, images=images, labels=labels, hashes=hashes, skipped=skipped)
     os.replace(tmp, path)  # readers never see a half-written entry
-    return images, labels, skipped
+    return images, labels, hashes, skipped

@@ -1,5 +1,8 @@
 """One DataModule for both sources: seeded stratified train/val/test splits of in-memory images.
 
+The folder source hashes every image; with dedupe on, near-duplicates (re-posts, re-encoded copies)
+share a split, so no test image has a copy in the training set.
+
 Images stay uint8 in memory and become float [0, 1] tensors of shape 1 x H x W; normalisation is
 the model's job, so attacks and their epsilons live in pixel space.
 """
@@ -15,6 +18,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from ..errors import ConfigError
 from .classes import COVID, task_classes
 from .cache import read_folder_cached
+from .duplicates import (HASH_BITS, count_leaked, group_labels, group_members, image_hashes,
+                         mixed_label_groups, near_duplicate_groups)
 from .folder import read_folder
 from .synthetic import synthetic_dataset
 
@@ -47,6 +52,8 @@ class CXRDataModule(pl.LightningDataModule):
     skip_unreadable: bool = False
     cache: bool = True  # folder only: keep decoded images in cache_dir
     cache_dir: str | None = None  # null: $XDG_CACHE_HOME/covid-robustness or ~/.cache/covid-robustness
+    dedupe: bool = True  # folder only: keep each group of near-duplicates in one split
+    dedupe_distance: int = 28  # folder only: most differing bits (of 256) between near-duplicates
 
     def __post_init__(self):
         super().__init__()
@@ -56,7 +63,14 @@ class CXRDataModule(pl.LightningDataModule):
         for name in ("test_fraction", "val_fraction"):
             if not 0 < getattr(self, name) < 1:
                 raise ConfigError(f"data.{name}={getattr(self, name)} must lie strictly between 0 and 1.")
+        if not 0 <= self.dedupe_distance < HASH_BITS:
+            raise ConfigError(f"data.dedupe_distance={self.dedupe_distance} must be a number of differing hash bits "
+                              f"from 0 to {HASH_BITS - 1}; 28 groups re-encoded, brightened or resized copies, not different X-rays.")
         self.splits: dict[str, Split] = {}
+        self.indices: dict[str, np.ndarray] = {}  # split -> indices into the source's images
+        self.hashes: np.ndarray | None = None  # folder only: packed perceptual hash per image
+        self.groups: np.ndarray | None = None  # folder only: near-duplicate group id per image
+        self.labels: np.ndarray | None = None  # every image's label, in the source's order
         self.skipped = 0
 
     @property
@@ -75,8 +89,9 @@ class CXRDataModule(pl.LightningDataModule):
         if not self.cache:
             images, labels, _, self.skipped = read_folder(
                 self.root, self.classes, self.class_dirs, self.image_size, self.skip_unreadable)
+            self.hashes = image_hashes(images)
             return images, labels
-        images, labels, self.skipped = read_folder_cached(
+        images, labels, self.hashes, self.skipped = read_folder_cached(
             self.root, self.classes, self.class_dirs, self.image_size, self.skip_unreadable, self.cache_dir)
         return images, labels
 
@@ -84,17 +99,49 @@ class CXRDataModule(pl.LightningDataModule):
         if self.splits:
             return
         images, labels = self._load()
-        idx = np.arange(len(labels))
+        self.labels = labels
+        if self.hashes is not None:
+            self.groups = near_duplicate_groups(self.hashes, self.dedupe_distance)
+        # The split draws units: near-duplicate groups, or single images. Each unit is stratified by its
+        # most common label; a group with mixed labels (one image filed under two classes) goes whole to
+        # one split and its images keep their own labels. With single images (every group of one, or
+        # dedupe off) the units are the image indices and the split is the plain stratified one.
+        units = self.groups if self.dedupe and self.groups is not None else np.arange(len(labels))
+        members, unit_labels = group_members(units), group_labels(labels, units)
+        idx = np.arange(len(members))
         try:
-            train, test = train_test_split(idx, test_size=self.test_fraction, stratify=labels, random_state=self.seed)
-            train, val = train_test_split(train, test_size=self.val_fraction, stratify=labels[train], random_state=self.seed)
+            train, test = train_test_split(idx, test_size=self.test_fraction, stratify=unit_labels, random_state=self.seed)
+            train, val = train_test_split(train, test_size=self.val_fraction, stratify=unit_labels[train], random_state=self.seed)
         except ValueError as err:
             counts = dict(zip(self.classes, np.bincount(labels, minlength=self.num_classes).tolist()))
+            grouped = (f"; near-duplicates make them {len(members)} groups that cannot be parted "
+                       "(data.dedupe=false splits single images)") if len(members) < len(labels) else ""
             raise ConfigError(
                 f"{len(labels)} images {counts} are too few to split with test_fraction={self.test_fraction} and "
-                f"val_fraction={self.val_fraction}: every split needs images of every class ({err})."
+                f"val_fraction={self.val_fraction}: every split needs images of every class{grouped} ({err})."
             ) from err
-        self.splits = {name: Split(images[i], labels[i]) for name, i in (("train", train), ("val", val), ("test", test))}
+        self.indices = {name: np.concatenate([members[u] for u in split])
+                        for name, split in (("train", train), ("val", val), ("test", test))}
+        self.splits = {name: Split(images[i], labels[i]) for name, i in self.indices.items()}
+
+    def split_metrics(self) -> dict[str, float]:
+        """Near-duplicates of the folder source, whatever dedupe is; empty for the synthetic source.
+
+        test_near_duplicates_in_train: test images with a near-duplicate in the training split (leakage);
+        near_duplicate_groups / near_duplicate_images: groups of 2+ images and the images in them;
+        near_duplicate_groups_mixed_labels: such groups whose images carry different labels.
+        """
+        self.setup()
+        if self.hashes is None:
+            return {}
+        sizes = np.bincount(self.groups)
+        return {
+            "test_near_duplicates_in_train": float(count_leaked(
+                self.hashes, self.indices["test"], self.indices["train"], self.dedupe_distance)),
+            "near_duplicate_groups": float((sizes > 1).sum()),
+            "near_duplicate_images": float(sizes[sizes > 1].sum()),
+            "near_duplicate_groups_mixed_labels": float(mixed_label_groups(self.labels, self.groups)),
+        }
 
     def pixel_stats(self) -> tuple[float, float]:
         """Mean and std of training pixels in [0, 1]: the model's built-in normalisation."""
