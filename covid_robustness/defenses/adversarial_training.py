@@ -6,7 +6,14 @@ switches the model to eval mode for every gradient, and its trainers train with 
 stays in whatever mode the caller holds it in (train mode during training: BatchNorm normalises with the
 statistics of the batch being attacked, as in Madry's and Wong's code). tests/test_defenses.py checks the
 PGD steps against ART's ProjectedGradientDescent on a model in eval mode.
+
+The attack steps normalise with batch statistics but leave BatchNorm's running statistics alone: only
+the update step (on the final examples) feeds them, as one batch per training step. Otherwise each
+attack step would also move running_mean/var, and the eval-mode model would use statistics of partial
+iterates.
 """
+
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -68,6 +75,24 @@ def validate_training(cfg: dict | None) -> None:
         raise ConfigError(f"defense.training for {method} does not take {sorted(unknown)}; it takes {sorted(allowed)}.")
 
 
+@contextmanager
+def running_stats_frozen(net: nn.Module):
+    """BatchNorm in train mode normalises with the batch's statistics without updating the running ones.
+
+    With track_running_stats off, a BatchNorm layer in training mode neither passes its buffers to
+    F.batch_norm nor counts the batch (torch's and timm's BatchNorm layers alike).
+    """
+    layers = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    for m in layers:
+        m.track_running_stats = False
+    try:
+        yield
+    finally:
+        for m in layers:
+            m.track_running_stats = True
+
+
 def adversarial_batch(net: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: dict) -> torch.Tensor:
     params = {k: v for k, v in cfg.items() if k != "method"}
-    return (pgd if cfg["method"] == "pgd" else fgsm_rs)(net, x, y, **params)
+    with running_stats_frozen(net):
+        return (pgd if cfg["method"] == "pgd" else fgsm_rs)(net, x, y, **params)
