@@ -11,6 +11,11 @@ gradient without defeating attacks (Athalye et al. 2018), so each is evaluated s
 - bpda_eot: bpda with each gradient averaged over `eot_samples` draws of a random transformation
   (Expectation over Transformation).
 A job reports each evaluation's accuracy and, per image, the worst case over all of them.
+
+A random defense answers each query with a fresh draw, so two predictions of one image may differ: a
+single draw would count noise-only errors as attack successes (once per evaluation). Predictions
+through it vote over `predict_samples` draws, and the draws are the same for every call (common
+random numbers): an image and its unchanged copy get the same answer, clean or attacked.
 """
 
 import logging
@@ -40,6 +45,23 @@ class Defense:
     random: bool = False
     evaluations: list[str] = field(default_factory=lambda: ["whitebox"])
     eot_samples: int = 1
+    predict_samples: int = 1  # a random defense's predictions: the majority of this many draws
+
+
+def predict(classifier: PyTorchClassifier, x: np.ndarray, defense: Defense, seed: int = 0) -> np.ndarray:
+    """Predicted classes of x through the classifier; through a random defense, the majority vote of
+    defense.predict_samples draws from a fixed seed (ART's random preprocessors draw from numpy's global
+    generator, whose state is restored afterwards)."""
+    if not defense.random:
+        return classifier.predict(x, batch_size=len(x)).argmax(1)
+    state = np.random.get_state()
+    try:
+        np.random.seed(seed)
+        votes = sum(np.eye(classifier.nb_classes, dtype=np.int64)[classifier.predict(x, batch_size=len(x)).argmax(1)]
+                    for _ in range(defense.predict_samples))
+    finally:
+        np.random.set_state(state)
+    return votes.argmax(1)  # a tie goes to the lower class index
 
 
 class BPDA(Preprocessor):
@@ -83,6 +105,10 @@ def build_defense(cfg: dict) -> Defense:
     if unknown := [e for e in evaluations if e not in EVALUATIONS]:
         raise ConfigError(f"defense.evaluations has {unknown}; choose from {list(EVALUATIONS)}.")
     random, samples = bool(cfg.get("random", False)), int(cfg.get("eot_samples") or 1)
+    votes = cfg.get("predict_samples", 1)
+    if not isinstance(votes, int) or votes < 1 or (not random and votes != 1):
+        raise ConfigError(f"defense {name}: predict_samples={votes!r} must be a positive number of draws"
+                          + (" (an odd one avoids ties)" if random else ", and 1 for a deterministic defense") + ".")
     if target is None:
         if evaluations != ["whitebox"]:
             raise ConfigError(f"defense {name} has no preprocessor, so its only evaluation is whitebox, not {evaluations}.")
@@ -105,7 +131,7 @@ def build_defense(cfg: dict) -> Defense:
     if preprocessor.apply_fit or not preprocessor.apply_predict:
         raise ConfigError(f"defense {name}: a preprocessor defense applies when the model predicts, not in training; "
                           "set apply_fit: false and apply_predict: true (train with defense.training instead).")
-    return Defense(name, training, preprocessor, random, evaluations, samples)
+    return Defense(name, training, preprocessor, random, evaluations, samples, votes)
 
 
 def build_classifiers(net, defense: Defense, image_size: int,
