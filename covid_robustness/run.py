@@ -107,8 +107,9 @@ def job_name(cfg: DictConfig) -> str:
     attack = _container(cfg.attack)
     eps, defense = attack.get("eps"), cfg.defense.name
     source = transfer_source(cfg.model.name, attack.get("source_model"))
+    budget = "" if eps is None else f" eps={eps:g} std" if attack.get("eps_unit") == "std" else f" eps={eps * 255:.3g}/255"
     return (f"{cfg.model.name}" + ("" if defense == "none" else f" [{defense}]") + f" {attack['name']}"
-            + ("" if eps is None else f" eps={eps * 255:.3g}/255") + ("" if source is None else f" from {source}"))
+            + budget + ("" if source is None else f" from {source}"))
 
 
 def attack_and_track(cfg: DictConfig, dm: CXRDataModule, module: CXRClassifier, tracker: Tracker,
@@ -122,8 +123,9 @@ def attack_and_track(cfg: DictConfig, dm: CXRDataModule, module: CXRClassifier, 
         tracker.log_config(run_id, cfg)
         evaluation = AdversarialEvaluation(attack, dm.image_size, dm.num_classes, dm.positive_class,
                                            **_container(cfg.eval), defense=build_defense(_container(cfg.defense)),
-                                           source=None if source is None else source.net)
+                                           source=None if source is None else source.net, seed=cfg.seed)
         _trainer(cfg, tracker.logger(run_id=run_id), [evaluation]).test(module, datamodule=dm, verbose=False)
+        tracker.log_metrics(run_id, dm.split_metrics())
         for tag, value in evaluation.tags.items():
             tracker.client.set_tag(run_id, tag, value)
         if evaluation.examples is not None:

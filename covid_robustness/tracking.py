@@ -5,6 +5,7 @@ refuses plain file stores). With a tracking URI set (a server), the server decid
 """
 
 import subprocess
+import time
 import urllib.request
 import tempfile
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 from filelock import FileLock
-from mlflow.entities import Param, RunStatus
+from mlflow.entities import Metric, Param, RunStatus
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import MLFlowLogger
@@ -144,6 +145,9 @@ class Tracker:
         items = [Param(k, v[:6000]) for k, v in params.items()]
         for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
             self.client.log_batch(run_id, params=items[i:i + 100])
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float]) -> None:
+        self.client.log_batch(run_id, metrics=[Metric(k, float(v), int(time.time() * 1000), 0) for k, v in metrics.items()])
 
     def log_config(self, run_id: str, cfg: DictConfig) -> None:
         self.client.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")

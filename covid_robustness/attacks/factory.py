@@ -1,9 +1,12 @@
 """Config -> ART attack on an ART PyTorchClassifier that wraps the trained model, on its device.
 
 Each attack config names an attack (`name`), an implementation (`impl`), a label for the setting
-(`setting`, e.g. "art_default") and `eps`, the L-inf budget in [0, 1] pixel units, where one applies.
-Every other key is passed to the attack's constructor, so a config reads like the ART call it makes.
-`source_model` (transfer attacks) names the model the examples are crafted on; the callback handles it.
+(`setting`, e.g. "art_default") and `eps`, the L-inf budget, where one applies, in the unit `eps_unit`:
+`pixel` ([0, 1] pixels) or `std` (standard deviations of the training pixels, the model's own
+normalisation: what ART's eps means for a model fed standardised images). Every other key is passed to
+the attack's constructor, so a config reads like the ART call it makes. `source_model` (transfer
+attacks) names the model the examples are crafted on and `whole_set` asks for all attacked images in one
+call; the callback handles both.
 """
 
 from typing import Callable
@@ -23,7 +26,10 @@ from .cw import CarliniLInfBatched
 from .margin import MarginLoss
 from .spatial import SpatialTransformationPerImage
 
-META_KEYS = ("name", "impl", "setting", "eps", "source_model")
+META_KEYS = ("name", "impl", "setting", "eps", "eps_unit", "source_model", "whole_set")
+EPS_UNITS = ("pixel", "std")
+# Keys in the unit of eps: converted with it.
+EPS_KEYS = ("eps", "eps_step")
 
 
 def build_classifier(net: nn.Module, image_size: int, num_classes: int, preprocessing_defences=None,
@@ -120,9 +126,31 @@ def attack_names() -> list[str]:
     return sorted({name for name, _ in BUILDERS})
 
 
+def in_pixels(cfg: dict, std: float) -> tuple[dict, dict[str, float]]:
+    """The attack config with its budget in [0, 1] pixels, and the budget in both units (metrics).
+
+    std is the model's normalisation std (of its training pixels): eps_unit std multiplies eps and
+    eps_step by it. The converted budget is checked like any pixel budget.
+    """
+    unit = cfg.get("eps_unit", "pixel")
+    scale = std if unit == "std" else 1.0
+    out = {k: v for k, v in cfg.items() if k != "eps_unit"}
+    for key in EPS_KEYS:
+        if out.get(key) is not None:
+            out[key] = float(out[key]) * scale
+    validate_attack(out)
+    if out.get("eps") is None:
+        return out, {}
+    return out, {"eps_pixel": out["eps"], "eps_std": out["eps"] / std, "normalisation_std": std}
+
+
 def validate_attack(cfg: dict) -> None:
     """Stop on an unknown attack, an unknown implementation or an epsilon that does not fit."""
     name, impl, eps = cfg.get("name"), cfg.get("impl", "art"), cfg.get("eps")
+    unit = cfg.get("eps_unit", "pixel")
+    if unit not in EPS_UNITS:
+        raise ConfigError(f"attack.eps_unit={unit!r} is not a unit; choose pixel ([0, 1] pixels) or std "
+                          "(standard deviations of the training pixels).")
     if name not in attack_names():
         raise ConfigError(f"attack {name!r} is not known; choose one of {attack_names()}.")
     impls = sorted(i for n, i in BUILDERS if n == name)
@@ -133,8 +161,11 @@ def validate_attack(cfg: dict) -> None:
         raise ConfigError(f"attack {name} needs attack.eps, an L-inf budget in [0, 1] pixel units.")
     if eps is not None and not takes_eps:
         raise ConfigError(f"attack {name} has no epsilon (attack.eps={eps}); set attack.eps=null and size it with its own parameters.")
-    if eps is not None and not (isinstance(eps, (int, float)) and 0 <= eps <= 1):
-        raise ConfigError(f"attack.eps={eps!r} is out of range; an L-inf budget on [0, 1] pixels lies in [0, 1] (8/255 = 0.0314).")
+    # In std units the upper bound depends on the model's std: in_pixels checks the converted budget.
+    upper = 1.0 if unit == "pixel" else float("inf")
+    if eps is not None and not (isinstance(eps, (int, float)) and 0 <= eps <= upper):
+        raise ConfigError(f"attack.eps={eps!r} is out of range; an L-inf budget on [0, 1] pixels lies in [0, 1] "
+                          "(8/255 = 0.0314); in std units it is >= 0 and at most 1 once multiplied by the std.")
 
 
 def build_attack(cfg: dict, classifier: PyTorchClassifier) -> EvasionAttack:

@@ -2,9 +2,12 @@
 
 The model is evaluated as deployed, with its input-transformation defense if it has one; each evaluation
 (see defenses/transforms.py) crafts its examples its own way, on this model or, for a transfer attack,
-on a source model. Per image the worst case over the evaluations counts.
+on a source model. Per image the worst case counts, over the clean image and every evaluation's
+example: an adversary who cannot do better than the clean image submits the clean image, so an image
+the model gets wrong unattacked is never counted as robust.
 """
 
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -14,10 +17,12 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from ..attacks.factory import build_attack, build_classifier
-from ..defenses.transforms import Defense, build_classifiers
-from .checks import EvalModeGuard, check_adversarial_batch
+from ..attacks.factory import build_attack, build_classifier, in_pixels
+from ..defenses.transforms import Defense, build_classifiers, predict
+from .checks import EvalModeGuard, check_adversarial_batch, check_not_above_clean
 from .passes import PassCounter
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -48,6 +53,7 @@ def attack_metrics(t: _Totals, positive: int) -> dict[str, float]:
     linf, l2 = np.concatenate(t.linf), np.concatenate(t.l2)
     correct = clean == y
     covid = y == positive
+    check_not_above_clean(correct, adv == y)
     return {
         "clean_accuracy": float(correct.mean()),
         "adversarial_accuracy": float((adv == y).mean()),
@@ -67,7 +73,10 @@ def attack_metrics(t: _Totals, positive: int) -> dict[str, float]:
 
 
 def worst_case(y: np.ndarray, candidates: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """Per image, the first (examples, predictions) pair that fools the model, else the last pair's."""
+    """Per image, the first (examples, predictions) pair that fools the model, else the last pair's.
+
+    Callers put the clean images and their predictions first: candidate zero of every worst case.
+    """
     x_adv, pred = (a.copy() for a in candidates[-1])
     fooled = np.zeros(len(y), dtype=bool)
     for xs, ps in candidates:
@@ -77,28 +86,56 @@ def worst_case(y: np.ndarray, candidates: list[tuple[np.ndarray, np.ndarray]]) -
     return x_adv, pred
 
 
+def majority_accuracy(y: np.ndarray) -> float:
+    """The accuracy of always answering the most frequent class of y."""
+    return float(np.bincount(y).max() / len(y))
+
+
+def untrained_reason(y: np.ndarray, pred: np.ndarray, y_test: np.ndarray, test_accuracy: float | None) -> str:
+    """Why a model is no better than always answering the majority class; "" when it is better.
+
+    Such a model predicts (almost) one class: an attack cannot turn its answers wrong, so its adversarial
+    accuracy would read as robustness.
+    """
+    reasons = []
+    if len(np.unique(pred)) == 1:
+        reasons.append(f"it predicts one class ({int(pred[0])}) for all {len(y)} attacked images")
+    if (acc := float((pred == y).mean())) <= majority_accuracy(y):
+        reasons.append(f"clean accuracy {acc:.3f} on the attacked images <= {majority_accuracy(y):.3f} of the majority class")
+    if test_accuracy is not None and test_accuracy <= majority_accuracy(y_test):
+        reasons.append(f"test accuracy {test_accuracy:.3f} <= {majority_accuracy(y_test):.3f} of the majority class")
+    return "; ".join(reasons)
+
+
 class AdversarialEvaluation(pl.Callback):
     def __init__(self, attack: dict, image_size: int, num_classes: int, positive_class: int,
                  max_images: int | None = None, batch_size: int = 64, n_examples: int = 6,
-                 defense: Defense | None = None, source: torch.nn.Module | None = None):
+                 defense: Defense | None = None, source: torch.nn.Module | None = None, seed: int = 0):
         self.attack_cfg = dict(attack)
         self.defense = defense or Defense()
         self.source = source  # the trained network a transfer attack crafts its examples on
         self.image_size, self.num_classes, self.positive = image_size, num_classes, positive_class
         self.max_images, self.batch_size, self.n_examples = max_images, batch_size, n_examples
+        self.seed = seed
         self.metrics: dict[str, float] = {}
         self.tags: dict[str, str] = {}
         self.examples: Examples | None = None
 
-    def _loader(self, trainer) -> DataLoader:
+    def _attacked_set(self, trainer):
         dataset = trainer.test_dataloaders.dataset
         if self.max_images is not None and self.max_images < len(dataset):
             dataset = Subset(dataset, range(self.max_images))
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=False)
+        return dataset
 
-    @staticmethod
-    def _predict(classifier, x: np.ndarray) -> np.ndarray:
-        return classifier.predict(x, batch_size=len(x)).argmax(1)
+    def _loader(self, trainer) -> DataLoader:
+        dataset = self._attacked_set(trainer)
+        # An attack whose rule spans the whole set (ART's spatial transformation: one transform for all
+        # images) sees every attacked image in one call, so its result does not depend on eval.batch_size.
+        whole = self.attack_cfg.get("whole_set", False)
+        return DataLoader(dataset, batch_size=len(dataset) if whole else self.batch_size, shuffle=False)
+
+    def _predict(self, classifier, x: np.ndarray) -> np.ndarray:
+        return predict(classifier, x, self.defense, self.seed)
 
     def on_test_end(self, trainer, pl_module):
         # Lightning runs test hooks under inference mode; attacks need gradients, but only with respect
@@ -106,6 +143,9 @@ class AdversarialEvaluation(pl.Callback):
         weights = [p for p in pl_module.parameters() if p.requires_grad]
         if self.source is not None:
             weights += [p for p in self.source.parameters() if p.requires_grad]
+        # The same random state at the attack whether this job trained the model or loaded it
+        # (random starts, Square's draws, random defenses).
+        pl.seed_everything(self.seed, workers=True, verbose=False)
         try:
             for p in weights:
                 p.requires_grad_(False)
@@ -126,17 +166,20 @@ class AdversarialEvaluation(pl.Callback):
     def _evaluate(self, trainer, pl_module):
         net = pl_module.net.eval()
         defended, crafting = self._classifiers(net)
-        name, eps = self.attack_cfg["name"], self.attack_cfg.get("eps")
+        attack_cfg, budget = in_pixels(self.attack_cfg, float(net.std))
+        self.metrics.update(budget)
+        name, eps = attack_cfg["name"], attack_cfg.get("eps")
         totals = _Totals()
         if self.defense.preprocessor is not None:
             self.metrics.update(self._defended_test_metrics(trainer, defended))
         for x, y in tqdm(self._loader(trainer), desc=f"attack {name}", unit="batch",
                          disable=not trainer.progress_bar_callback):
             x, y = x.numpy(), y.numpy()
-            candidates = []
+            pred_clean = self._predict(defended, x)
+            candidates = [(x, pred_clean)]  # the adversary may always submit the clean image
             for evaluation, classifier in crafting.items():
                 # A fresh attack per batch: some ART attacks keep state from one generate() call to the next.
-                attack = build_attack(self.attack_cfg, classifier)
+                attack = build_attack(attack_cfg, classifier)
                 attacked = classifier.model
                 with EvalModeGuard(attacked, name), PassCounter(attacked) as passes:
                     start = time.perf_counter()
@@ -146,18 +189,19 @@ class AdversarialEvaluation(pl.Callback):
                 totals.backward += passes.backward
                 check_adversarial_batch(x, x_adv, eps, name)
                 pred = self._predict(defended, x_adv)
-                totals.by_evaluation.setdefault(evaluation, []).append(pred)
+                # Each evaluation's own number is a worst case with the clean image too.
+                totals.by_evaluation.setdefault(evaluation, []).append(worst_case(y, [(x, pred_clean), (x_adv, pred)])[1])
                 candidates.append((x_adv, pred))
             x_adv, pred_adv = worst_case(y, candidates)
             delta = (x_adv - x).reshape(len(x), -1)
             totals.y.append(y)
-            totals.clean.append(self._predict(defended, x))
+            totals.clean.append(pred_clean)
             totals.adv.append(pred_adv)
             totals.linf.append(np.abs(delta).max(1))
             totals.l2.append(np.linalg.norm(delta, axis=1))
             if self.examples is None:
                 k = self.n_examples
-                self.examples = Examples(x[:k], x_adv[:k], y[:k], totals.clean[0][:k], pred_adv[:k])
+                self.examples = Examples(x[:k], x_adv[:k], y[:k], pred_clean[:k], pred_adv[:k])
         self.metrics.update(attack_metrics(totals, self.positive))
         y_all = np.concatenate(totals.y)
         accuracy = {e: float((np.concatenate(p) == y_all).mean()) for e, p in totals.by_evaluation.items()}
@@ -165,6 +209,18 @@ class AdversarialEvaluation(pl.Callback):
         self.tags = {"evaluation": " + ".join(crafting), "strongest_evaluation": min(accuracy, key=accuracy.get)}
         if len(crafting) == 1:  # the per-evaluation number is the reported one
             self.metrics.pop(f"adversarial_accuracy_{next(iter(crafting))}")
+        self._flag_untrained(trainer, y_all, np.concatenate(totals.clean))
+
+    def _flag_untrained(self, trainer, y: np.ndarray, pred: np.ndarray) -> None:
+        y_test = trainer.test_dataloaders.dataset.tensors[1].numpy()
+        test_acc = trainer.callback_metrics.get("test/acc")
+        reason = untrained_reason(y, pred, y_test, None if test_acc is None else float(test_acc))
+        self.metrics.update({"test_images": float(len(y_test)), "majority_class_accuracy": majority_accuracy(y),
+                             "clean_predicted_classes": float(len(np.unique(pred)))})
+        self.tags.update({"untrained_model": str(bool(reason)).lower(), "untrained_model_reason": reason})
+        if reason:
+            log.warning("the model is no better than always answering the majority class (%s): its adversarial "
+                        "accuracy says nothing about robustness", reason)
 
     def _defended_test_metrics(self, trainer, defended) -> dict[str, float]:
         """Clean accuracy and COVID-19 sensitivity on the whole test split, through the defense."""

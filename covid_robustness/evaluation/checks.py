@@ -27,6 +27,15 @@ def check_adversarial_batch(x: np.ndarray, x_adv: np.ndarray, eps: float | None,
             )
 
 
+def check_not_above_clean(clean_correct: np.ndarray, adversarial_correct: np.ndarray) -> None:
+    """An attacked image counts as correct only if its clean image is: the clean image is candidate zero."""
+    if (gained := int((adversarial_correct & ~clean_correct).sum())):
+        raise AttackCheckError(
+            f"{gained} image(s) wrong on the clean input count as correct under attack (adversarial accuracy "
+            f"{adversarial_correct.mean():.3f} vs clean {clean_correct.mean():.3f}); an adversary would submit the clean image."
+        )
+
+
 class EvalModeGuard:
     """Records any forward pass of a module in training mode while the attack runs.
 
