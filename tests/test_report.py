@@ -12,16 +12,17 @@ from covid_robustness.report import main
 from .conftest import TINY, run_cli
 
 STUDY = "reported"
-FIGURES = ("figure3_accuracy.png", "robustness_curves.png", "figure2_kernels.png")
+FIGURES = ("figure3_accuracy.png", "robustness_curves.png", "paper_equivalent_eps.png", "figure2_kernels.png")
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    """Two models x FGSM, PGD x 2 budgets; then on one model FGSM again (a forced rerun), FGSM at ART's defaults, ST."""
+    """Two models x FGSM, PGD x 2 budgets; then on one model FGSM again (a forced rerun), FGSM at ART's defaults on
+    pixels and in std units, ST per image and at ART's rule."""
     tmp = tmp_path_factory.mktemp("report")
     common = [*TINY, "eval.max_images=16", f"study={STUDY}", f"tracking.dir={tmp / 'mlruns'}"]
     for i, grid in enumerate([["model=resnet18,wrn16_8", "attack=fgsm,pgd", "attack.eps=0.01,${px:8}"],
-                              ["model=resnet18", "attack=fgsm,fgsm_art,st", "resume=false"]]):
+                              ["model=resnet18", "attack=fgsm,fgsm_art,fgsm_art_std,st,st_art_rule", "resume=false"]]):
         result = run_cli("-m", *grid, *common, f"hydra.sweep.dir={tmp / f'multirun{i}'}")
         assert result.returncode == 0, result.stderr[-3000:]
     uri = f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}"
@@ -48,35 +49,43 @@ def test_writes_every_table_and_figure(store):
     for name in FIGURES:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (out / "report.md").read_text()
-    for title in ("Table II: accuracy under attack", "Table I: parameters", "Figure 3", "Figure 2",
-                  "Robustness curves", "Clean test metrics", "Jobs", "Reruns left out"):
+    for title in ("Table II: accuracy under attack", "Table II: average over the five models", "Table I: parameters",
+                  "Figure 3", "Figure 2", "Robustness curves", "Paper-equivalent budgets", "Clean test metrics", "Jobs",
+                  "Reruns left out"):
         assert f"## {title}" in md, title
     for name in FIGURES:
         assert f"]({name})" in md
+
+
+def _cell(p: dict) -> tuple:
+    return p["model.name"], p["attack.name"], p["attack.setting"], p["attack.eps"], p.get("attack.eps_unit", "pixel")
 
 
 def test_table2_holds_the_mlflow_metrics_of_the_newest_run_per_cell(store):
     tmp, _, client = store
     newest = {}
     for run in _jobs(client):  # newest first
-        p = run.data.params
-        newest.setdefault((p["model.name"], p["attack.name"], p["attack.setting"], p["attack.eps"]), run)
-    assert len(newest) == 10  # 8 + FGSM at ART's defaults + ST; the FGSM rerun replaces one cell
+        newest.setdefault(run.data.tags["cell_key"], run)
+    assert len(newest) == 12  # 8 + FGSM at ART's defaults (pixels, std) + ST (per image, ART's rule); one rerun
+    assert len({_cell(run.data.params) for run in newest.values()}) == 12
 
     records = _csv(tmp / "report" / "table2.csv")
     attacked = [r for r in records if r["attack"] != "clean"]
     assert len(attacked) == len(newest)
+    by_cell = {_cell(run.data.params): run for run in newest.values()}
     for r in attacked:
-        eps = str(float(r["eps"])) if r["eps"] else "None"
-        run = newest[(r["model"], r["attack"], r["setting"], eps)]
-        assert r["run_id"] == run.info.run_id
+        eps = str(float(r["eps_configured"])) if r["eps_configured"] else "None"
+        run = by_cell[(r["model"], r["attack"], r["setting"], eps, r["eps_unit"])]
+        assert r["run_id"] == run.info.run_id and r["n_seeds"] == "1"
+        assert float(r["eps"] or "nan") == pytest.approx(run.data.metrics.get("eps_pixel", float("nan")), nan_ok=True)
         assert float(r["accuracy"]) == run.data.metrics["adversarial_accuracy"]
         assert float(r["covid_sensitivity"]) == run.data.metrics["covid_sensitivity_adversarial"]
         assert r["gradient_masking"] == str(run.data.tags["gradient_masking"] == "true")
     for r in records:
         if r["attack"] == "clean":
-            run = next(run for key, run in newest.items() if key[0] == r["model"])
+            run = next(run for run in newest.values() if run.data.params["model.name"] == r["model"])
             assert float(r["accuracy"]) == run.data.metrics["test/acc"]
+            assert int(r["images"]) == run.data.metrics["test_images"]
 
     # The Markdown table shows the same numbers, with the paper's beside the rows it compares with.
     md = (tmp / "report" / "report.md").read_text()
@@ -85,11 +94,15 @@ def test_table2_holds_the_mlflow_metrics_of_the_newest_run_per_cell(store):
     fgsm = next(r for r in attacked if (r["model"], r["attack"], r["setting"]) == ("resnet18", "fgsm", "budget")
                 and abs(float(r["eps"]) - 8 / 255) < 1e-9)
     assert lines["FGSM eps=8/255"][1].split()[0] == f"{100 * float(fgsm['accuracy']):.2f}"
-    assert lines["FGSM eps=0.3 (ART default)"][2] == "51.90" and lines["FGSM eps=0.3 (ART default)"][-1] == "FGSM"
+    # The paper's FGSM compares with ART's defaults in std units; the pixel-unit row stays beside it.
+    std = next(v for k, v in lines.items() if re.fullmatch(r"FGSM eps=0\.3 std = [\d.]+/255 \(ART default\)", k))
+    assert std[2] == "51.90" and std[-1] == "FGSM"
+    assert lines["FGSM eps=0.3 (ART default)"][2] == "–" and lines["FGSM eps=0.3 (ART default)"][-1] == "–"
     assert lines["Clean (whole test split)"][2:5:2] == ["93.52", "99.56"]
-    st = next(v for k, v in lines.items() if k.startswith("ST rot ±30°"))
-    assert st[2] == "56.31" and st[-1] == "ST"
-    assert lines["PGD (ART default): not in this study"][1:3] == ["–", "18.48"]
+    # The paper's ST compares with ART's rule; our per-image worst case has no paper value.
+    assert lines["ST rot ±30°, shift ±10% (ART's rule) [fast]"][2] == "56.31"
+    assert lines["ST rot ±30°, shift ±10% (paper setting) [fast]"][2] == "–"
+    assert lines["PGD eps=0.3 std (ART default): not in this study"][1:3] == ["–", "18.48"]
     for row in attacked:
         assert f"{100 * float(row['accuracy']):.2f}" in md
 
@@ -109,7 +122,7 @@ def test_the_rerun_is_named_and_left_out(store):
 def test_runs_csv_and_parameter_counts(store):
     tmp, _, client = store
     runs = {r["run_id"]: r for r in _csv(tmp / "report" / "runs.csv")}
-    assert len(runs) == 10
+    assert len(runs) == 12
     for run in _jobs(client):
         if run.info.run_id in runs:
             for name in ("clean_accuracy", "attack_success_rate", "linf_max", "test/auroc"):
@@ -124,7 +137,7 @@ def test_html_is_one_page_with_the_figures_embedded(store):
     page = (tmp / "report" / "report.html").read_text()
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert sorted(base64.b64decode(i) for i in images) == sorted((tmp / "report" / f).read_bytes() for f in FIGURES)
-    assert page.count("<table>") == 6 and "<th>RN-18 paper</th>" in page
+    assert page.count("<table>") == 8 and "<th>RN-18 paper</th>" in page
     assert 'src="http' not in page and "<link" not in page  # nothing to fetch
 
 
@@ -175,6 +188,8 @@ def test_gradient_masking_flags_are_shown_with_their_reasons(store, tmp_path):
     _, uri, client = store
     run = next(r for r in _jobs(client) if r.data.params["model.name"] == "wrn16_8"
                and r.data.params["attack.name"] == "pgd" and r.data.params["attack.eps"] == "0.01")
+    other = next(r for r in _jobs(client) if r.data.params["model.name"] == "resnet18"
+                 and r.data.params["attack.name"] == "pgd" and r.data.params["attack.eps"] == "0.01")
     tags = {k: run.data.tags[k] for k in ("gradient_masking", "gradient_masking_reasons")}
     client.set_tag(run.info.run_id, "gradient_masking", "true")
     client.set_tag(run.info.run_id, "gradient_masking_reasons", "PGD accuracy 0.600 above FGSM's 0.500 at eps 0.0100")
@@ -186,6 +201,9 @@ def test_gradient_masking_flags_are_shown_with_their_reasons(store, tmp_path):
     md = (tmp_path / "report.md").read_text()
     pgd = next(line for line in md.splitlines() if line.startswith("| PGD eps=0.01 |")).split(" | ")
     accuracy = run.data.metrics["adversarial_accuracy"]
-    assert pgd[3] == f"{100 * accuracy:.2f} ⚠" and "⚠" not in pgd[1]  # WRN-16-8 flagged, RN-18 not
-    assert f"⚠ PGD accuracy 0.600 above FGSM's 0.500 at eps 0.0100 | {run.info.run_id[:8]} |" in md
+    # WRN-16-8 flagged after its interval; RN-18 as the sweep tagged it.
+    assert re.fullmatch(rf"{100 * accuracy:.2f} \[[\d.]+, [\d.]+\] ⚠( ∅)?", pgd[3])
+    assert ("⚠" in pgd[1]) == (other.data.tags["gradient_masking"] == "true")
+    line = next(line for line in md.splitlines() if f"| {run.info.run_id[:8]} |" in line)
+    assert "| ⚠ PGD accuracy 0.600 above FGSM's 0.500 at eps 0.0100 |" in line
     assert {r["run_id"]: r["gradient_masking"] for r in _csv(tmp_path / "table2.csv")}[run.info.run_id] == "True"

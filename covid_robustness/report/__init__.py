@@ -16,9 +16,9 @@ from mlflow.tracking import MlflowClient
 from ..data.classes import task_classes
 from ..errors import ConfigError
 from ..tracking import REPORT_ROLE, check_server, git_commit
-from . import defenses, figures, html, markdown, tables
+from . import defenses, figures, html, markdown, paper_eps, tables
 from .collect import Study, collect, config, examples
-from .summary import newest_job_per_model, rows
+from .summary import newest_job_per_model, rows, sweeps
 
 DEFAULT_STORE = Path("mlruns") / "mlflow.db"
 
@@ -47,21 +47,31 @@ def build(client: MlflowClient, study: Study, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     table_rows = rows(study)
     newest = newest_job_per_model(study)
-    sections: list = [tables.overview(study), tables.table2(table_rows)]
+    sections: list = [tables.overview(study), tables.table2(table_rows), tables.table2_average(table_rows)]
 
     def add_figure(file: str, title: str, caption: str, fig) -> None:
         sections.append(figures.Figure(file, title, caption, figures.to_png(fig)))
 
     add_figure("figure3_accuracy.png", "Figure 3: accuracy per model and evaluation set",
-               "Bars: our accuracy (clean: whole test split; attacks: the attacked images). Black ticks: the "
-               "paper's value for the row it compares with. Hatched: possible gradient masking.",
-               figures.accuracy_bars(table_rows))
-    sweeps = figures.eps_sweeps(table_rows)
-    if sweeps:
+               "Bars: our accuracy (clean: whole test split; attacks: the attacked images), with its 95 % Wilson "
+               "interval; dots: each seed, where there are several. Black ticks: the paper's value for the row it "
+               "compares with. Hatched: possible gradient masking. Faded, ∅: a model no better than the majority "
+               "class. "
+               f"A sweep over {figures.LONG_SWEEP} budgets or more is drawn in the robustness curves instead.",
+               figures.accuracy_bars(figures.bar_rows(table_rows)))
+    curves = sweeps(table_rows)
+    if curves:
         add_figure("robustness_curves.png", "Robustness curves",
-                   "Accuracy (top) and COVID-19 sensitivity (bottom) on the attacked images against the L-inf "
-                   "budget; eps 0 is the clean value on the same images. Red crosses: possible gradient masking.",
-                   figures.robustness_curves(sweeps))
+                   "Accuracy (top, with its 95 % Wilson interval) and COVID-19 sensitivity (bottom) on the attacked "
+                   "images against the L-inf budget; eps 0 is the clean value on the same images. Red crosses: "
+                   "possible gradient masking.", figures.robustness_curves(curves))
+    if equivalents := paper_eps.equivalents(table_rows):
+        sections.append(paper_eps.table(equivalents))
+        add_figure("paper_equivalent_eps.png", "Paper-equivalent budgets",
+                   "Our accuracy against the budget (log scale) per model, with its 95 % Wilson band; dashed: the "
+                   "paper's value for that model and attack; diamond: where our curve meets it, with the range where "
+                   "the band contains it; dotted: the paper's eps of 0.3 std on [0, 1] pixels.",
+                   paper_eps.figure(equivalents))
     chosen = figures.kernel_jobs(table_rows)
     arrays = {job.run_id: ex for by_model in chosen.values() for _, job in by_model.values()
               if (ex := examples(client, job)) is not None}
@@ -75,8 +85,9 @@ def build(client: MlflowClient, study: Study, out: Path) -> list[Path]:
     if defenses.has_defenses(study):
         sections += [defenses.bought(study), defenses.per_model(study)]
         add_figure("defenses.png", "Robustness per defense",
-                   "Accuracy on the attacked images against the L-inf budget, per model and defense; eps 0 is the "
-                   "clean accuracy on the same images (through the defense).", defenses.robustness_by_defense(study))
+                   "Accuracy on the attacked images against the L-inf budget, per model and defense, with its 95 % "
+                   "Wilson interval; eps 0 is the clean accuracy on the same images (through the defense).",
+                   defenses.robustness_by_defense(study))
     if defenses.has_transfer(study):
         sections += defenses.transfer_tables(study)
         add_figure("transfer.png", "Transfer matrices",

@@ -1,5 +1,7 @@
 """Read one study's finished runs from MLflow into a tidy table: one Job per evaluated cell."""
 
+import hashlib
+import json
 import tempfile
 from dataclasses import dataclass, field
 
@@ -10,6 +12,7 @@ from omegaconf import OmegaConf
 from ..errors import ConfigError
 from ..tracking import JOB_ROLE, TRAINING_ROLE
 from ..transfer import transfer_source
+from .params import numbers_params
 
 FINISHED = "attributes.status = 'FINISHED'"
 
@@ -33,11 +36,24 @@ class Job:
     source_model: str | None = None  # a transfer attack's source; None: crafted on the model itself
     evaluation: str = ""  # how the examples were crafted (e.g. "oblivious + bpda")
     strongest_evaluation: str = ""
+    seed: str = "0"
+    cell_key: str = ""  # the run's tag: a hash of every setting that can change its numbers
+    untrained: bool = False  # its model is no better than always answering the majority class
+    untrained_reason: str = ""
 
     @property
-    def cell(self) -> tuple:
-        """What a job evaluates: two runs with the same cell are reruns of one another."""
-        return self.model, self.attack, self.setting, self.eps, self.impl, self.defense, self.source_model
+    def cell(self) -> str:
+        """What a job evaluates: two runs of one cell are reruns of one another, whatever else they share.
+
+        Runs logged before the tag existed are keyed by the params that can change their numbers.
+        """
+        if self.cell_key:
+            return self.cell_key
+        params = numbers_params(self.params)
+        if self.source_model is None:  # no source, or the model itself: a white-box job either way
+            params.pop("attack.source_model", None)
+        blob = json.dumps(params, sort_keys=True)
+        return "params:" + hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @property
     def plain(self) -> bool:
@@ -50,7 +66,7 @@ class Study:
     name: str
     uri: str
     experiment_id: str
-    jobs: list[Job]  # the newest run of each cell
+    jobs: list[Job]  # the newest run of each cell, newest first
     replaced: list[tuple[Job, Job]] = field(default_factory=list)  # (older run left out, the run kept)
     trainings: dict[str, dict[str, float]] = field(default_factory=dict)  # run id: last value per metric
 
@@ -78,7 +94,9 @@ def _job(run) -> Job:
                training_run_id=t.get("mlflow.parentRunId", ""), params=dict(p), metrics=dict(run.data.metrics),
                masking=t.get("gradient_masking") == "true", masking_reasons=t.get("gradient_masking_reasons", ""),
                defense=p.get("defense.name", "none"), source_model=transfer_source(p["model.name"], p.get("attack.source_model")),
-               evaluation=t.get("evaluation", "whitebox"), strongest_evaluation=t.get("strongest_evaluation", "whitebox"))
+               evaluation=t.get("evaluation", "whitebox"), strongest_evaluation=t.get("strongest_evaluation", "whitebox"),
+               seed=p.get("seed", "0"), cell_key=t.get("cell_key", ""), untrained=t.get("untrained_model") == "true",
+               untrained_reason=t.get("untrained_model_reason", ""))
 
 
 def studies(client: MlflowClient) -> list[str]:
@@ -96,16 +114,22 @@ def collect(client: MlflowClient, name: str) -> Study:
         raise ConfigError(f"study {name!r} has no finished job runs in {client.tracking_uri}; "
                           f"run a sweep with study={name} first.")
     study = Study(name, client.tracking_uri, experiment.experiment_id, [])
-    kept: dict[tuple, Job] = {}
-    for job in map(_job, runs):  # newest first, so the first run of a cell is the one kept
-        if job.cell in kept:
-            study.replaced.append((job, kept[job.cell]))
-        else:
-            kept[job.cell] = job
-            study.jobs.append(job)
+    study.jobs, study.replaced = newest_per_cell(map(_job, runs))
     for run in _search(client, experiment.experiment_id, f"tags.role = '{TRAINING_ROLE}' and {FINISHED}"):
         study.trainings[run.info.run_id] = dict(run.data.metrics)
     return study
+
+
+def newest_per_cell(jobs) -> tuple[list[Job], list[tuple[Job, Job]]]:
+    """The newest job of each cell (jobs newest first), and each older rerun with the job kept instead."""
+    kept: dict[str, Job] = {}
+    replaced = []
+    for job in jobs:
+        if job.cell in kept:
+            replaced.append((job, kept[job.cell]))
+        else:
+            kept[job.cell] = job
+    return list(kept.values()), replaced
 
 
 def examples(client: MlflowClient, job: Job) -> dict[str, np.ndarray] | None:

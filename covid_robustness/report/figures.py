@@ -3,6 +3,7 @@
 import io
 from collections import defaultdict
 from dataclasses import dataclass
+from statistics import mean
 
 import matplotlib
 
@@ -13,7 +14,10 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from .collect import Job  # noqa: E402
-from .summary import ATTACKS, CLEAN, Row, model_label, model_order  # noqa: E402
+from .estimate import Estimate, measured  # noqa: E402
+from .evalsets import ATTACKS  # noqa: E402
+from .summary import CLEAN, Row, model_label, model_order, sweeps  # noqa: E402
+from .tables import UNTRAINED  # noqa: E402
 
 COLORS = plt.get_cmap("tab10").colors
 
@@ -33,77 +37,118 @@ def to_png(fig) -> bytes:
     return buffer.getvalue()
 
 
+def error_bars(estimates: list[Estimate]) -> np.ndarray:
+    """Asymmetric error bars (%) from each estimate's value to the ends of its Wilson interval."""
+    return np.array([[100 * (e.mean - e.interval[0]) for e in estimates],
+                     [100 * (e.interval[1] - e.mean) for e in estimates]]).clip(min=0)
+
+
+def seed_dots(ax, x: float, estimate: Estimate, color) -> None:
+    """Each seed's value as a small dot, where a number is a mean over seeds."""
+    if estimate.seeds > 1:
+        ax.plot([x] * estimate.seeds, [100 * v for v in estimate.values], ".", color=color, markersize=4,
+                markeredgecolor="black", markeredgewidth=0.3, zorder=4)
+
+
+LONG_SWEEP = 4  # budgets from which a sweep is drawn as curves only
+PER_PANEL = 10  # groups of bars per panel, so that labels stay readable
+
+
+def bar_rows(rows: list[Row]) -> list[Row]:
+    """Figure 3's groups: every row but those of a sweep of LONG_SWEEP budgets or more (the curves show them)."""
+    curves = {id(r) for group in sweeps(rows).values() if len(group) >= LONG_SWEEP for r in group if not r.compared}
+    return [r for r in rows if r.accuracy and id(r) not in curves]
+
+
 def accuracy_bars(rows: list[Row]):
-    """Figure 3: accuracy per evaluation set (groups) and model (bars), the paper's value as a tick."""
-    rows = [r for r in rows if r.accuracy]
+    """Figure 3: accuracy per evaluation set (groups) and model (bars) with its interval, the paper's value as a tick."""
     models = model_order({m for r in rows for m in r.accuracy})
     width = 0.8 / len(models)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(rows) * max(1, len(models) / 2.5)), 4.2))
-    for i, model in enumerate(models):
-        for x, row in enumerate(rows):
-            if model not in row.accuracy:
-                continue
-            pos = x - 0.4 + width * (i + 0.5)
-            job = row.jobs.get(model)
-            value = 100 * row.accuracy[model]
-            ax.bar(pos, value, width, color=COLORS[i % 10], edgecolor="black", linewidth=0.4,
-                   hatch="///" if job and job.masking else None)
-            # The number tells a bar at 0 % from a model that was not attacked with this setting.
-            ax.text(pos, value + 1, f"{value:.0f}", ha="center", va="bottom", fontsize=7, rotation=90)
-            if model in row.paper:
-                ax.plot([pos - width / 2, pos + width / 2], [row.paper[model]] * 2, color="black", linewidth=2.5)
+    size = -(-len(rows) // -(-len(rows) // PER_PANEL))  # panels of about equal size, none over PER_PANEL
+    panels = [rows[i:i + size] for i in range(0, len(rows), size)]
+    span = max(len(p) for p in panels)
+    fig, axes = plt.subplots(len(panels), 1, squeeze=False,
+                             figsize=(max(6.0, 1.1 * span * max(1, len(models) / 2.5)), 4.4 * len(panels)))
+    for ax, panel in zip(axes[:, 0], panels):
+        for i, model in enumerate(models):
+            for x, row in enumerate(panel):
+                if model in row.accuracy:
+                    _bar(ax, x - 0.4 + width * (i + 0.5), width, row, model, COLORS[i % 10])
+        ax.set_xticks(range(len(panel)), [r.label for r in panel], rotation=25, ha="right", fontsize=9)
+        ax.set_xlim(-0.6, span - 0.4)
+        ax.set_ylabel("accuracy (%)")
+        ax.set_ylim(0, 118)
+        ax.set_yticks(range(0, 101, 20))
+        ax.grid(axis="y", alpha=0.3)
     handles = [Patch(facecolor=COLORS[i % 10], edgecolor="black", label=model_label(m)) for i, m in enumerate(models)]
     handles.append(Line2D([], [], color="black", linewidth=2.5, label="paper"))
-    if any(j.masking for r in rows for j in r.jobs.values()):
+    handles.append(Line2D([], [], color="black", linewidth=0.8, marker="_", label="95 % interval"))
+    if any(e.masking for r in rows if r.attack != CLEAN for e in r.accuracy.values()):
         handles.append(Patch(facecolor="white", edgecolor="black", hatch="///", label="possible gradient masking"))
-    ax.set_xticks(range(len(rows)), [r.label for r in rows], rotation=25, ha="right", fontsize=9)
-    ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 110)
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(handles=handles, fontsize=8, ncol=len(handles), loc="lower center", bbox_to_anchor=(0.5, 1.0),
-              frameon=False)
+    if any(e.untrained for r in rows for e in r.accuracy.values()):
+        handles.append(Patch(facecolor="lightgrey", edgecolor="black", label=f"{UNTRAINED} untrained (faded)"))
+    axes[0, 0].legend(handles=handles, fontsize=8, ncol=min(len(handles), 9), loc="lower center",
+                      bbox_to_anchor=(0.5, 1.0), frameon=False)
     fig.tight_layout()
     return fig
 
 
-def eps_sweeps(rows: list[Row]) -> dict[str, list[Row]]:
-    """Rows of one attack and setting that differ only in eps, where a model was attacked at several."""
-    groups = defaultdict(list)
-    for row in rows:
-        if row.attack != CLEAN and row.eps is not None and row.jobs:
-            groups[(row.attack, row.setting, row.impl)].append(row)
-    sweeps = {}
-    for (attack, setting, impl), group in groups.items():
-        if len(group) > 1:
-            name = ATTACKS.get(attack, attack.upper()) + (f" ({setting})" if setting != "budget" else "")
-            sweeps[name + (f" [{impl}]" if impl != "art" else "")] = sorted(group, key=lambda r: r.eps)
-    return sweeps
+def _bar(ax, pos: float, width: float, row: Row, model: str, color) -> None:
+    """One model's bar of one row: its interval, its seeds, its flags, its number and the paper's tick."""
+    estimate = row.accuracy[model]
+    value = 100 * estimate.mean
+    ax.bar(pos, value, width, color=color, edgecolor="black", linewidth=0.4,
+           hatch="///" if estimate.masking and row.attack != CLEAN else None, alpha=0.35 if estimate.untrained else 1.0)
+    ax.errorbar(pos, value, yerr=error_bars([estimate]), fmt="none", ecolor="black", elinewidth=0.8, capsize=1.5)
+    seed_dots(ax, pos, estimate, color)
+    # The number tells a bar at 0 % from a model that was not attacked with this setting.
+    ax.text(pos, 100 * estimate.interval[1] + 1.5, f"{value:.0f}" + (f" {UNTRAINED}" if estimate.untrained else ""),
+            ha="center", va="bottom", fontsize=7, rotation=90)
+    if model in row.paper:
+        ax.plot([pos - width / 2, pos + width / 2], [row.paper[model]] * 2, color="black", linewidth=2.5)
+
+
+def eps_axis(ax, levels: list[float]) -> None:
+    """A budget axis in grey levels: linear for a short grid, log-like (0 still shown) for one spanning decades."""
+    positive = sorted({v for v in levels if v > 0})
+    if len(positive) > 1 and positive[-1] / positive[0] >= 8:
+        ax.set_xscale("symlog", linthresh=positive[0], linscale=0.5)
+        ax.set_xticks([0.0, *positive], ["0", *(f"{v:g}" for v in positive)], fontsize=8)
+        ax.minorticks_off()
+    ax.set_xlabel("eps (/255)")
 
 
 def robustness_curves(sweeps: dict[str, list[Row]]):
-    """Accuracy and COVID-19 sensitivity against eps; eps 0 is the clean value on the same images."""
+    """Accuracy (with its interval) and COVID-19 sensitivity against eps; eps 0 is the clean value on the same images."""
     fig, axes = plt.subplots(2, len(sweeps), figsize=(4.6 * len(sweeps), 7), squeeze=False, sharey="row")
-    models = model_order({m for group in sweeps.values() for r in group for m in r.jobs})
+    models = model_order({m for group in sweeps.values() for r in group for m in r.accuracy})
     for col, (name, group) in enumerate(sweeps.items()):
         for i, model in enumerate(models):
-            points = [r for r in group if model in r.jobs]
+            points = [r for r in group if model in r.accuracy]
             if not points:
                 continue
-            first = points[0].jobs[model].metrics
+            color = COLORS[i % 10]
             eps = [0.0] + [255 * r.eps for r in points]
-            for ax, clean_key, adv in ((axes[0, col], "clean_accuracy", "adversarial_accuracy"),
-                                       (axes[1, col], "covid_sensitivity_clean", "covid_sensitivity_adversarial")):
-                values = [first[clean_key]] + [r.jobs[model].metrics[adv] for r in points]
-                ax.plot(eps, 100 * np.array(values), "o-", color=COLORS[i % 10], label=model_label(model))
-                masked = [(e, v) for e, v, r in zip(eps[1:], values[1:], points) if r.jobs[model].masking]
+            accuracy = [measured(points[0].accuracy[model].jobs, "clean_accuracy")] + [r.accuracy[model] for r in points]
+            axes[0, col].errorbar(eps, [100 * e.mean for e in accuracy], yerr=error_bars(accuracy), fmt="o-", color=color,
+                                  capsize=2.5, elinewidth=1, markersize=4, label=model_label(model))
+            for x, e in zip(eps, accuracy):
+                seed_dots(axes[0, col], x, e, color)
+            first = points[0].accuracy[model].jobs
+            sensitivity = [mean(j.metrics["covid_sensitivity_clean"] for j in first)] + [r.sensitivity[model]
+                                                                                         for r in points]
+            axes[1, col].plot(eps, 100 * np.array(sensitivity), "o-", color=color, markersize=4, label=model_label(model))
+            for ax, values in ((axes[0, col], [e.mean for e in accuracy[1:]]), (axes[1, col], sensitivity[1:])):
+                masked = [(x, v) for x, v, r in zip(eps[1:], values, points) if r.accuracy[model].masking]
                 if masked:
-                    e, v = zip(*masked)
-                    ax.plot(e, 100 * np.array(v), "x", color="crimson", markersize=11, markeredgewidth=2)
+                    x, v = zip(*masked)
+                    ax.plot(x, 100 * np.array(v), "x", color="crimson", markersize=11, markeredgewidth=2)
         axes[0, col].set_title(name)
-        axes[1, col].set_xlabel("eps (/255)")
-    axes[0, 0].set_ylabel("accuracy (%)")
+        for ax in axes[:, col]:
+            eps_axis(ax, [255 * r.eps for r in group])
+    axes[0, 0].set_ylabel("accuracy (%), 95 % interval")
     axes[1, 0].set_ylabel("COVID-19 sensitivity under attack (%)")
-    if any(j.masking for group in sweeps.values() for r in group for j in r.jobs.values()):
+    if any(r.accuracy[m].masking for group in sweeps.values() for r in group for m in r.accuracy):
         axes[0, 0].plot([], [], "x", color="crimson", label="possible gradient masking")
     axes[0, 0].legend(fontsize=8)
     for ax in axes.flat:
@@ -119,7 +164,8 @@ def kernel_jobs(rows: list[Row]) -> dict[str, dict[str, tuple[Row, Job]]]:
     for row in rows:
         if row.attack == CLEAN:
             continue
-        for model, job in row.jobs.items():
+        for model, jobs in row.jobs.items():
+            job = jobs[0]
             best = chosen[row.attack].get(model)
             if best is None or (bool(row.paper), row.eps or 0.0) > (bool(best[0].paper), best[0].eps or 0.0):
                 chosen[row.attack][model] = (row, job)

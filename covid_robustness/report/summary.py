@@ -1,18 +1,23 @@
 """The study as the paper's Table II lays it out: one row per evaluation set, one value per model.
 
-The paper ran ART's FGSM, PGD and C&W at ART's default settings and its spatial transformation attack
-on its own rotation and translation grid, so each paper row is compared with our row of that setting.
+The paper ran ART at its defaults on standardised images, so its eps 0.3 most likely meant 0.3 standard
+deviations of the input: its FGSM and PGD values compare with our ART-default rows in std units, its
+C&W with ART's defaults, its spatial attack with ART's rule (one transform for all attacked images,
+horizontal translations only). Each paper row is compared with our rows of that setting only.
 """
 
+from collections import defaultdict
 from dataclasses import dataclass, field
+from statistics import mean
 
 from .collect import Job, Study
+from .estimate import TESTED, Estimate, measured, per_seed, pooled
+from .evalsets import ATTACKS, EvalSet, describe, differing, evaluation_sets, key, training_key
 
 # Model names and the paper's column order.
 MODELS = {"resnet18": "RN-18", "resnet50": "RN-50", "wrn16_8": "WRN-16-8", "vgg19": "VGG-19", "inception_v3": "Inc-v3"}
-ATTACKS = {"fgsm": "FGSM", "pgd": "PGD", "apgd": "APGD", "autoattack_binary": "AutoAttack-2", "cw": "C&W", "st": "ST"}
-SETTINGS = {"budget": "", "art_default": "ART default", "paper": "paper setting"}
 CLEAN = "clean"
+CLEAN_SPLIT = "whole test split"
 
 # Table II of the paper, accuracy in %, in the order of MODELS.
 PAPER_TABLE2 = {
@@ -22,31 +27,72 @@ PAPER_TABLE2 = {
     "cw": (38.63, 53.28, 56.3, 58.71, 43.81),
     "st": (56.31, 46.65, 59.39, 65.64, 53.9),
 }
-PAPER_SETTING = {"fgsm": "art_default", "pgd": "art_default", "cw": "art_default", "st": "paper"}
+# Which of our evaluation sets each paper row compares with: the EvalSet fields it must have.
+PAPER_SETTING = {
+    "fgsm": {"setting": "art_default", "eps_unit": "std", "eps": 0.3},
+    "pgd": {"setting": "art_default", "eps_unit": "std", "eps": 0.3},
+    "cw": {"setting": "art_default", "eps": None},
+    "st": {"setting": "art_rule"},
+}
+PAPER_WHY = {
+    "fgsm": "the paper ran ART's defaults on standardised images, so its eps 0.3 was 0.3 standard deviations "
+            "of the input, not 0.3 on [0, 1] pixels (76.5/255, the ART-default rows in pixel units)",
+    "cw": "ART's defaults, unbounded, as the paper ran them",
+    "st": "ART's rule, as the paper ran it: one transform (the one that fools the most images) for all attacked "
+          "images, horizontal translations only; our per-image worst case (paper setting) is a stronger attack",
+}
+PAPER_WHY["pgd"] = PAPER_WHY["fgsm"]
+
+
+def compares_with_paper(evalset: EvalSet) -> bool:
+    spec = PAPER_SETTING.get(evalset.attack)
+    return spec is not None and all(getattr(evalset, k) == v for k, v in spec.items())
+
+
+def paper_label(attack: str) -> str:
+    """The evaluation set a paper row compares with, as our row of it would be labelled."""
+    spec = PAPER_SETTING[attack]
+    text = ("unbounded" if attack == "cw" else "rot ±30°, shift ±10%" if attack == "st"
+            else f"eps={spec['eps']:g} {spec['eps_unit']}")
+    return describe(attack, spec["setting"], "art", budget_text=text)
 
 
 @dataclass
 class Row:
-    """One evaluation set: accuracy and COVID-19 sensitivity per model, as fractions."""
+    """One evaluation set: accuracy per model over its seeds, and mean COVID-19 sensitivity, as fractions."""
     label: str
     attack: str  # CLEAN for the clean test split
-    setting: str = ""
-    eps: float | None = None
-    impl: str = ""
-    accuracy: dict[str, float] = field(default_factory=dict)
+    evalset: EvalSet | None = None  # None: a clean row, or a paper row this study did not run
+    accuracy: dict[str, Estimate] = field(default_factory=dict)
     sensitivity: dict[str, float] = field(default_factory=dict)
-    jobs: dict[str, Job] = field(default_factory=dict)  # empty for the clean row
+    compared: bool = False  # the paper's row of this attack compares with this one
+
+    @property
+    def setting(self) -> str:
+        return "" if self.evalset is None else self.evalset.setting
+
+    @property
+    def eps(self) -> float | None:
+        """The budget on [0, 1] pixels."""
+        return None if self.evalset is None else self.evalset.eps_pixel
+
+    @property
+    def impl(self) -> str:
+        return "" if self.evalset is None else self.evalset.impl
+
+    @property
+    def jobs(self) -> dict[str, list[Job]]:
+        """Per model, the runs of its seeds; empty for the clean rows."""
+        return {} if self.evalset is None else {m: list(e.jobs) for m, e in self.accuracy.items()}
 
     @property
     def paper(self) -> dict[str, float]:
         """The paper's accuracy (%) per model, where this row is the one the paper's row compares with."""
-        if self.attack != CLEAN and PAPER_SETTING.get(self.attack) != self.setting:
-            return {}
-        return dict(zip(MODELS, PAPER_TABLE2.get(self.attack, ())))
+        return dict(zip(MODELS, PAPER_TABLE2[self.attack])) if self.compared else {}
 
     @property
     def paper_row(self) -> str:
-        return ("Clean" if self.attack == CLEAN else ATTACKS[self.attack]) if self.paper else ""
+        return ("Clean" if self.attack == CLEAN else ATTACKS[self.attack]) if self.compared else ""
 
 
 def model_order(models) -> list[str]:
@@ -56,41 +102,6 @@ def model_order(models) -> list[str]:
 
 def model_label(model: str) -> str:
     return MODELS.get(model, model)
-
-
-def eps_label(eps: float) -> str:
-    """8/255 where eps is a whole number of grey levels (as ${px:8} writes it), else the number."""
-    levels = eps * 255
-    return f"{round(levels)}/255" if abs(levels - round(levels)) < 0.02 else f"{eps:g}"
-
-
-def row_label(job: Job) -> str:
-    parts = [ATTACKS.get(job.attack, job.attack.upper())]
-    if job.attack == "st":  # its budget is the transform grid
-        p = job.params
-        parts.append(f"rot ±{float(p['attack.max_rotation']):g}°, shift ±{float(p['attack.max_translation']):g}%")
-    elif job.eps is not None:
-        parts.append(f"eps={eps_label(job.eps)}")
-    elif job.attack == "cw":
-        parts.append("unbounded")
-    setting = SETTINGS.get(job.setting, job.setting)
-    if setting:
-        parts.append(f"({setting})")
-    if job.impl != "art":
-        parts.append(f"[{job.impl}]")
-    return " ".join(parts)
-
-
-def evaluation_order(attack: str, setting: str, eps: float | None, impl: str) -> tuple:
-    """Sort key of an evaluation set: attacks and settings in the report's order, then budget, implementation."""
-    attacks, settings = list(ATTACKS), list(SETTINGS)
-    return (attacks.index(attack) if attack in attacks else len(attacks), attack,
-            settings.index(setting) if setting in settings else len(settings), setting,
-            -1.0 if eps is None else eps, impl)
-
-
-def _order(row: Row) -> tuple:
-    return evaluation_order(row.attack, row.setting, row.eps, row.impl)
 
 
 def newest_job_per_model(study: Study) -> dict[str, Job]:
@@ -104,26 +115,76 @@ def newest_job_per_model(study: Study) -> dict[str, Job]:
     return newest
 
 
+def _clean_jobs(study: Study) -> list[Job]:
+    """Per model its jobs without defense or transfer, or all its jobs where it has none."""
+    plain = {j.model for j in study.jobs if j.plain}
+    return [j for j in study.jobs if j.plain or j.model not in plain]
+
+
+def clean_rows(study: Study) -> list[Row]:
+    """One row per training setting (usually one): the accuracy on the whole test split, over the seeds."""
+    groups: dict[tuple, dict[str, list[Job]]] = defaultdict(lambda: defaultdict(list))
+    for job in _clean_jobs(study):
+        groups[training_key(job)][job.model].append(job)
+    extras = differing({k: dict(k) for k in groups})
+    out = []
+    for k, by_model in groups.items():
+        row = Row(f"Clean ({', '.join([CLEAN_SPLIT, *extras[k]])})", CLEAN, compared=True)
+        for model, jobs in by_model.items():
+            seeds = per_seed(jobs)
+            row.accuracy[model] = measured(seeds, "test/acc", TESTED)  # the bare model, as the paper's
+            row.sensitivity[model] = mean(j.metrics["test/sensitivity"] for j in seeds)
+        out.append(row)
+    return sorted(out, key=lambda r: r.label)
+
+
+def attack_rows(study: Study) -> list[Row]:
+    """One row per evaluation set of the jobs without defense or transfer, in the report's order."""
+    sets = evaluation_sets(study.jobs)  # labelled against every set of the study, as the other tables are
+    groups: dict[tuple, dict[str, list[Job]]] = defaultdict(lambda: defaultdict(list))
+    for job in study.jobs:
+        if job.plain:
+            groups[key(job)][job.model].append(job)
+    out = []
+    for k, by_model in groups.items():
+        evalset = sets[k]
+        row = Row(evalset.label, evalset.attack, evalset, compared=compares_with_paper(evalset))
+        for model, jobs in by_model.items():
+            seeds = per_seed(jobs)
+            row.accuracy[model] = measured(seeds, "adversarial_accuracy")
+            row.sensitivity[model] = mean(j.metrics["covid_sensitivity_adversarial"] for j in seeds)
+        out.append(row)
+    return sorted(out, key=lambda r: r.evalset.order)
+
+
 def rows(study: Study) -> list[Row]:
-    """The clean row, then one row per attack setting, then the paper's rows this study did not run.
+    """The clean rows, then one row per evaluation set, then the paper's rows this study did not run.
 
     Only jobs in the paper's setting (no defense, examples crafted on the model itself); defenses and
     transfer attacks have tables of their own.
     """
-    clean = Row("Clean (whole test split)", CLEAN)
-    for model, job in newest_job_per_model(study).items():
-        clean.accuracy[model] = job.metrics["test/acc"]
-        clean.sensitivity[model] = job.metrics["test/sensitivity"]
-    attacked: dict[tuple, Row] = {}
-    for job in study.jobs:
-        if not job.plain:
-            continue
-        key = (job.attack, job.setting, job.eps, job.impl)
-        row = attacked.setdefault(key, Row(row_label(job), *key))
-        row.accuracy[job.model] = job.metrics["adversarial_accuracy"]
-        row.sensitivity[job.model] = job.metrics["covid_sensitivity_adversarial"]
-        row.jobs[job.model] = job
-    compared = {row.attack for row in attacked.values() if row.paper}
-    missing = [Row(f"{ATTACKS[a]} ({SETTINGS[s]}): not in this study", a, s)
-               for a, s in PAPER_SETTING.items() if a not in compared]
-    return [clean, *sorted(attacked.values(), key=_order), *missing]
+    attacked = attack_rows(study)
+    compared = {row.attack for row in attacked if row.compared}
+    missing = [Row(f"{paper_label(a)}: not in this study", a, compared=True) for a in PAPER_SETTING if a not in compared]
+    return [*clean_rows(study), *attacked, *missing]
+
+
+def average(row: Row) -> tuple[Estimate | None, list[str]]:
+    """The row over the paper's five models, counts pooled (correct over images); else the models it lacks."""
+    missing = [m for m in MODELS if m not in row.accuracy]
+    return (None, missing) if missing else (pooled(row.accuracy[m] for m in MODELS), [])
+
+
+def paper_average(attack: str) -> float:
+    """The paper's headline average of a row over its five models, in %."""
+    return mean(PAPER_TABLE2[attack])
+
+
+def sweeps(rows: list[Row]) -> dict[str, list[Row]]:
+    """Rows that differ only in their budget, where there are several, by the name of what they share."""
+    groups: dict[tuple, list[Row]] = defaultdict(list)
+    for row in rows:
+        if row.evalset is not None and row.evalset.sweep is not None and row.eps is not None:
+            groups[row.evalset.sweep].append(row)
+    ordered = sorted((g for g in groups.values() if len(g) > 1), key=lambda g: min(r.evalset.order for r in g))
+    return {g[0].evalset.name: sorted(g, key=lambda r: r.eps) for g in ordered}

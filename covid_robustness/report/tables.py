@@ -1,16 +1,27 @@
 """The report's tables, as plain rows of text that the Markdown and HTML pages both render."""
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from statistics import mean
 
 from ..data.classes import task_classes
 from ..models.registry import count_params, create, spec
 from .collect import Job, Study
-from .summary import CLEAN, Row, model_label, model_order, newest_job_per_model, row_label
+from .estimate import ATTACKED, Estimate, measured
+from .evalsets import ATTACKS, evaluation_sets
+from .evalsets import key as evaluation_key
+from .summary import (CLEAN, MODELS, PAPER_SETTING, PAPER_TABLE2, PAPER_WHY, Row, average, clean_rows, model_label,
+                      model_order, paper_average, paper_label)
 
 MASK = "⚠"
+UNTRAINED = "∅"
 DASH = "–"
+MASK_NOTE = f"{MASK}: the sweep flagged possible gradient masking for this run (reasons in the table of jobs)."
+UNTRAINED_NOTE = (f"{UNTRAINED}: the model is no better than always answering the majority class (tag untrained_model, "
+                  "reason in the table of jobs): an attack cannot turn its answers wrong, so its accuracy says nothing "
+                  "about robustness.")
+INTERVAL_NOTE = ("[low, high]: the 95 % Wilson score interval of the images counted; with several seeds the mean over "
+                 "them, their (min-max, n seeds) and the interval of all their images together.")
 
 
 @dataclass
@@ -23,6 +34,27 @@ class Table:
 
 def pct(value: float | None) -> str:
     return DASH if value is None or value != value else f"{100 * value:.2f}"
+
+
+def marks(jobs, masking: bool = True) -> str:
+    """The flags a number carries: possible gradient masking (of an attack's number), an untrained model."""
+    jobs = list(jobs)
+    return ((f" {MASK}" if masking and any(j.masking for j in jobs) else "")
+            + (f" {UNTRAINED}" if any(j.untrained for j in jobs) else ""))
+
+
+def cell(estimate: Estimate | None, masking: bool = True) -> str:
+    """An accuracy with its interval, its seeds and its flags; a dash where there is none.
+
+    masking=False for clean accuracies, which no attack produced.
+    """
+    return DASH if estimate is None else estimate.text() + marks(estimate.jobs, masking)
+
+
+def flag_notes(jobs, masking: bool = True) -> list[str]:
+    """The legend of the marks the table uses."""
+    jobs = list(jobs)
+    return [MASK_NOTE] * masking + [UNTRAINED_NOTE] * any(j.untrained for j in jobs)
 
 
 def when(ms: int) -> str:
@@ -55,9 +87,26 @@ def overview(study: Study) -> Table:
         ("transfer attacks", f"{sum(j.source_model is not None for j in jobs)} jobs"),
         ("attacked test images per job", _distinct(jobs, "eval.max_images", none="the whole test split")),
         ("seed", _distinct(jobs, "seed")),
+        ("untrained models", f"{sum(j.untrained for j in jobs)} jobs{marks(jobs, masking=False)}"),
         ("runs started", f"{when(min(j.start_time for j in jobs))} to {when(max(j.start_time for j in jobs))}"),
     ]
     return Table("Study", ["", ""], [list(f) for f in facts])
+
+
+def _counts(rows: list[Row], clean: bool) -> str:
+    estimates = [e for r in rows if (r.attack == CLEAN) == clean for e in r.accuracy.values()]
+    return ", ".join(f"{n:g}" for n in sorted({n for e in estimates for n in e.images}))
+
+
+def _paper_notes(rows: list[Row]) -> list[str]:
+    """Which of our rows each paper row compares with, and why that one."""
+    notes = ["Paper values (the paper's Table II) stand beside the row they compare with, named in the last column; "
+             "rows without a paper value have no counterpart there."]
+    for attack in PAPER_SETTING:
+        ours = [r.label for r in rows if r.attack == attack and r.compared and r.evalset is not None]
+        which = " and ".join(f"our '{label}'" for label in ours) or f"'{paper_label(attack)}' (not in this study)"
+        notes.append(f"The paper's {ATTACKS[attack]} compares with {which}: {PAPER_WHY[attack]}.")
+    return notes
 
 
 def table2(rows: list[Row]) -> Table:
@@ -67,21 +116,44 @@ def table2(rows: list[Row]) -> Table:
     for row in rows:
         cells = [row.label]
         for m in models:
-            job = row.jobs.get(m)
-            ours = pct(row.accuracy.get(m)) + (f" {MASK}" if job and job.masking else "")
             paper = row.paper.get(m)
-            cells += [ours, DASH if paper is None else f"{paper:.2f}"]
+            cells += [cell(row.accuracy.get(m), masking=row.attack != CLEAN),
+                      DASH if paper is None else f"{paper:.2f}"]
         body.append(cells + [row.paper_row or DASH])
-    images = sorted({int(j.metrics["attack_images"]) for r in rows for j in r.jobs.values()})
+    attacked = _counts(rows, clean=False)
     notes = [
-        "Accuracy in %. The clean row is the accuracy on the whole test split (test/acc); attack rows are the "
-        f"accuracy on the attacked test images ({', '.join(map(str, images))} per job, eval.max_images).",
-        "Paper values (the paper's Table II) stand beside the row they compare with, named in the last column: "
-        "the paper ran FGSM, PGD and C&W at ART's default settings (our setting art_default) and ST on its "
-        "rotation and translation grid (our setting paper). Rows without a paper value have no counterpart there.",
-        f"{MASK}: the sweep flagged possible gradient masking for this run (reasons in the table of jobs).",
+        "Accuracy in %. Clean rows: the whole test split (test/acc, counted on test_images: "
+        f"{_counts(rows, clean=True) or DASH} per run); attack rows: the attacked test images "
+        f"(attack_images: {attacked or DASH} per job, eval.max_images).",
+        INTERVAL_NOTE,
     ]
+    if any(e.counted_on_attacked for r in rows for e in r.accuracy.values()):
+        notes.append("Some runs did not log test_images (older runs): their clean interval counts the attacked "
+                     "images instead (attack_images), so it is wider than the whole test split would give.")
+    notes += _paper_notes(rows)
+    notes += flag_notes(j for r in rows for e in r.accuracy.values() for j in e.jobs)
     return Table("Table II: accuracy under attack", columns + ["paper row"], body, notes)
+
+
+def table2_average(rows: list[Row]) -> Table:
+    """The paper's headline row: each compared row over the five models, ours beside the paper's."""
+    body = []
+    for row in sorted((r for r in rows if r.compared), key=lambda r: list(PAPER_TABLE2).index(r.attack)):
+        paper = paper_average(row.attack)
+        ours, missing = average(row) if row.accuracy else (None, [])
+        if ours is not None:
+            text = ours.pooled_text() + marks(ours.jobs, masking=row.attack != CLEAN)
+            diff = f"{100 * ours.pooled - paper:+.2f}"
+        elif missing and row.accuracy:
+            text, diff = f"{DASH} (no {', '.join(model_label(m) for m in missing)})", DASH
+        else:
+            text, diff = "not in this study", DASH
+        body.append([row.paper_row, row.label.removesuffix(": not in this study"), text, f"{paper:.2f}", diff])
+    return Table("Table II: average over the five models", ["paper row", "our evaluation set", "ours", "paper",
+                                                              "ours - paper"], body,
+                 [f"In %. Ours: correct answers over images counted, the five models ({', '.join(MODELS.values())}) "
+                  "and their seeds together, with the 95 % Wilson interval of that count; only where all five have a "
+                  "value. Paper: the mean of its five values (its headline row)."])
 
 
 def parameter_counts(configs: dict[str, dict]) -> Table:
@@ -100,75 +172,102 @@ def parameter_counts(configs: dict[str, dict]) -> Table:
 
 
 def clean_metrics(study: Study) -> Table:
+    """Per model (and training setting), the clean metrics of its trainings, over the seeds."""
+    rows = clean_rows(study)
     body = []
-    newest = newest_job_per_model(study)
-    for model in model_order(newest):
-        job = newest[model]
-        m = job.metrics
-        val = study.trainings.get(job.training_run_id, {}).get("val/acc")
-        body.append([model_label(model), job.params.get("trainer.max_epochs", DASH), pct(val), pct(m["test/acc"]),
-                     pct(m["test/sensitivity"]), pct(m["test/specificity"]), pct(m["test/auroc"])])
-    notes = ["In %. Validation accuracy at the last epoch; test metrics on the whole test split, "
-             "sensitivity and specificity of COVID-19 against the rest."]
-    runs = defaultdict(set)
-    for job in study.jobs:
-        runs[job.model].add(job.training_run_id)
-    for model, ids in runs.items():
-        if len(ids) > 1:
-            notes.append(f"{model_label(model)} was trained {len(ids)} times in this study (different settings); "
-                         "this table shows the training of its newest job.")
-    return Table("Clean test metrics", ["model", "epochs", "val acc", "test acc", "COVID-19 sensitivity",
-                                        "specificity", "AUROC"], body, notes)
+    for row in rows:
+        for model in model_order(row.accuracy):
+            estimate = row.accuracy[model]
+            jobs = estimate.jobs
+            vals = [v for j in jobs if (v := study.trainings.get(j.training_run_id, {}).get("val/acc")) is not None]
+            means = (pct(mean(j.metrics[k] for j in jobs)) for k in ("test/sensitivity", "test/specificity",
+                                                                      "test/auroc"))
+            body.append([model_label(model)] + ([row.label] if len(rows) > 1 else []) + [
+                _distinct(list(jobs), "trainer.max_epochs"), pct(mean(vals) if vals else None),
+                cell(estimate, masking=False), *means])
+    notes = ["In %. Validation accuracy at the last epoch; test metrics on the whole test split, sensitivity and "
+             "specificity of COVID-19 against the rest. With several seeds: the mean over them.", INTERVAL_NOTE]
+    notes += flag_notes((j for r in rows for e in r.accuracy.values() for j in e.jobs), masking=False)
+    if len(rows) > 1:
+        notes.append("The models were trained with different settings in this study: one line per training setting.")
+    return Table("Clean test metrics", ["model"] + (["training"] if len(rows) > 1 else []) + [
+        "epochs", "val acc", "test acc", "COVID-19 sensitivity", "specificity", "AUROC"], body, notes)
 
 
 def jobs(study: Study) -> Table:
     models = model_order({j.model for j in study.jobs})
+    sets = evaluation_sets(study.jobs)
     order = sorted(study.jobs, key=lambda j: (models.index(j.model), j.defense != "none", j.defense,
-                                              j.source_model or "", j.attack, j.setting, j.eps or -1.0, j.impl))
+                                              j.source_model or "", sets[evaluation_key(j)].order, j.seed))
     body = []
     for job in order:
         m = job.metrics
-        body.append([model_label(job.model), job.defense, DASH if job.source_model is None else model_label(job.source_model),
-                     row_label(job), job.evaluation, str(int(m["attack_images"])), pct(m["clean_accuracy"]),
-                     pct(m["adversarial_accuracy"]), pct(m["attack_success_rate"]),
-                     pct(m["covid_sensitivity_clean"]), pct(m["covid_sensitivity_adversarial"]),
+        source = DASH if job.source_model is None else model_label(job.source_model)
+        body.append([model_label(job.model), job.defense, source, sets[evaluation_key(job)].label, job.seed,
+                     job.evaluation, f"{m[ATTACKED]:g}", measured([job], "clean_accuracy").text(),
+                     measured([job], "adversarial_accuracy").text(),
+                     *(pct(m[k]) for k in ("attack_success_rate", "covid_sensitivity_clean",
+                                           "covid_sensitivity_adversarial")),
                      f"{m['linf_max']:.4f}", f"{m['l2_mean']:.3f}",
                      f"{m.get('attack_forward_passes', 0):g} / {m.get('attack_backward_passes', 0):g}",
                      f"{m['attack_seconds']:.1f}",
-                     f"{MASK} {job.masking_reasons}" if job.masking else "no", job.run_id[:8]])
-    return Table("Jobs", ["model", "defense", "crafted on", "evaluation set", "evaluation", "images", "clean acc",
+                     f"{MASK} {job.masking_reasons}" if job.masking else "no",
+                     f"{UNTRAINED} {job.untrained_reason}" if job.untrained else "no", job.run_id[:8]])
+    return Table("Jobs", ["model", "defense", "crafted on", "evaluation set", "seed", "evaluation", "images", "clean acc",
                           "adv acc", "success rate", "COVID-19 sens. clean", "COVID-19 sens. adv", "L-inf max", "L2 mean",
-                          "passes fwd / bwd per image", "seconds", "gradient masking", "run"], body,
-                 ["In % unless noted, on the attacked images (clean: through the defense). Success rate: the share of "
-                  "correctly classified images the attack turned wrong. Perturbation sizes on [0, 1] pixels. Crafted on: "
-                  "the source model of a transfer attack. Passes and seconds: all evaluations of the job together."])
+                          "passes fwd / bwd per image", "seconds", "gradient masking", "untrained model", "run"], body,
+                 ["In % unless noted, on the attacked images (clean: through the defense), accuracies with their 95 % "
+                  "Wilson interval. Success rate: the share of correctly classified images the attack turned wrong. "
+                  "Perturbation sizes on [0, 1] pixels. Crafted on: the source model of a transfer attack. Passes and "
+                  "seconds: all evaluations of the job together. Untrained model: no better than always answering the "
+                  "majority class."])
 
 
 def replaced(study: Study) -> Table | None:
     if not study.replaced:
         return None
-    body = [[model_label(old.model), row_label(old), f"{old.run_id[:8]} ({when(old.start_time)})",
-             f"{kept.run_id[:8]} ({when(kept.start_time)})"] for old, kept in study.replaced]
-    return Table("Reruns left out", ["model", "evaluation set", "left out", "used instead"], body,
-                 ["Two finished job runs evaluated the same model, attack, setting, eps and implementation: "
-                  "the report uses the newest."])
+    sets = evaluation_sets(study.jobs + [old for old, _ in study.replaced])
+    body = [[model_label(old.model), sets[evaluation_key(old)].label, old.seed,
+             f"{old.run_id[:8]} ({when(old.start_time)})", f"{kept.run_id[:8]} ({when(kept.start_time)})"]
+            for old, kept in study.replaced]
+    return Table("Reruns left out", ["model", "evaluation set", "seed", "left out", "used instead"], body,
+                 ["Two finished job runs of the same cell (tag cell_key: every setting that can change a job's numbers "
+                  "is the same, seed included): the report uses the newest. Runs that differ in any such setting are "
+                  "kept apart, as rows or as seeds."])
 
 
 def table2_records(rows: list[Row]) -> list[dict]:
     """Table II as a tidy table, one line per evaluation set and model, with full precision."""
-    return [{"evaluation_set": row.label, "attack": row.attack, "setting": row.setting,
-             "eps": "" if row.eps is None else row.eps, "impl": row.impl, "model": model,
-             "accuracy": row.accuracy[model], "covid_sensitivity": row.sensitivity[model],
-             "paper_accuracy": row.paper.get(model, ""),
-             "gradient_masking": row.jobs[model].masking if model in row.jobs else "",
-             "run_id": row.jobs[model].run_id if model in row.jobs else ""}
-            for row in rows for model in model_order(row.accuracy)]
+    out = []
+    for row in rows:
+        for model in model_order(row.accuracy):
+            e = row.accuracy[model]
+            lo, hi = e.interval
+            evalset = row.evalset
+            out.append({"evaluation_set": row.label, "attack": row.attack, "setting": row.setting,
+                        "eps": "" if row.eps is None else row.eps,
+                        "eps_configured": "" if evalset is None or evalset.eps is None else evalset.eps,
+                        "eps_unit": "" if evalset is None else evalset.eps_unit, "impl": row.impl, "model": model,
+                        "accuracy": e.mean, "accuracy_min": e.spread[0], "accuracy_max": e.spread[1], "n_seeds": e.seeds,
+                        "correct": e.correct, "images": e.total, "ci95_low": lo, "ci95_high": hi,
+                        "covid_sensitivity": row.sensitivity[model], "paper_accuracy": row.paper.get(model, ""),
+                        "gradient_masking": "" if row.attack == CLEAN else e.masking, "untrained_model": e.untrained,
+                        "run_id": " ".join(j.run_id for j in e.jobs)})
+    return out
 
 
 def job_records(study: Study) -> list[dict]:
     """Every job used, one line each: the cell, its run and all its metrics."""
-    return [{"run_id": j.run_id, "training_run_id": j.training_run_id, "start_time": when(j.start_time),
-             "model": j.model, "attack": j.attack, "setting": j.setting, "eps": "" if j.eps is None else j.eps,
-             "impl": j.impl, "defense": j.defense, "source_model": j.source_model or "", "evaluation": j.evaluation,
-             "strongest_evaluation": j.strongest_evaluation, "gradient_masking": j.masking, "gradient_masking_reasons": j.masking_reasons,
-             **dict(sorted(j.metrics.items()))} for j in study.jobs]
+    records = []
+    for j in study.jobs:
+        lo, hi = measured([j], "adversarial_accuracy").interval
+        records.append({"run_id": j.run_id, "training_run_id": j.training_run_id, "start_time": when(j.start_time),
+                        "cell_key": j.cell, "model": j.model, "attack": j.attack, "setting": j.setting,
+                        "eps": "" if j.eps is None else j.eps, "eps_unit": j.params.get("attack.eps_unit", "pixel"),
+                        "impl": j.impl, "defense": j.defense, "source_model": j.source_model or "", "seed": j.seed,
+                        "evaluation": j.evaluation, "strongest_evaluation": j.strongest_evaluation,
+                        "gradient_masking": j.masking, "gradient_masking_reasons": j.masking_reasons,
+                        "untrained_model": j.untrained, "untrained_model_reason": j.untrained_reason,
+                        "adversarial_accuracy_ci95_low": lo, "adversarial_accuracy_ci95_high": hi,
+                        **dict(sorted(j.metrics.items()))})
+    return records

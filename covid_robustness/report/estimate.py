@@ -1,0 +1,106 @@
+"""One accuracy as the report states it: the runs of one cell that differ only in the seed, taken together.
+
+A reader needs two kinds of doubt beside a number: how much it moves with the seed (mean and min-max
+over seeds) and how much it could move with other images (the Wilson interval of the images counted,
+pooled over the seeds).
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .collect import Job
+from .intervals import wilson
+
+ATTACKED = "attack_images"  # images an attack row counts
+TESTED = "test_images"  # images of the whole test split, which the clean metrics count
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """An accuracy over seeds (or, pooled, over models too), with the images each value counts."""
+    values: tuple[float, ...]  # one fraction per seed
+    images: tuple[float, ...]  # the images each value counts
+    jobs: tuple[Job, ...] = ()
+    counted_on_attacked: bool = False  # a run lacked test_images: its clean value counted as attack_images
+
+    @property
+    def seeds(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return sum(self.values) / len(self.values)
+
+    @property
+    def spread(self) -> tuple[float, float]:
+        return min(self.values), max(self.values)
+
+    @property
+    def correct(self) -> int:
+        return sum(round(v * n) for v, n in zip(self.values, self.images))
+
+    @property
+    def total(self) -> int:
+        return sum(round(n) for n in self.images)
+
+    @property
+    def pooled(self) -> float:
+        """Correct over counted images, all seeds together (the mean when every seed counts as many)."""
+        return self.correct / self.total if self.total else self.mean
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson(self.correct, self.total)
+
+    @property
+    def masking(self) -> bool:
+        return any(j.masking for j in self.jobs)
+
+    @property
+    def untrained(self) -> bool:
+        return any(j.untrained for j in self.jobs)
+
+    def pooled_text(self) -> str:
+        """"93.75 [88.3, 96.8]": correct over counted images, for an estimate pooled over models."""
+        lo, hi = self.interval
+        return f"{100 * self.pooled:.2f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+    def text(self) -> str:
+        """"93.75 [88.3, 96.8]", or with seeds "72.50 (70.00-75.00, 3 seeds) [66.1, 78.0]", in %."""
+        lo, hi = self.interval
+        low, high = self.spread
+        seeds = "" if self.seeds == 1 else f" ({100 * low:.2f}-{100 * high:.2f}, {self.seeds} seeds)"
+        return f"{100 * self.mean:.2f}{seeds} [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+def per_seed(jobs: Iterable[Job]) -> list[Job]:
+    """The newest job of each seed (jobs newest first): a cell's repeats, one per seed."""
+    newest: dict[str, Job] = {}
+    for job in jobs:
+        newest.setdefault(job.seed, job)
+    return list(newest.values())
+
+
+def measured(jobs: Iterable[Job], metric: str, count: str = ATTACKED) -> Estimate:
+    """The metric over the jobs (one per seed), counted on the images named by count (else the attacked ones)."""
+    jobs = tuple(jobs)
+    return Estimate(tuple(j.metrics[metric] for j in jobs),
+                    tuple(j.metrics.get(count, j.metrics[ATTACKED]) for j in jobs), jobs,
+                    any(count not in j.metrics for j in jobs))
+
+
+def deployed_metric(job: Job) -> str:
+    """The clean accuracy on the whole test split as deployed: through an input-transformation defense if any."""
+    return "defended_test_accuracy" if "defended_test_accuracy" in job.metrics else "test/acc"
+
+
+def clean_on_test(jobs: Iterable[Job]) -> Estimate:
+    """The clean accuracy on the whole test split as deployed, over the jobs (one per seed)."""
+    return pooled(measured([j], deployed_metric(j), TESTED) for j in jobs)
+
+
+def pooled(estimates: Iterable[Estimate]) -> Estimate:
+    """Several estimates as one: every value and count together (an average over models, say)."""
+    estimates = list(estimates)
+    return Estimate(tuple(v for e in estimates for v in e.values), tuple(n for e in estimates for n in e.images),
+                    tuple(j for e in estimates for j in e.jobs), any(e.counted_on_attacked for e in estimates))

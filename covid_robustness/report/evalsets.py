@@ -1,0 +1,157 @@
+"""Evaluation sets: the jobs that measure one thing, whatever the model and the seed.
+
+Two jobs belong to one evaluation set (a row of Table II, a column of the defense tables) when every
+param that can change their numbers agrees, except the model (each model is a column), the seed (repeats
+of one measurement, which the report aggregates) and the defense and transfer source (dimensions of
+tables of their own). A set is labelled by its attack and budget, its setting label and the params in
+which it differs from the other sets of the same attack, so runs need no invented label to stay apart.
+"""
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from statistics import mean
+
+from .collect import Job
+from .params import MISSING, numbers_params
+
+ATTACKS = {"fgsm": "FGSM", "pgd": "PGD", "apgd": "APGD", "autoattack_binary": "AutoAttack-2", "cw": "C&W", "st": "ST"}
+SETTINGS = {"budget": "", "art_default": "ART default", "art_rule": "ART's rule", "paper": "paper setting"}
+
+# Set apart: each model is a column, seeds are aggregated, defenses and transfer sources have their own tables.
+APART = {"seed", "attack.source_model"}
+APART_PREFIXES = ("model.", "defense.")
+TRAINING_PREFIXES = ("data.", "optim.", "trainer.")  # what the clean accuracy on the test split depends on
+# In the label already: the attack, its setting label, implementation and budget.
+IN_LABEL = {"attack.name", "attack.setting", "attack.impl", "attack.eps", "attack.eps_unit",
+            "attack.max_rotation", "attack.max_translation"}
+
+
+def settings(job: Job) -> dict[str, str]:
+    """The params that can change the job's numbers, less the model, seed, defense and source."""
+    return {k: v for k, v in numbers_params(job.params).items() if k not in APART and not k.startswith(APART_PREFIXES)}
+
+
+def key(job: Job) -> tuple:
+    """The job's evaluation set."""
+    return tuple(sorted(settings(job).items()))
+
+
+def training_key(job: Job) -> tuple:
+    """The settings its trained model depends on, less the model and seed: what a clean row groups by."""
+    return tuple(sorted((k, v) for k, v in settings(job).items() if k.startswith(TRAINING_PREFIXES)))
+
+
+def grey_levels(eps: float) -> str:
+    """A pixel budget in grey levels: 8/255, 0.25/255, 17.7/255."""
+    levels = eps * 255
+    return f"{round(levels)}/255" if abs(levels - round(levels)) < 0.02 else f"{levels:.3g}/255"
+
+
+def eps_label(eps: float) -> str:
+    """A pixel budget as configured: in grey levels (${px:8} = 8/255), a short decimal (0.3, 0.01) as written."""
+    levels = eps * 255
+    if abs(levels - round(levels)) >= 0.02 and len(f"{eps:g}".lstrip("0.")) <= 2:
+        return f"{eps:g}"
+    return grey_levels(eps)
+
+
+def differing(sets: dict, neighbours: Callable[[dict], str] = lambda s: "",
+              setting: Callable[[dict], str] = lambda s: "") -> dict:
+    """Per set (key: its params), "name=value" for each param in which it differs from its neighbours.
+
+    An attack param that differs only between sets of different setting labels is left out: the label
+    (ART default, the paper's grid) names it.
+    """
+    groups = defaultdict(list)
+    for k, params in sets.items():
+        groups[neighbours(params)].append(k)
+    out = {}
+    for members in groups.values():
+        names = sorted({p for k in members for p in sets[k]} - IN_LABEL, key=lambda p: (not p.startswith("attack."), p))
+        for k in members:
+            mine, shown = sets[k], []
+            for p in names:
+                peers = [sets[o] for o in members if not p.startswith("attack.") or setting(sets[o]) == setting(mine)]
+                if len({s.get(p, MISSING) for s in peers}) > 1:
+                    shown.append(f"{p.removeprefix('attack.')}={mine.get(p, MISSING)}")
+            out[k] = shown
+    return out
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    key: tuple
+    attack: str
+    setting: str
+    impl: str
+    eps: float | None  # as configured, in eps_unit
+    eps_unit: str
+    eps_pixel: float | None  # the budget on [0, 1] pixels that the attack used
+    eps_std: float | None  # the same in standard deviations of the training pixels
+    label: str  # "PGD eps=8/255 (max_iter=50)"
+    name: str  # the same without the budget: names a sweep over eps
+
+    @property
+    def sweep(self) -> tuple | None:
+        """Sets that differ only in their budget share this; None without an L-inf budget."""
+        return None if self.eps is None else tuple(kv for kv in self.key if kv[0] != "attack.eps")
+
+    @property
+    def order(self) -> tuple:
+        return (*evaluation_order(self.attack, self.setting, self.eps_pixel, self.impl), self.label)
+
+
+def evaluation_order(attack: str, setting: str, eps: float | None, impl: str) -> tuple:
+    """Sort key of an evaluation set: attacks and settings in the report's order, then budget, implementation."""
+    attacks, labels = list(ATTACKS), list(SETTINGS)
+    return (attacks.index(attack) if attack in attacks else len(attacks), attack,
+            labels.index(setting) if setting in labels else len(labels), setting,
+            -1.0 if eps is None else eps, impl)
+
+
+def _metric(jobs: list[Job], name: str) -> float | None:
+    values = [j.metrics[name] for j in jobs if name in j.metrics]
+    return mean(values) if values else None
+
+
+def budget(attack: str, params: dict[str, str], eps: float | None, eps_pixel: float | None) -> str:
+    """The budget as the label states it: eps in its unit (with its pixel value for std), or ST's grid."""
+    if attack == "st":
+        return (f"rot ±{float(params.get('attack.max_rotation', 'nan')):g}°, "
+                f"shift ±{float(params.get('attack.max_translation', 'nan')):g}%")
+    if eps is None:
+        return "unbounded" if attack == "cw" else ""
+    if params.get("attack.eps_unit", "pixel") == "std":
+        return f"eps={eps:g} std" + ("" if eps_pixel is None else f" = {grey_levels(eps_pixel)}")
+    return f"eps={eps_label(eps)}"
+
+
+def describe(attack: str, setting: str, impl: str, extras: Iterable[str] = (), budget_text: str = "") -> str:
+    """"FGSM eps=0.3 std = 17.7/255 (ART default)", "PGD eps=8/255 (max_iter=50)", "C&W unbounded [fast]"."""
+    notes = [n for n in (SETTINGS.get(setting, setting), *extras) if n]
+    return " ".join(p for p in (ATTACKS.get(attack, attack.upper()), budget_text,
+                                f"({', '.join(notes)})" if notes else "", f"[{impl}]" if impl != "art" else "") if p)
+
+
+def evaluation_sets(jobs: Iterable[Job]) -> dict[tuple, EvalSet]:
+    """Every evaluation set of the jobs, labelled against the other sets of the same attack."""
+    members: dict[tuple, list[Job]] = defaultdict(list)
+    for job in jobs:
+        members[key(job)].append(job)
+    extras = differing({k: dict(k) for k in members}, neighbours=lambda s: s.get("attack.name", ""),
+                       setting=lambda s: s.get("attack.setting", ""))
+    sets = {}
+    for k, group in members.items():
+        first, params = group[0], dict(k)
+        unit = params.get("attack.eps_unit", "pixel")
+        eps_pixel = _metric(group, "eps_pixel")
+        if eps_pixel is None and unit == "pixel":
+            eps_pixel = first.eps
+        text = budget(first.attack, params, first.eps, eps_pixel)
+        # A sweep's name says its unit, since eps_unit is in the labels' budget, not among the extras.
+        name_extras = [*extras[k], *(["eps in std"] if unit == "std" else [])]
+        sets[k] = EvalSet(k, first.attack, first.setting, first.impl, first.eps, unit, eps_pixel,
+                          _metric(group, "eps_std"), describe(first.attack, first.setting, first.impl, extras[k], text),
+                          describe(first.attack, first.setting, first.impl, name_extras))
+    return sets
