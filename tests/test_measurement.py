@@ -158,3 +158,14 @@ def test_attack_steps_of_adversarial_training_leave_running_statistics_alone(dm)
     assert not torch.equal(x_adv, x) and bn.track_running_stats  # the attack ran, and the layer is restored
     module.net(x_adv)  # the update step's forward pass
     assert not torch.equal(bn.running_mean, mean) and bn.num_batches_tracked == count + 1
+
+
+def test_the_attack_draws_the_same_random_numbers_whatever_ran_before(dm, trained):
+    """Training consumes random numbers and loading does not: the callback seeds right before attacking."""
+    results = []
+    for before in (1, 2):
+        np.random.seed(before)
+        torch.manual_seed(before)
+        results.append(_evaluate(dm, trained, {"name": "pgd", "eps": 8 / 255, "max_iter": 2, "num_random_init": 1}).metrics)
+    for name in ("adversarial_accuracy", "linf_mean", "l2_mean", "l2_max"):
+        assert results[0][name] == results[1][name], name
