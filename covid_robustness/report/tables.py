@@ -153,7 +153,8 @@ def table2_average(rows: list[Row]) -> Table:
                                                               "ours - paper"], body,
                  [f"In %. Ours: correct answers over images counted, the five models ({', '.join(MODELS.values())}) "
                   "and their seeds together, with the 95 % Wilson interval of that count; only where all five have a "
-                  "value. Paper: the mean of its five values (its headline row)."])
+                  "value. Paper: the mean of its five Table II values; its text prints these means cut to one decimal "
+                  "(clean 96.7, FGSM 41.1, PGD 25.5, C&W 50.1, ST 56.3)."])
 
 
 def parameter_counts(configs: dict[str, dict]) -> Table:
