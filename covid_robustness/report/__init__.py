@@ -67,7 +67,7 @@ def build(client: MlflowClient, study: Study, out: Path) -> list[Path]:
                    "possible gradient masking.", figures.robustness_curves(curves))
     if equivalents := paper_eps.equivalents(table_rows):
         sections.append(paper_eps.table(equivalents))
-        add_figure("paper_equivalent_eps.png", "Paper-equivalent budgets",
+        add_figure("paper_equivalent_eps.png", "Figure: paper-equivalent budgets",
                    "Our accuracy against the budget (log scale) per model, with its 95 % Wilson band; dashed: the "
                    "paper's value for that model and attack; diamond: where our curve meets it, with the range where "
                    "the band contains it; dotted: the paper's eps of 0.3 std on [0, 1] pixels.",
