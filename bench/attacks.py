@@ -27,6 +27,7 @@ output says. Attack settings are the project's configs: FGSM/PGD at eps 8/255 (P
 """
 
 import argparse
+import inspect
 import os
 import statistics
 import sys
@@ -36,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from art.attacks.evasion import CarliniLInfMethod
 from art.estimators.classification import PyTorchClassifier
 from torch import nn
 
@@ -50,8 +52,12 @@ from covid_robustness.models.registry import create  # noqa: E402
 
 EPS = 8 / 255
 ST_GRID = dict(max_rotation=30.0, num_rotations=7, max_translation=10.0, num_translations=3)
-CW_ART_DEFAULTS = dict(confidence=0.0, learning_rate=0.01, max_iter=10, decrease_factor=0.9,
-                       initial_const=1e-5, largest_const=20.0, const_factor=2.0)
+# ART's own defaults, read from its signature, given to both implementations.
+CW_ART_DEFAULTS = {
+    name: p.default
+    for name, p in inspect.signature(CarliniLInfMethod).parameters.items()
+    if name not in ("classifier", "targeted", "batch_size", "verbose")
+}
 
 
 def median_time(fn, repeats=5) -> float:
@@ -69,6 +75,7 @@ def pass_costs(net, x, y) -> tuple[float, float, float]:
     (torch.autograd.grad, what our attacks do); a forward pass + loss.backward() that also fills the
     weights' gradients (what ART's PyTorchClassifier.loss_gradient / class_gradient do when the model's
     parameters require gradients, as a trained model's do)."""
+
     def forward():
         with torch.no_grad():
             net(x)
@@ -104,13 +111,21 @@ def main(argv=None):
     ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch CPU threads (0: torch's default). 1 by default: on a shared 2-core machine two "
-                         "OpenMP threads spin against any other load and make batch-of-one passes (ART's C&W "
-                         "and ST) erratically slow, which would flatter our speedups")
-    ap.add_argument("--train-steps", type=int, default=40,
-                    help="SGD steps on synthetic images before attacking (0: the randomly initialised model, "
-                         "whose near-constant outputs C&W cannot flip)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (0: torch's default). 1 by default: on a shared 2-core machine two "
+        "OpenMP threads spin against any other load and make batch-of-one passes (ART's C&W "
+        "and ST) erratically slow, which would flatter our speedups",
+    )
+    ap.add_argument(
+        "--train-steps",
+        type=int,
+        default=40,
+        help="SGD steps on synthetic images before attacking (0: the randomly initialised model, "
+        "whose near-constant outputs C&W cannot flip)",
+    )
     ap.add_argument("--cw-art-images", type=int, default=4, help="images ART's C&W runs on (scaled to the batch)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -131,8 +146,14 @@ def main(argv=None):
     net.eval()
     for p in net.parameters():
         p.requires_grad_(True)
-    clf = PyTorchClassifier(model=net, loss=nn.CrossEntropyLoss(), input_shape=(1, size, size), nb_classes=2,
-                            clip_values=(0.0, 1.0), device_type="gpu" if args.device == "cuda" else "cpu")
+    clf = PyTorchClassifier(
+        model=net,
+        loss=nn.CrossEntropyLoss(),
+        input_shape=(1, size, size),
+        nb_classes=2,
+        clip_values=(0.0, 1.0),
+        device_type="gpu" if args.device == "cuda" else "cpu",
+    )
 
     x_t, y_t = x_all[:b], y_all[:b]
     x, y = x_t.cpu().numpy(), y_t.cpu().numpy()
@@ -152,43 +173,79 @@ def main(argv=None):
             wall = time.perf_counter() - start
         return adv, wall, counter.forward - counter.backward, counter.backward, attack
 
-    print(f"# {args.model} at {size} px, batch {b}, device {args.device}, torch threads {torch.get_num_threads()}, "
-          f"{'randomly initialised' if not args.train_steps else f'trained {args.train_steps} SGD steps'}; "
-          f"load average before: {os.getloadavg()[0]:.2f}")
-    print(f"# one pass per image at batch {b}: forward {t_fwd * 1e3:.2f} ms, forward+backward to the input "
-          f"{t_fb * 1e3:.2f} ms, forward+backward with weight gradients {t_fb_full * 1e3:.2f} ms; "
-          f"clean accuracy {accuracy(x):.3f}")
+    print(
+        f"# {args.model} at {size} px, batch {b}, device {args.device}, torch threads {torch.get_num_threads()}, "
+        f"{'randomly initialised' if not args.train_steps else f'trained {args.train_steps} SGD steps'}; "
+        f"load average before: {os.getloadavg()[0]:.2f}"
+    )
+    print(
+        f"# one pass per image at batch {b}: forward {t_fwd * 1e3:.2f} ms, forward+backward to the input "
+        f"{t_fb * 1e3:.2f} ms, forward+backward with weight gradients {t_fb_full * 1e3:.2f} ms; "
+        f"clean accuracy {accuracy(x):.3f}"
+    )
 
     rows = []
 
     def add(name, impl, wall, fwd, fb, acc, note="", art_wall=None):
         floor, floor_full = fwd * t_fwd + fb * t_fb, fwd * t_fwd + fb * t_fb_full
-        rows.append((name, impl, wall, fwd, fb, floor, wall / floor, wall / floor_full,
-                     (art_wall / wall) if art_wall else None, acc, note))
+        rows.append(
+            (
+                name,
+                impl,
+                wall,
+                fwd,
+                fb,
+                floor,
+                wall / floor,
+                wall / floor_full,
+                (art_wall / wall) if art_wall else None,
+                acc,
+                note,
+            )
+        )
 
     # FGSM and PGD: ART, on the batch
     adv, wall, fwd, fb, _ = run({"name": "fgsm", "impl": "art", "eps": EPS, "batch_size": b})
     add("FGSM", "art", wall, fwd, fb, accuracy(adv))
-    adv, wall, fwd, fb, _ = run({"name": "pgd", "impl": "art", "eps": EPS, "eps_step": None, "max_iter": 10,
-                                 "num_random_init": 0, "batch_size": b})
+    adv, wall, fwd, fb, _ = run(
+        {
+            "name": "pgd",
+            "impl": "art",
+            "eps": EPS,
+            "eps_step": None,
+            "max_iter": 10,
+            "num_random_init": 0,
+            "batch_size": b,
+        }
+    )
     add("PGD-10", "art", wall, fwd, fb, accuracy(adv))
 
     # C&W L-inf, unbounded, ART's defaults: ART on a few images, scaled; ours on the batch
     k = min(args.cw_art_images, b)
-    art_adv, art_wall, fwd, fb, _ = run({"name": "cw", "impl": "art", "eps": None, "batch_size": 1,
-                                         **CW_ART_DEFAULTS}, n_images=k)
+    art_adv, art_wall, fwd, fb, _ = run(
+        {"name": "cw", "impl": "art", "eps": None, "batch_size": 1, **CW_ART_DEFAULTS}, n_images=k
+    )
     scale = b / k
-    add("C&W-Linf", "art", art_wall * scale, round(fwd * scale), round(fb * scale), None,
-        f"timed on {k} images, wall and passes x{scale:g}")
+    add(
+        "C&W-Linf",
+        "art",
+        art_wall * scale,
+        round(fwd * scale),
+        round(fb * scale),
+        None,
+        f"timed on {k} images, wall and passes x{scale:g}",
+    )
     adv, wall, fwd, fb, ours = run({"name": "cw", "impl": "fast", "eps": None, "batch_size": b, **CW_ART_DEFAULTS})
     add("C&W-Linf", "ours", wall, fwd, fb, accuracy(adv), art_wall=art_wall * scale)
     assert (fwd, fb) == (ours.passes["forward"], ours.passes["backward"]), "pass counts disagree"
     linf = np.abs(adv - x).reshape(b, -1).max(1).astype(np.float64)
     art_linf = np.abs(art_adv - x[:k]).reshape(k, -1).max(1).astype(np.float64)
-    cw_note = (f"C&W on the {k} images both ran: max |ours - ART| = {np.abs(adv[:k] - art_adv).max():.2e}; "
-               f"L-inf ours {np.round(linf[:k], 4).tolist()} ART {np.round(art_linf, 4).tolist()}; "
-               f"ours on all {b}: median L-inf {np.median(linf[linf > 0]) if (linf > 0).any() else 0:.4f}, "
-               f"{int((linf > 0).sum())} images changed")
+    cw_note = (
+        f"C&W on the {k} images both ran: max |ours - ART| = {np.abs(adv[:k] - art_adv).max():.2e}; "
+        f"L-inf ours {np.round(linf[:k], 4).tolist()} ART {np.round(art_linf, 4).tolist()}; "
+        f"ours on all {b}: median L-inf {np.median(linf[linf > 0]) if (linf > 0).any() else 0:.4f}, "
+        f"{int((linf > 0).sum())} images changed"
+    )
 
     # Spatial transformation, the paper's grid
     art_adv, art_st_wall, fwd, fb, _ = run({"name": "st", "impl": "art", "eps": None, **ST_GRID})
@@ -197,21 +254,54 @@ def main(argv=None):
     add("ST", "ours", wall, fwd, fb, accuracy(adv), "per image, 63 transforms (vertical too)", art_wall=art_st_wall)
     n_grid = len(st.grid(size, size))
     worst = (n_grid + 1) * b * t_fwd
-    st_note = (f"ST ours stops on an image at its first misclassifying transform: {fwd} passes here; with no image "
-               f"fooled it would make {(n_grid + 1) * b} ({n_grid} transforms + the clean pass), floor {worst:.2f} s, "
-               f"then only about {art_st_wall / worst:.1f}x faster than ART's wall here")
-    adv, wall, fwd, fb, _ = run({"name": "st", "impl": "fast", "eps": None, "batch_size": b, "per_image": False,
-                                 "vertical_translation": False, **ST_GRID})
+    st_note = (
+        f"ST ours stops on an image at its first misclassifying transform: {fwd} passes here; with no image "
+        f"fooled it would make {(n_grid + 1) * b} ({n_grid} transforms + the clean pass), floor {worst:.2f} s, "
+        f"then only about {art_st_wall / worst:.1f}x faster than ART's wall here"
+    )
+    adv, wall, fwd, fb, _ = run(
+        {
+            "name": "st",
+            "impl": "fast",
+            "eps": None,
+            "batch_size": b,
+            "per_image": False,
+            "vertical_translation": False,
+            **ST_GRID,
+        }
+    )
     add("ST", "ours-joint", wall, fwd, fb, accuracy(adv), "ART's rule and grid (21 transforms)", art_wall=art_st_wall)
 
-    header = ("attack", "impl", "wall s", "fwd", "fwd+bwd", "floor s", "x floor", "x floor w/ weight grads",
-              "speedup vs ART", "acc after", "note")
+    header = (
+        "attack",
+        "impl",
+        "wall s",
+        "fwd",
+        "fwd+bwd",
+        "floor s",
+        "x floor",
+        "x floor w/ weight grads",
+        "speedup vs ART",
+        "acc after",
+        "note",
+    )
     print()
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join("---" for _ in header) + "|")
     for name, impl, wall, fwd, fb, floor, ratio, ratio_full, speedup, acc, note in rows:
-        cells = (name, impl, f"{wall:.2f}", str(fwd), str(fb), f"{floor:.2f}", f"{ratio:.2f}", f"{ratio_full:.2f}",
-                 f"{speedup:.1f}x" if speedup else "", "" if acc is None else f"{acc:.3f}", note)
+        cells = (
+            name,
+            impl,
+            f"{wall:.2f}",
+            str(fwd),
+            str(fb),
+            f"{floor:.2f}",
+            f"{ratio:.2f}",
+            f"{ratio_full:.2f}",
+            f"{speedup:.1f}x" if speedup else "",
+            "" if acc is None else f"{acc:.3f}",
+            note,
+        )
         print("| " + " | ".join(cells) + " |")
     print()
     print(cw_note)

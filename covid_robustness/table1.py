@@ -4,6 +4,8 @@ import argparse
 
 from .models.registry import count_params, create, names, spec
 
+DASH = "–"  # a model the paper does not count
+
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="covid-robustness params", description=__doc__)
@@ -13,5 +15,6 @@ def main(argv: list[str]) -> None:
     for name in names():
         params, with_stats = count_params(create(name, args.num_classes))
         paper = spec(name).paper_params
-        print(f"{name:<14}{params:>14,}{with_stats:>18,}{paper:>18,}{with_stats / paper:>8.4f}")
+        paper_text, ratio = (DASH, DASH) if paper is None else (f"{paper:,}", f"{with_stats / paper:.4f}")
+        print(f"{name:<14}{params:>14,}{with_stats:>18,}{paper_text:>18}{ratio:>8}")
     print("Paper counts are Keras counts, which include BatchNorm running statistics: compare the third column.")

@@ -3,7 +3,6 @@ transformations inside the classifier (BPDA, EOT, worst case), and the two-class
 
 import numpy as np
 import pytest
-import pytorch_lightning as pl
 import torch
 from art.attacks.evasion import AutoAttack, AutoProjectedGradientDescent, ProjectedGradientDescent
 from art.defences.preprocessor import GaussianAugmentation, JpegCompression
@@ -17,13 +16,13 @@ from covid_robustness.attacks.margin import MarginLoss
 from covid_robustness.data.classes import COVID, NORMAL
 from covid_robustness.data.datamodule import CXRDataModule
 from covid_robustness.data.synthetic import synthetic_dataset
-from covid_robustness.defenses.adversarial_training import fgsm_rs, pgd
-from covid_robustness.defenses.transforms import BPDA, EOTClassifier, build_defense
+from covid_robustness.defenses.adversarial_training import METHODS, adversarial_batch, fgsm_rs, pgd, validate_training
+from covid_robustness.defenses.transforms import BPDA, EVALUATIONS, EOTClassifier, build_classifiers, build_defense
 from covid_robustness.errors import ConfigError
-from covid_robustness.evaluation.callback import worst_case
+from covid_robustness.evaluation.evaluate import worst_case
 from covid_robustness.models.module import CXRClassifier
 
-from .conftest import CONF, make_cfg
+from .conftest import CONF, make_cfg, quiet_trainer
 from .test_fast_attacks import SIZE, TinyNet
 
 
@@ -61,8 +60,15 @@ def test_training_pgd_takes_the_same_steps_as_art(data, trained):
     x, y = data[0][128:160], data[1][128:160]
     eps, step = 8 / 255, 2 / 255
     ours = pgd(trained, torch.from_numpy(x), torch.from_numpy(y), eps, step, iterations=5, random_start=False).numpy()
-    art = ProjectedGradientDescent(build_classifier(trained, SIZE, 2), norm=np.inf, eps=eps, eps_step=step, max_iter=5,
-                                   num_random_init=0, verbose=False).generate(x, y)
+    art = ProjectedGradientDescent(
+        build_classifier(trained, SIZE, 2),
+        norm=np.inf,
+        eps=eps,
+        eps_step=step,
+        max_iter=5,
+        num_random_init=0,
+        verbose=False,
+    ).generate(x, y)
     assert np.abs(ours - x).max() <= eps + 1e-6 and np.abs(ours - x).max() > eps / 2
     assert np.abs(ours - art).max() < 1e-5
 
@@ -90,8 +96,7 @@ def test_adversarial_training_runs_batchnorm_in_train_mode(tmp_path):
     modes = []
     bn.register_forward_pre_hook(lambda m, _: modes.append((m.training, torch.is_grad_enabled())))
     before = bn.running_mean.clone()
-    pl.Trainer(max_steps=2, limit_val_batches=0, accelerator="cpu", logger=False, enable_checkpointing=False,
-               enable_progress_bar=False, enable_model_summary=False).fit(module, datamodule=dm)
+    quiet_trainer(max_steps=2, limit_val_batches=0).fit(module, datamodule=dm)
     assert len(modes) == 2 * (3 + 1)
     assert all(training for training, _ in modes)
     assert not torch.equal(before, bn.running_mean)
@@ -142,8 +147,9 @@ def test_bpda_passes_the_gradient_at_the_transformed_input_through_unchanged(dat
 
 def test_eot_averages_the_gradient_over_draws_of_the_transformation(data, trained):
     x, y = data[0][:8], _one_hot(data[1][:8])
-    noise = BPDA(GaussianAugmentation(sigma=0.1, augmentation=False, clip_values=(0.0, 1.0), apply_fit=False,
-                                      apply_predict=True))
+    noise = BPDA(
+        GaussianAugmentation(sigma=0.1, augmentation=False, clip_values=(0.0, 1.0), apply_fit=False, apply_predict=True)
+    )
     single = build_classifier(trained, SIZE, 2, preprocessing_defences=[noise])
     eot = build_classifier(trained, SIZE, 2, preprocessing_defences=[noise], cls=EOTClassifier, samples=4)
     np.random.seed(1)
@@ -154,15 +160,46 @@ def test_eot_averages_the_gradient_over_draws_of_the_transformation(data, traine
     assert not np.allclose(draws[0], draws[1])  # each draw is a different transformation
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"preprocessor": {"apply_fit": True}}, "applies when the model predicts"),
-    ({"evaluations": ["whitebox"]}, "not whitebox"),
-    ({"evaluations": ["oblivious", "bpda", "magic"]}, "choose from"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"preprocessor": {"apply_fit": True}}, "applies when the model predicts"),
+        ({"evaluations": ["whitebox"]}, "not whitebox"),
+        ({"evaluations": ["oblivious", "bpda", "magic"]}, "choose from"),
+    ],
+)
 def test_bad_defense_configs_are_refused(change, message):
     cfg = OmegaConf.merge(make_cfg("defense=jpeg").defense, change)
     with pytest.raises(ConfigError, match=message):
         build_defense(OmegaConf.to_container(cfg, resolve=True))
+
+
+def test_training_methods_are_registered_with_the_keys_they_take():
+    assert METHODS.names() == ["pgd", "fgsm_rs"] and METHODS.get("fgsm_rs").params == ("eps", "step")
+    with pytest.raises(ConfigError, match=r"method='trades' is not known; choose one of \['pgd', 'fgsm_rs'\]"):
+        validate_training({"method": "trades", "eps": 0.1})
+    with pytest.raises(ConfigError, match=r"fgsm_rs does not take \['iterations'\]"):
+        validate_training({"method": "fgsm_rs", "eps": 0.1, "iterations": 3})
+    with pytest.raises(ConfigError, match="iterations=None must be a positive number"):
+        validate_training({"method": "pgd", "eps": 0.1})
+    torch.manual_seed(0)
+    x, y = torch.rand(4, 1, SIZE, SIZE), torch.tensor([0, 1, 0, 1])
+    x_adv = adversarial_batch(TinyNet(), x, y, {"method": "pgd", "eps": 0.05, "iterations": 2})
+    assert (x_adv - x).abs().max() <= 0.05 + 1e-6
+
+
+def test_each_evaluation_crafts_on_its_registered_classifier():
+    assert EVALUATIONS.names() == ["whitebox", "oblivious", "bpda", "bpda_eot"]
+    net = TinyNet().eval()
+    defense = build_defense(OmegaConf.to_container(make_cfg("defense=jpeg").defense, resolve=True))
+    defense.evaluations, defense.eot_samples = ["oblivious", "bpda", "bpda_eot"], 3
+    defended, crafting = build_classifiers(net, defense, SIZE, 2)
+    assert list(crafting) == defense.evaluations and defended.preprocessing_defences == [defense.preprocessor]
+    assert crafting["oblivious"].preprocessing_defences is None
+    assert isinstance(crafting["bpda"].preprocessing_defences[0], BPDA) and type(crafting["bpda"]) is PyTorchClassifier
+    assert isinstance(crafting["bpda_eot"], EOTClassifier) and crafting["bpda_eot"].samples == 3
+    bare, crafting = build_classifiers(net, build_defense({"name": "none"}), SIZE, 2)
+    assert crafting == {"whitebox": bare} and bare.preprocessing_defences is None
 
 
 def test_the_worst_case_keeps_per_image_the_first_example_that_fools():
@@ -190,7 +227,11 @@ def test_apgd_and_autoattack_binary_work_on_two_classes(data, trained):
     with pytest.raises(IndexError, match="index -3"):  # ART's default list: its DLR loss needs a third class
         AutoAttack(clf, eps=eps, batch_size=64).generate(x[:4], y[:4])
     accuracy = {}
-    for name, extra in (("fgsm", {}), ("apgd", {"max_iter": 20}), ("autoattack_binary", {"max_iter": 20, "square_max_iter": 50})):
+    for name, extra in (
+        ("fgsm", {}),
+        ("apgd", {"max_iter": 20}),
+        ("autoattack_binary", {"max_iter": 20, "square_max_iter": 50}),
+    ):
         np.random.seed(0)
         x_adv = build_attack({"name": name, "eps": eps, **extra}, clf).generate(x, y)
         assert np.abs(x_adv - x).max() <= eps + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
@@ -215,8 +256,14 @@ def test_apgd_counts_an_image_fooled_at_any_iterate():
     x, y = np.full((16, 1, 1, 1), 0.5, np.float32), np.zeros(16, int)
     cfg = {"eps": 0.1, "max_iter": 2}
     np.random.seed(0)
-    art_fooled = (clf.predict(AutoProjectedGradientDescent(clf, eps=0.1, eps_step=0.2, max_iter=2, nb_random_init=1,
-                                                           verbose=False).generate(x, y)).argmax(1) != y).sum()
+    art_fooled = (
+        clf.predict(
+            AutoProjectedGradientDescent(
+                clf, eps=0.1, eps_step=0.2, max_iter=2, nb_random_init=1, verbose=False
+            ).generate(x, y)
+        ).argmax(1)
+        != y
+    ).sum()
     assert art_fooled < 8  # only images whose random start already fooled the model
     for name, extra in (("apgd", {}), ("autoattack_binary", {"square_max_iter": 0})):
         np.random.seed(0)

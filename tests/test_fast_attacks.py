@@ -31,9 +31,14 @@ class TinyNet(nn.Module):
     def __init__(self):
         super().__init__()
         self.layers = nn.Sequential(
-            nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(16 * (SIZE // 4) ** 2, 2),
+            nn.Conv2d(1, 8, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(8, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(16 * (SIZE // 4) ** 2, 2),
         )
 
     def forward(self, x):
@@ -84,6 +89,7 @@ def _linf(a, b):
 
 
 # ---------------------------------------------------------------------------------------------- C&W L-inf
+
 
 @pytest.fixture(scope="module")
 def cw_pair(data, classifier):
@@ -179,6 +185,7 @@ def test_cw_rejects_parameters_art_would_loop_forever_on():
 
 # ------------------------------------------------------------------------------------- spatial transformation
 
+
 def test_st_geometry_follows_scipy_as_art_uses_it(data, classifier):
     x = data[0][:4]
     attack = SpatialTransformationPerImage(classifier, verbose=False)
@@ -196,18 +203,22 @@ def test_st_geometry_follows_scipy_as_art_uses_it(data, classifier):
         assert np.abs(flipped - ref).mean() > 5 * np.abs(ours - ref).mean()
 
 
-@pytest.mark.parametrize("grid", [
-    dict(max_rotation=30.0, num_rotations=7),  # rotation only
-    dict(PAPER_GRID),  # with ART's (horizontal only) translations
-])
+@pytest.mark.parametrize(
+    "grid",
+    [
+        dict(max_rotation=30.0, num_rotations=7),  # rotation only
+        dict(PAPER_GRID),  # with ART's (horizontal only) translations
+    ],
+)
 def test_st_joint_mode_picks_what_art_picks(data, classifier, grid):
     x = data[0]
     for batch in range(4):
-        xb = x[32 * batch:32 * (batch + 1)]
+        xb = x[32 * batch : 32 * (batch + 1)]
         art = SpatialTransformation(classifier, verbose=False, **grid)
         art_adv = art.generate(xb)
-        ours = SpatialTransformationPerImage(classifier, per_image=False, vertical_translation=False,
-                                             verbose=False, **grid)
+        ours = SpatialTransformationPerImage(
+            classifier, per_image=False, vertical_translation=False, verbose=False, **grid
+        )
         adv = ours.generate(xb)
         assert art.fooling_rate > 0, "ART should find a transform that changes predictions"
         # ART's trans_x shifts the vertical axis of N x C x H x W input (always 0), trans_y the horizontal
@@ -219,7 +230,7 @@ def test_st_joint_mode_picks_what_art_picks(data, classifier, grid):
 def test_st_per_image_is_at_least_as_strong_as_art(data, classifier):
     x, y = data
     for batch in range(4):
-        xb, yb = x[32 * batch:32 * (batch + 1)], y[32 * batch:32 * (batch + 1)]
+        xb, yb = x[32 * batch : 32 * (batch + 1)], y[32 * batch : 32 * (batch + 1)]
         art_adv = SpatialTransformation(classifier, verbose=False, **PAPER_GRID).generate(xb, yb)
         adv = SpatialTransformationPerImage(classifier, verbose=False, **PAPER_GRID).generate(xb, yb)
         art_acc = (_pred(classifier, art_adv) == yb).mean()
@@ -243,7 +254,7 @@ def test_st_per_image_picks_the_first_transform_that_misclassifies(data, classif
             assert chosen == (0, 0, 0.0)
         elif wrong[i].any():
             assert chosen == grid[int(np.argmax(wrong[i]))]
-        np.testing.assert_allclose(adv[i], attack.transform(xt[i:i + 1], [chosen]).numpy()[0], atol=1e-6)
+        np.testing.assert_allclose(adv[i], attack.transform(xt[i : i + 1], [chosen]).numpy()[0], atol=1e-6)
     assert wrong.any(1).sum() >= 12
 
 
@@ -261,7 +272,7 @@ def test_st_keeps_no_state_between_calls(data, classifier):
     joint = SpatialTransformationPerImage(classifier, per_image=False, verbose=False, **PAPER_GRID)
     picks = []
     for batch in range(4):
-        xb = x[32 * batch:32 * (batch + 1)]
+        xb = x[32 * batch : 32 * (batch + 1)]
         adv = joint.generate(xb)
         fresh = SpatialTransformationPerImage(classifier, per_image=False, verbose=False, **PAPER_GRID)
         np.testing.assert_array_equal(adv, fresh.generate(xb))

@@ -26,7 +26,10 @@ from art.utils import check_and_transform_label_format, get_labels_np_array, pro
 
 
 def checkpoints(max_iter: int) -> list[int]:
-    """Iterations at which a step size may halve: ART's float expression (at 100 steps 58 where the reference has 57)."""
+    """Iterations at which a step size may halve: ART's float expression.
+
+    At 100 steps ART halves at 58 where the reference has 57.
+    """
     w = [0, 0.22]
     while (p := w[-1] + max(w[-1] - w[-2] - 0.03, 0.06)) <= 1:
         w.append(p)
@@ -48,7 +51,7 @@ class APGD(AutoProjectedGradientDescent):
         x_adv, robust = x.copy(), clean.argmax(1) == y.argmax(1)
         for _ in range(max(1, self.nb_random_init)):
             for start in range(0, len(x), self.batch_size):
-                rows = start + np.flatnonzero(robust[start:start + self.batch_size])
+                rows = start + np.flatnonzero(robust[start : start + self.batch_size])
                 if len(rows):
                     x_adv[rows], fooled = self._run(x[rows], y[rows])
                     robust[rows] = ~fooled
@@ -87,8 +90,10 @@ class APGD(AutoProjectedGradientDescent):
         for k in range(self.max_iter):
             if wrong.any():  # follow only the images no iterate has fooled yet
                 keep = ~wrong
-                x0, y, x, prev, best, best_prev, f_best, eta, count, eta_check, f_check, idx, wrong = (a[keep] for a in (
-                    x0, y, x, prev, best, best_prev, f_best, eta, count, eta_check, f_check, idx, wrong))
+                x0, y, x, prev, best, best_prev, f_best, eta, count, eta_check, f_check, idx, wrong = (
+                    a[keep]
+                    for a in (x0, y, x, prev, best, best_prev, f_best, eta, count, eta_check, f_check, idx, wrong)
+                )
             if not len(idx):
                 break
             z = project(x + eta.reshape(shape) * np.sign(self.estimator.loss_gradient(x, y)))

@@ -31,3 +31,8 @@ class BoundedAttack(EvasionAttack):
         x_adv = self.attack.generate(x, y, **kwargs)
         delta = np.clip(x_adv - x, -self.eps, self.eps)
         return np.clip(x + delta, *self.clip_values).astype(x.dtype)
+
+
+def bounded(attack: EvasionAttack, eps: float | None) -> EvasionAttack:
+    """A minimum-norm attack evaluated at the budget eps; the unbounded attack itself when eps is None."""
+    return attack if eps is None else BoundedAttack(attack, eps)

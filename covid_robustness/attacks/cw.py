@@ -41,7 +41,7 @@ way.
 """
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -51,6 +51,10 @@ from art.estimators.estimator import BaseEstimator
 from art.estimators.pytorch import PyTorchEstimator
 from art.utils import check_and_transform_label_format
 from tqdm.auto import tqdm
+
+from . import register_attack
+from .bounded import bounded
+from .own import OwnEvasionAttack
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +89,7 @@ def _other_max(z: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torc
     return value, index
 
 
-class CarliniLInfBatched(EvasionAttack):
+class CarliniLInfBatched(OwnEvasionAttack):
     """ART's CarliniLInfMethod, batched over images and run in torch; same parameters and results."""
 
     attack_params = EvasionAttack.attack_params + [
@@ -105,33 +109,20 @@ class CarliniLInfBatched(EvasionAttack):
     def __init__(
         self,
         classifier,
-        confidence: float = 0.0,
-        targeted: bool = False,
-        learning_rate: float = 0.01,
-        max_iter: int = 10,
-        decrease_factor: float = 0.9,
-        initial_const: float = 1e-5,
-        largest_const: float = 20.0,
-        const_factor: float = 2.0,
-        batch_size: int = 32,
-        verbose: bool = True,
+        confidence=0.0,
+        targeted=False,
+        learning_rate=0.01,
+        max_iter=10,
+        decrease_factor=0.9,
+        initial_const=1e-5,
+        largest_const=20.0,
+        const_factor=2.0,
+        batch_size=32,
+        verbose=True,
     ) -> None:
         """Parameters as ART's CarliniLInfMethod; `batch_size` is the number of images attacked together
         (ART's default is 1 because it attacks one image at a time; here 32)."""
-        super().__init__(estimator=classifier)
-        self.confidence = confidence
-        self._targeted = targeted
-        self.learning_rate = learning_rate
-        self.max_iter = max_iter
-        self.decrease_factor = decrease_factor
-        self.initial_const = initial_const
-        self.largest_const = largest_const
-        self.const_factor = const_factor
-        self.batch_size = batch_size
-        self.verbose = verbose
-        self._check_params()
-        self.passes = {"forward": 0, "backward": 0}
-        self.calls = {"forward": 0, "backward": 0}
+        super().__init__(classifier, locals())
 
     def _check_params(self) -> None:
         if not isinstance(self.max_iter, int) or self.max_iter < 0:
@@ -171,8 +162,7 @@ class CarliniLInfBatched(EvasionAttack):
         :param y: labels (indices or one-hot): the true classes, or the targets if `targeted`. Without
                   labels the model's predictions on `x` are the true classes.
         """
-        self.passes = {"forward": 0, "backward": 0}
-        self.calls = {"forward": 0, "backward": 0}
+        self.reset_counts()
         if self.targeted and y is None:
             raise ValueError("Target labels `y` need to be provided for a targeted attack.")
         x = np.asarray(x, dtype=np.float32)
@@ -187,8 +177,8 @@ class CarliniLInfBatched(EvasionAttack):
             labels = np.empty(len(x), dtype=np.int64)
             with torch.no_grad():
                 for start in range(0, len(x), self.batch_size):
-                    xb = torch.from_numpy(x[start:start + self.batch_size]).to(device)
-                    labels[start:start + len(xb)] = logits(xb).argmax(1).cpu().numpy()
+                    xb = torch.from_numpy(x[start : start + self.batch_size]).to(device)
+                    labels[start : start + len(xb)] = logits(xb).argmax(1).cpu().numpy()
                     self._count("forward", len(xb))
         else:
             labels = np.argmax(check_and_transform_label_format(y, nb_classes=self.estimator.nb_classes), axis=1)
@@ -208,7 +198,6 @@ class CarliniLInfBatched(EvasionAttack):
 
     def _attack_batch(self, logits, x, label, consts, clip_min, clip_max) -> torch.Tensor:
         n = len(x)
-        flat = (n, -1)
         tau = torch.ones(n, device=x.device)
         best = torch.ones(n, device=x.device)  # ART's delta_i_best starts at 1.0
         succeeded = torch.zeros(n, dtype=torch.bool, device=x.device)
@@ -217,8 +206,20 @@ class CarliniLInfBatched(EvasionAttack):
         w0 = torch.arctanh(((x.clamp(clip_min, clip_max) - clip_min) / (clip_max - clip_min) * 2 - 1) * _TANH_SMOOTHER)
         active = torch.arange(n, device=x.device)
         while len(active):
-            improved = self._round(logits, x[active], w0[active], label[active], tau[active], best, succeeded,
-                                   x_best, active, consts, clip_min, clip_max)
+            improved = self._round(
+                logits,
+                x[active],
+                w0[active],
+                label[active],
+                tau[active],
+                best,
+                succeeded,
+                x_best,
+                active,
+                consts,
+                clip_min,
+                clip_max,
+            )
             # tau_actual = max|x_adv - x|: the best distance so far, 0 if nothing succeeded yet
             tau_actual = torch.where(succeeded[active], best[active], torch.zeros_like(best[active]))
             tau[active] = torch.minimum(tau[active], tau_actual) * self.decrease_factor
@@ -239,7 +240,7 @@ class CarliniLInfBatched(EvasionAttack):
         improved = torch.zeros(n, dtype=torch.bool, device=x.device)
         sub = torch.arange(n, device=x.device)  # images whose trajectory still matters
         for k in range(t_max + 1):
-            x_k = ((torch.tanh(w[sub]) + 1.0) / 2.0 * scale + clip_min)  # tanh_to_original
+            x_k = (torch.tanh(w[sub]) + 1.0) / 2.0 * scale + clip_min  # tanh_to_original
             need_grad = k < t_max
             if need_grad:
                 x_k.requires_grad_(True)
@@ -301,7 +302,13 @@ class CarliniLInfBatched(EvasionAttack):
             step = k + 1
             m[sub] = 0.9 * m[sub] + 0.1 * g
             v[sub] = 0.999 * v[sub] + 0.001 * g * g
-            m_hat = m[sub] / (1 - 0.9 ** step)
-            v_hat = v[sub] / (1 - 0.999 ** step)
+            m_hat = m[sub] / (1 - 0.9**step)
+            v_hat = v[sub] / (1 - 0.999**step)
             w[sub] = ws - self.learning_rate * (m_hat / (torch.sqrt(v_hat) + 1e-8))
         return improved
+
+
+@register_attack("cw", impl="fast", needs_eps=False, takes_eps=True, label="C&W")
+def _build(classifier, eps, params):
+    """The batched C&W, evaluated at the budget eps when one is given (bounded.py)."""
+    return bounded(CarliniLInfBatched(classifier, verbose=False, **params), eps)

@@ -49,7 +49,9 @@ from art.estimators.pytorch import PyTorchEstimator
 from art.utils import check_and_transform_label_format
 from tqdm.auto import tqdm
 
+from . import register_attack
 from .cw import torch_logits
+from .own import OwnEvasionAttack
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +73,9 @@ def shift(x: torch.Tensor, dv: int, dh: int) -> torch.Tensor:
     out = torch.zeros_like(x)
     if abs(dv) >= h or abs(dh) >= w:
         return out
-    out[..., max(dv, 0):h + min(dv, 0), max(dh, 0):w + min(dh, 0)] = x[..., max(-dv, 0):h + min(-dv, 0),
-                                                                       max(-dh, 0):w + min(-dh, 0)]
+    out[..., max(dv, 0) : h + min(dv, 0), max(dh, 0) : w + min(dh, 0)] = x[
+        ..., max(-dv, 0) : h + min(-dv, 0), max(-dh, 0) : w + min(-dh, 0)
+    ]
     return out
 
 
@@ -93,7 +96,7 @@ def rotate(x: torch.Tensor, degrees: torch.Tensor, mode: str = "bicubic") -> tor
     return out * inside[:, None].to(out.dtype)
 
 
-class SpatialTransformationPerImage(EvasionAttack):
+class SpatialTransformationPerImage(OwnEvasionAttack):
     """The worst rotation x translation per image (or one joint transform per batch), in torch."""
 
     attack_params = EvasionAttack.attack_params + [
@@ -133,19 +136,7 @@ class SpatialTransformationPerImage(EvasionAttack):
         :param batch_size: images per forward pass (transformed copies of several transforms are batched).
         :param verbose: show a progress bar.
         """
-        super().__init__(estimator=classifier)
-        self.max_translation = max_translation
-        self.num_translations = num_translations
-        self.max_rotation = max_rotation
-        self.num_rotations = num_rotations
-        self.per_image = per_image
-        self.vertical_translation = vertical_translation
-        self.interpolation = interpolation
-        self.batch_size = batch_size
-        self.verbose = verbose
-        self._check_params()
-        self.passes = {"forward": 0, "backward": 0}
-        self.calls = {"forward": 0, "backward": 0}
+        super().__init__(classifier, locals())
         self.chosen: list[Transform] = []
 
     def _check_params(self) -> None:
@@ -183,7 +174,7 @@ class SpatialTransformationPerImage(EvasionAttack):
             if angle != 0:
                 out = rotate(out, torch.full((len(x),), angle, dtype=torch.float64), self.interpolation)
         else:
-            out = torch.stack([shift(x[i:i + 1], dv, dh)[0] for i, (dv, dh, _) in enumerate(transforms)])
+            out = torch.stack([shift(x[i : i + 1], dv, dh)[0] for i, (dv, dh, _) in enumerate(transforms)])
             angles = torch.tensor([t[2] for t in transforms], dtype=torch.float64)
             turn = (angles != 0).nonzero()[:, 0]
             if len(turn):
@@ -196,7 +187,7 @@ class SpatialTransformationPerImage(EvasionAttack):
         outs = []
         with torch.no_grad():
             for start in range(0, len(x), self.batch_size):
-                xb = x[start:start + self.batch_size]
+                xb = x[start : start + self.batch_size]
                 outs.append(logits(xb))
                 self.passes["forward"] += len(xb)
                 self.calls["forward"] += 1
@@ -218,8 +209,7 @@ class SpatialTransformationPerImage(EvasionAttack):
             raise ValueError("The attack needs images, N x C x H x W.")
         if not self.estimator.channels_first:
             raise ValueError("The attack needs channels-first input (N x C x H x W).")
-        self.passes = {"forward": 0, "backward": 0}
-        self.calls = {"forward": 0, "backward": 0}
+        self.reset_counts()
         logits = torch_logits(self.estimator)
         device = self.estimator.device
         xt = torch.from_numpy(np.asarray(x, dtype=np.float32)).to(device)
@@ -227,8 +217,9 @@ class SpatialTransformationPerImage(EvasionAttack):
         if y is None:
             label = z_clean.argmax(1)
         else:
-            label = torch.from_numpy(np.argmax(
-                check_and_transform_label_format(y, nb_classes=self.estimator.nb_classes), axis=1)).to(device)
+            label = torch.from_numpy(
+                np.argmax(check_and_transform_label_format(y, nb_classes=self.estimator.nb_classes), axis=1)
+            ).to(device)
         grid = self.grid(x.shape[2], x.shape[3])
         if self.per_image:
             chosen = self._per_image(logits, xt, label, z_clean, grid)
@@ -249,7 +240,7 @@ class SpatialTransformationPerImage(EvasionAttack):
             if not len(todo):
                 break
             # batch several transforms per forward pass when few images are left
-            group = grid[t:t + max(1, self.batch_size // len(todo))]
+            group = grid[t : t + max(1, self.batch_size // len(todo))]
             xs = torch.cat([self.transform(x[todo], [g]) for g in group])
             m, mis = self._margin(self._forward(logits, xs), label[todo].repeat(len(group)))
             m, mis = m.view(len(group), -1), mis.view(len(group), -1)
@@ -271,10 +262,16 @@ class SpatialTransformationPerImage(EvasionAttack):
         per_forward = max(1, self.batch_size // len(x))
         starts = range(0, len(grid), per_forward)
         for t in tqdm(starts, desc="Spatial transformation (joint)", disable=not self.verbose):
-            group = grid[t:t + per_forward]
+            group = grid[t : t + per_forward]
             xs = torch.cat([self.transform(x, [g]) for g in group])
             mis = self._margin(self._forward(logits, xs), label.repeat(len(group)))[1].view(len(group), -1)
             for g, count in zip(group, mis.sum(1).tolist()):
                 if count > best_count:  # strictly more: the first in grid order wins ties, as in ART
                     best, best_count = g, count
         return best
+
+
+@register_attack("st", impl="fast", needs_eps=False, takes_eps=False, label="ST")
+def _build(classifier, eps, params):
+    """The grid of transforms is the budget: there is no eps."""
+    return SpatialTransformationPerImage(classifier, verbose=False, **params)

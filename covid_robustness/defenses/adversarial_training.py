@@ -20,8 +20,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from ..registry import Registry
 
-METHODS = ("pgd", "fgsm_rs")
+# defense.training.method -> a function (net, x, y, **params) -> examples; meta params: the keys it takes.
+METHODS = Registry("adversarial-training method", key="defense.training.method")
 
 
 def _logits(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -40,8 +42,16 @@ def _project(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
     return torch.clamp(torch.min(torch.max(x_adv, x - eps), x + eps), 0.0, 1.0)
 
 
-def pgd(net: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, step: float | None = None,
-        iterations: int = 7, random_start: bool = True) -> torch.Tensor:
+@METHODS.register("pgd", params=("eps", "step", "iterations", "random_start"))
+def pgd(
+    net: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    step: float | None = None,
+    iterations: int = 7,
+    random_start: bool = True,
+) -> torch.Tensor:
     """L-inf PGD on the cross-entropy; step null is 2.5 * eps / iterations."""
     step = 2.5 * eps / iterations if step is None else step
     x_adv = x.clone()
@@ -52,6 +62,7 @@ def pgd(net: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, step: floa
     return x_adv.detach()
 
 
+@METHODS.register("fgsm_rs", params=("eps", "step"))
 def fgsm_rs(net: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, step: float | None = None) -> torch.Tensor:
     """One signed-gradient step of size step (null: 1.25 * eps) from a uniform random start in the ball."""
     step = 1.25 * eps if step is None else step
@@ -62,17 +73,17 @@ def fgsm_rs(net: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, step: 
 def validate_training(cfg: dict | None) -> None:
     if cfg is None:
         return
-    method = cfg.get("method")
-    if method not in METHODS:
-        raise ConfigError(f"defense.training.method={method!r} is not known; choose one of {list(METHODS)}.")
+    method = METHODS.get(cfg.get("method"))
     eps = cfg.get("eps")
     if not isinstance(eps, (int, float)) or not 0 < eps <= 1:
         raise ConfigError(f"defense.training.eps={eps!r} must lie in (0, 1] on [0, 1] pixels (8/255 = 0.0314).")
-    if method == "pgd" and (not isinstance(cfg.get("iterations"), int) or cfg["iterations"] < 1):
+    if "iterations" in method.params and (not isinstance(cfg.get("iterations"), int) or cfg["iterations"] < 1):
         raise ConfigError(f"defense.training.iterations={cfg.get('iterations')!r} must be a positive number of steps.")
-    allowed = {"method", "eps", "step", "iterations", "random_start"} if method == "pgd" else {"method", "eps", "step"}
+    allowed = {"method", *method.params}
     if unknown := set(cfg) - allowed:
-        raise ConfigError(f"defense.training for {method} does not take {sorted(unknown)}; it takes {sorted(allowed)}.")
+        raise ConfigError(
+            f"defense.training for {method.name} does not take {sorted(unknown)}; it takes {sorted(allowed)}."
+        )
 
 
 @contextmanager
@@ -95,4 +106,4 @@ def running_stats_frozen(net: nn.Module):
 def adversarial_batch(net: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: dict) -> torch.Tensor:
     params = {k: v for k, v in cfg.items() if k != "method"}
     with running_stats_frozen(net):
-        return (pgd if cfg["method"] == "pgd" else fgsm_rs)(net, x, y, **params)
+        return METHODS.get(cfg["method"]).obj(net, x, y, **params)

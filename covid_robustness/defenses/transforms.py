@@ -28,8 +28,11 @@ from hydra.utils import instantiate
 
 from ..attacks.factory import build_classifier
 from ..errors import ConfigError
+from ..registry import Registry
 
-EVALUATIONS = ("whitebox", "oblivious", "bpda", "bpda_eot")
+# defense.evaluations: name -> (net, defense, make) -> the classifier its examples are crafted on, where
+# make(model, **kwargs) builds an ART classifier of the job's image size and classes (build_classifier).
+EVALUATIONS = Registry("defense evaluation", key="defense.evaluations")
 # The only classes a config may name: a config is data, and must not import or build anything else.
 PREPROCESSORS = "art.defences.preprocessor."
 
@@ -40,7 +43,7 @@ logging.getLogger("art.defences.preprocessor.gaussian_augmentation").setLevel(lo
 @dataclass
 class Defense:
     name: str = "none"
-    training: dict | None = None      # adversarial training; see adversarial_training.py
+    training: dict | None = None  # adversarial training; see adversarial_training.py
     preprocessor: Preprocessor | None = None
     random: bool = False
     evaluations: list[str] = field(default_factory=lambda: ["whitebox"])
@@ -57,8 +60,10 @@ def predict(classifier: PyTorchClassifier, x: np.ndarray, defense: Defense, seed
     state = np.random.get_state()
     try:
         np.random.seed(seed)
-        votes = sum(np.eye(classifier.nb_classes, dtype=np.int64)[classifier.predict(x, batch_size=len(x)).argmax(1)]
-                    for _ in range(defense.predict_samples))
+        votes = sum(
+            np.eye(classifier.nb_classes, dtype=np.int64)[classifier.predict(x, batch_size=len(x)).argmax(1)]
+            for _ in range(defense.predict_samples)
+        )
     finally:
         np.random.set_state(state)
     return votes.argmax(1)  # a tie goes to the lower class index
@@ -91,8 +96,10 @@ class EOTClassifier(PyTorchClassifier):
         return sum(super(EOTClassifier, self).loss_gradient(x, y, **kwargs) for _ in range(self.samples)) / self.samples
 
     def class_gradient(self, x, label=None, **kwargs):
-        return sum(super(EOTClassifier, self).class_gradient(x, label, **kwargs)
-                   for _ in range(self.samples)) / self.samples
+        return (
+            sum(super(EOTClassifier, self).class_gradient(x, label, **kwargs) for _ in range(self.samples))
+            / self.samples
+        )
 
 
 def build_defense(cfg: dict) -> Defense:
@@ -103,25 +110,36 @@ def build_defense(cfg: dict) -> Defense:
     validate_training(training)
     evaluations = list(cfg.get("evaluations") or ["whitebox"])
     if unknown := [e for e in evaluations if e not in EVALUATIONS]:
-        raise ConfigError(f"defense.evaluations has {unknown}; choose from {list(EVALUATIONS)}.")
+        raise ConfigError(f"defense.evaluations has {unknown}; choose from {EVALUATIONS.names()}.")
     random, samples = bool(cfg.get("random", False)), int(cfg.get("eot_samples") or 1)
     votes = cfg.get("predict_samples", 1)
     if not isinstance(votes, int) or votes < 1 or (not random and votes != 1):
-        raise ConfigError(f"defense {name}: predict_samples={votes!r} must be a positive number of draws"
-                          + (" (an odd one avoids ties)" if random else ", and 1 for a deterministic defense") + ".")
+        raise ConfigError(
+            f"defense {name}: predict_samples={votes!r} must be a positive number of draws"
+            + (" (an odd one avoids ties)" if random else ", and 1 for a deterministic defense")
+            + "."
+        )
     if target is None:
         if evaluations != ["whitebox"]:
-            raise ConfigError(f"defense {name} has no preprocessor, so its only evaluation is whitebox, not {evaluations}.")
+            raise ConfigError(
+                f"defense {name} has no preprocessor, so its only evaluation is whitebox, not {evaluations}."
+            )
         return Defense(name, training)
     if "whitebox" in evaluations:
-        raise ConfigError(f"defense {name} transforms its input: evaluate it with oblivious, bpda or bpda_eot, not whitebox.")
+        raise ConfigError(
+            f"defense {name} transforms its input: evaluate it with oblivious, bpda or bpda_eot, not whitebox."
+        )
     if random and "bpda_eot" not in evaluations:
-        raise ConfigError(f"defense {name} is random: its evaluations must include bpda_eot (Expectation over Transformation).")
+        raise ConfigError(
+            f"defense {name} is random: its evaluations must include bpda_eot (Expectation over Transformation)."
+        )
     if "bpda_eot" in evaluations and samples < 2:
         raise ConfigError(f"defense {name}: bpda_eot needs defense.eot_samples >= 2, not {samples}.")
     if not str(target.get("_target_", "")).startswith(PREPROCESSORS):
-        raise ConfigError(f"defense {name}: preprocessor._target_={target.get('_target_')!r} is not one of ART's "
-                          f"preprocessors; name a class in {PREPROCESSORS.rstrip('.')}.")
+        raise ConfigError(
+            f"defense {name}: preprocessor._target_={target.get('_target_')!r} is not one of ART's "
+            f"preprocessors; name a class in {PREPROCESSORS.rstrip('.')}."
+        )
     try:
         preprocessor = instantiate(target, _convert_="all")
     except Exception as err:  # an unknown class or keyword, reported by Hydra in many types
@@ -129,28 +147,49 @@ def build_defense(cfg: dict) -> Defense:
     if not isinstance(preprocessor, Preprocessor):
         raise ConfigError(f"defense {name}: {target.get('_target_')} is not an ART preprocessor.")
     if preprocessor.apply_fit or not preprocessor.apply_predict:
-        raise ConfigError(f"defense {name}: a preprocessor defense applies when the model predicts, not in training; "
-                          "set apply_fit: false and apply_predict: true (train with defense.training instead).")
+        raise ConfigError(
+            f"defense {name}: a preprocessor defense applies when the model predicts, not in training; "
+            "set apply_fit: false and apply_predict: true (train with defense.training instead)."
+        )
     return Defense(name, training, preprocessor, random, evaluations, samples, votes)
 
 
-def build_classifiers(net, defense: Defense, image_size: int,
-                      num_classes: int) -> tuple[PyTorchClassifier, dict[str, PyTorchClassifier]]:
-    """The defended classifier that is evaluated, and the classifier each evaluation crafts its examples on."""
-    def make(model, **kwargs):
-        return build_classifier(model, image_size, num_classes, **kwargs)
+@EVALUATIONS.register("whitebox")
+def _whitebox(net, defense: Defense, make) -> PyTorchClassifier:
+    """The undefended model attacked directly (a defense without a preprocessor)."""
+    return make(net)
 
-    bare = make(net)
-    if defense.preprocessor is None:
-        return bare, {"whitebox": bare}
+
+@EVALUATIONS.register("oblivious")
+def _oblivious(net, defense: Defense, make) -> PyTorchClassifier:
+    """Examples crafted on the bare model, then shown to the defended one."""
+    return make(net)
+
+
+@EVALUATIONS.register("bpda")
+def _bpda(net, defense: Defense, make) -> PyTorchClassifier:
+    """The defended model, its preprocessor the identity in the backward pass."""
+    return make(net, preprocessing_defences=[BPDA(defense.preprocessor)])
+
+
+@EVALUATIONS.register("bpda_eot")
+def _bpda_eot(net, defense: Defense, make) -> PyTorchClassifier:
+    """bpda with each gradient averaged over defense.eot_samples draws of the random preprocessor."""
+    return make(
+        net, preprocessing_defences=[BPDA(defense.preprocessor)], cls=EOTClassifier, samples=defense.eot_samples
+    )
+
+
+def build_classifiers(
+    net, defense: Defense, image_size: int, num_classes: int
+) -> tuple[PyTorchClassifier, dict[str, PyTorchClassifier]]:
+    """The defended classifier that is evaluated, and the classifier each evaluation crafts its examples on."""
+    bare = build_classifier(net, image_size, num_classes)
+
+    def make(model, **kwargs):  # the undefended model is built once and shared
+        return bare if model is net and not kwargs else build_classifier(model, image_size, num_classes, **kwargs)
+
+    if defense.preprocessor is None:  # nothing between the attacker and the model
+        return bare, {"whitebox": _whitebox(net, defense, make)}
     defended = make(net, preprocessing_defences=[defense.preprocessor])
-    crafting = {}
-    for evaluation in defense.evaluations:
-        if evaluation == "oblivious":
-            crafting[evaluation] = bare
-        elif evaluation == "bpda":
-            crafting[evaluation] = make(net, preprocessing_defences=[BPDA(defense.preprocessor)])
-        else:
-            crafting[evaluation] = make(net, preprocessing_defences=[BPDA(defense.preprocessor)],
-                                        cls=EOTClassifier, samples=defense.eot_samples)
-    return defended, crafting
+    return defended, {e: EVALUATIONS.get(e).obj(net, defense, make) for e in defense.evaluations}

@@ -35,12 +35,14 @@ class Normalized(nn.Module):
 
 def covid_metrics(num_classes: int) -> MetricCollection:
     """Accuracy over all classes; sensitivity, specificity and AUROC of COVID-19 against the rest."""
-    return MetricCollection({
-        "acc": MulticlassAccuracy(num_classes, average="micro"),
-        "sensitivity": BinaryRecall(),
-        "specificity": BinarySpecificity(),
-        "auroc": BinaryAUROC(),
-    })
+    return MetricCollection(
+        {
+            "acc": MulticlassAccuracy(num_classes, average="micro"),
+            "sensitivity": BinaryRecall(),
+            "specificity": BinarySpecificity(),
+            "auroc": BinaryAUROC(),
+        }
+    )
 
 
 def update_covid_metrics(metrics: MetricCollection, logits, y, positive: int):
@@ -54,10 +56,24 @@ def update_covid_metrics(metrics: MetricCollection, logits, y, positive: int):
 
 
 class CXRClassifier(pl.LightningModule):
-    def __init__(self, model: str, num_classes: int, positive_class: int, mean: float, std: float,
-                 lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 5e-4, nesterov: bool = False,
-                 schedule: str = "cosine", step_size: int = 30, gamma: float = 0.1, warmup_epochs: float = 0.0,
-                 model_kwargs: dict | None = None, adversarial: dict | None = None):
+    def __init__(
+        self,
+        model: str,
+        num_classes: int,
+        positive_class: int,
+        mean: float,
+        std: float,
+        lr: float = 0.01,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        nesterov: bool = False,
+        schedule: str = "cosine",
+        step_size: int = 30,
+        gamma: float = 0.1,
+        warmup_epochs: float = 0.0,
+        model_kwargs: dict | None = None,
+        adversarial: dict | None = None,
+    ):
         super().__init__()
         if schedule not in SCHEDULES:
             raise ConfigError(f"optim.schedule={schedule!r} is not a schedule; choose one of {list(SCHEDULES)}.")
@@ -109,8 +125,9 @@ class CXRClassifier(pl.LightningModule):
 
     def configure_optimizers(self):
         h = self.hparams
-        opt = torch.optim.SGD(self.parameters(), lr=h.lr, momentum=h.momentum,
-                              weight_decay=h.weight_decay, nesterov=h.nesterov)
+        opt = torch.optim.SGD(
+            self.parameters(), lr=h.lr, momentum=h.momentum, weight_decay=h.weight_decay, nesterov=h.nesterov
+        )
         total = max(1, int(self.trainer.estimated_stepping_batches))
         per_epoch = total / max(1, self.trainer.max_epochs)
         warmup = h.warmup_epochs * per_epoch

@@ -1,52 +1,72 @@
-"""Model registry: a name, how to build it for one-channel input, its smallest input and Table I's count."""
+"""Model registry: a name, how to build it for one-channel input, its smallest input and Table I's count.
 
+A model registers itself beside its definition with `register` (wrn.py; the timm architectures in
+timm_models.py), and models/__init__.py imports every module of this package, so a new model file
+needs no entry anywhere else. A name that is not registered but that timm knows builds with timm and
+the defaults (min_size 32, no paper count): such a model needs only conf/model/<name>.yaml.
+"""
+
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import timm
 from torch import nn
 
 from ..errors import ConfigError
-from .wrn import WideResNet
+from ..registry import Registry
+
+MODELS = Registry("model")
+MIN_SIZE = 32
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    build: Callable[..., nn.Module]
+    build: Callable[..., nn.Module]  # (num_classes, **kwargs) -> a model of one-channel images
     min_size: int  # smallest image side the architecture accepts
-    paper_params: int  # Table I of the paper (Keras counts, BatchNorm statistics included)
+    paper_params: int | None  # Table I of the paper (Keras counts, BatchNorm statistics included); None: not in it
+    label: str  # short name in tables (RN-18)
 
 
-_REGISTRY: dict[str, ModelSpec] = {}
+def register(name: str, *, min_size: int = MIN_SIZE, label: str | None = None, paper_params: int | None = None):
+    """Decorator on a builder `(num_classes, **kwargs) -> nn.Module` that takes one-channel images.
+
+    Meta: min_size (smallest image side), label (short name for tables; default the name),
+    paper_params (the paper's Table I count; None where the paper has none).
+    """
+    return MODELS.register(name, min_size=min_size, label=label or name, paper_params=paper_params)
 
 
-def register(name: str, min_size: int, paper_params: int):
-    def wrap(build):
-        _REGISTRY[name] = ModelSpec(name, build, min_size, paper_params)
-        return build
-    return wrap
+def timm_builder(arch: str) -> Callable[..., nn.Module]:
+    """timm's `arch` with random weights and one input channel."""
+
+    def build(num_classes: int, **kwargs) -> nn.Module:
+        return timm.create_model(arch, pretrained=False, in_chans=1, num_classes=num_classes, **kwargs)
+
+    build.__qualname__ = f"timm_builder({arch!r})"
+    return build
 
 
-def _timm(arch: str):
-    return lambda num_classes, **kw: timm.create_model(arch, pretrained=False, in_chans=1, num_classes=num_classes, **kw)
-
-
-register("resnet18", 32, 11_185_218)(_timm("resnet18"))
-register("resnet50", 32, 23_558_978)(_timm("resnet50"))
-register("vgg19", 32, 139_577_282)(_timm("vgg19"))
-register("inception_v3", 75, 21_806_306)(_timm("inception_v3"))
-register("wrn16_8", 16, 11_033_186)(lambda num_classes, **kw: WideResNet(16, 8, num_classes, 1, **kw))
+def register_timm(name: str, **meta) -> None:
+    """Registers timm's architecture `name` under its own name, with metadata as `register`."""
+    register(name, **meta)(timm_builder(name))
 
 
 def names() -> list[str]:
-    return sorted(_REGISTRY)
+    """Registered names, sorted (MODELS.names() keeps registration order); timm-only names are not listed."""
+    return sorted(MODELS.names())
 
 
 def spec(name: str) -> ModelSpec:
-    if name not in _REGISTRY:
-        raise ConfigError(f"model {name!r} is not registered; choose one of {names()}.")
-    return _REGISTRY[name]
+    if name in MODELS:
+        entry = MODELS.get(name)
+        return ModelSpec(name, entry.obj, entry.min_size, entry.paper_params, entry.label)
+    if isinstance(name, str) and timm.is_model(name):
+        return ModelSpec(name, timm_builder(name), MIN_SIZE, None, name)
+    raise ConfigError(
+        f"model {name!r} is not registered and timm has no such model; choose one of {names()} "
+        "or a model name that timm knows (timm.list_models())."
+    )
 
 
 def create(name: str, num_classes: int, **kwargs) -> nn.Module:

@@ -9,8 +9,10 @@ stem="cifar" is the original 3x3 stride-1 stem.
 """
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
+
+from .registry import register
 
 
 class _Block(nn.Module):
@@ -45,7 +47,9 @@ class WideResNet(nn.Module):
         elif stem == "downsample":
             self.stem = nn.Sequential(
                 nn.Conv2d(in_chans, widths[0], 7, 2, 3, bias=False),
-                nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1),
+                nn.BatchNorm2d(widths[0]),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(3, 2, 1),
             )
         else:
             raise ValueError(f"WRN stem must be 'cifar' or 'downsample', got {stem!r}")
@@ -64,3 +68,9 @@ class WideResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.bn(self.blocks(self.stem(x))))
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+@register("wrn16_8", min_size=16, label="WRN-16-8", paper_params=11_033_186)
+def wrn16_8(num_classes: int, **kwargs) -> WideResNet:
+    """WRN-16-8 on one-channel images; kwargs: stem, dropout."""
+    return WideResNet(16, 8, num_classes, 1, **kwargs)
