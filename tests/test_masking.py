@@ -8,11 +8,18 @@ def r(run_id, attack, eps, acc, images=100, settings="s", **kwargs):
 
 
 def test_a_consistent_sweep_raises_no_flag():
-    results = [r("f1", "fgsm", 0.01, 0.6), r("f2", "fgsm", 0.03, 0.3), r("p1", "pgd", 0.01, 0.4, max_iter=10),
-               r("p2", "pgd", 0.03, 0.1, max_iter=10), r("p3", "pgd", 1.0, 0.0, max_iter=10),
-               r("q1", "pgd", 0.01, 0.35, max_iter=100, settings="100 steps"), r("a1", "apgd", 0.01, 0.3, max_iter=100),
-               r("aa", "autoattack_binary", 0.01, 0.3, max_iter=100), r("st", "st", None, 0.5, clean_accuracy=0.9),
-               r("c", "cw", None, 0.0, clean_accuracy=0.9)]
+    results = [
+        r("f1", "fgsm", 0.01, 0.6),
+        r("f2", "fgsm", 0.03, 0.3),
+        r("p1", "pgd", 0.01, 0.4, max_iter=10),
+        r("p2", "pgd", 0.03, 0.1, max_iter=10),
+        r("p3", "pgd", 1.0, 0.0, max_iter=10),
+        r("q1", "pgd", 0.01, 0.35, max_iter=100, settings="100 steps"),
+        r("a1", "apgd", 0.01, 0.3, max_iter=100),
+        r("aa", "autoattack_binary", 0.01, 0.3, max_iter=100),
+        r("st", "st", None, 0.5, clean_accuracy=0.9),
+        r("c", "cw", None, 0.0, clean_accuracy=0.9),
+    ]
     assert masking_flags(results) == {}
 
 
@@ -31,7 +38,10 @@ def test_accuracy_rising_with_eps_is_compared_between_every_two_budgets():
 
 
 def test_only_like_settings_are_compared():
-    assert masking_flags([r("a", "pgd", 0.01, 0.3, settings="10 steps"), r("b", "pgd", 0.03, 0.5, settings="1 step")]) == {}
+    assert (
+        masking_flags([r("a", "pgd", 0.01, 0.3, settings="10 steps"), r("b", "pgd", 0.03, 0.5, settings="1 step")])
+        == {}
+    )
 
 
 def test_pgd_weaker_than_fgsm_and_pgd_surviving_the_full_ball_are_flagged():
@@ -48,8 +58,9 @@ def test_pgd_and_fgsm_are_compared_only_within_one_defense_and_source():
 
 def test_a_stronger_attack_leaving_more_images_correct_is_flagged():
     pgd = r("p", "pgd", 0.03, 0.30, max_iter=10)
-    flags = masking_flags([pgd, r("a", "apgd", 0.03, 0.40, max_iter=100),
-                           r("aa", "autoattack_binary", 0.03, 0.35, max_iter=100)])
+    flags = masking_flags(
+        [pgd, r("a", "apgd", 0.03, 0.40, max_iter=100), r("aa", "autoattack_binary", 0.03, 0.35, max_iter=100)]
+    )
     assert flags["a"] == ["APGD-100 accuracy 0.400 above PGD-10's 0.300 at eps 0.0300"]
     assert "above PGD-10's" in flags["aa"][0]  # the weakest evaluation it should beat: PGD's 0.30, not APGD's
     flags = masking_flags([pgd, r("p100", "pgd", 0.03, 0.35, max_iter=100, settings="100 steps")])
@@ -67,54 +78,90 @@ def test_stronger_attacks_are_not_flagged_within_one_image_or_with_fewer_steps_o
 
 
 def test_every_gradient_attack_surviving_the_full_ball_is_flagged():
-    flags = masking_flags([r("f", "fgsm", 1.0, 0.3), r("a", "apgd", 1.0, 0.2, max_iter=100, settings="a"),
-                           r("aa", "autoattack_binary", 1.0, 0.2, settings="aa"), r("c", "cw", 1.0, 0.5, settings="c"),
-                           r("ok", "apgd", 1.0, 0.05, settings="ok")])
+    flags = masking_flags(
+        [
+            r("f", "fgsm", 1.0, 0.3),
+            r("a", "apgd", 1.0, 0.2, max_iter=100, settings="a"),
+            r("aa", "autoattack_binary", 1.0, 0.2, settings="aa"),
+            r("c", "cw", 1.0, 0.5, settings="c"),
+            r("ok", "apgd", 1.0, 0.05, settings="ok"),
+        ]
+    )
     assert sorted(flags) == ["a", "aa", "c", "f"]
     assert all(any("the ball holds every image" in reason for reason in reasons) for reasons in flags.values())
 
 
 def test_no_attack_success_on_a_one_class_model_is_flagged():
     untrained = dict(clean_accuracy=0.5, untrained=True)
-    flags = masking_flags([r("f", "fgsm", 0.03, 0.5, **untrained), r("c", "cw", None, 0.5, **untrained),
-                           r("p", "pgd", 0.03, 0.4, **untrained),  # it fooled some: no flag
-                           r("st", "st", None, 0.5, **untrained),  # no gradient
-                           r("t", "pgd", 0.01, 0.5, clean_accuracy=0.5)])  # a trained model that resists
+    flags = masking_flags(
+        [
+            r("f", "fgsm", 0.03, 0.5, **untrained),
+            r("c", "cw", None, 0.5, **untrained),
+            r("p", "pgd", 0.03, 0.4, **untrained),  # it fooled some: no flag
+            r("st", "st", None, 0.5, **untrained),  # no gradient
+            r("t", "pgd", 0.01, 0.5, clean_accuracy=0.5),
+        ]
+    )  # a trained model that resists
     assert sorted(flags) == ["c", "f"]
     assert "predicts one class: zero attack success says nothing about robustness" in flags["f"][0]
 
 
 def test_a_defended_job_whose_defense_aware_attack_does_worse_is_flagged():
     def defended(run_id, **accuracy):
-        return r(run_id, "pgd", 0.03, min(accuracy.values()), context="jpeg None", settings=run_id,
-                 by_evaluation=tuple(accuracy.items()))
+        return r(
+            run_id,
+            "pgd",
+            0.03,
+            min(accuracy.values()),
+            context="jpeg None",
+            settings=run_id,
+            by_evaluation=tuple(accuracy.items()),
+        )
 
-    flags = masking_flags([defended("b", oblivious=0.3, bpda=0.5), defended("e", oblivious=0.3, bpda=0.3, bpda_eot=0.32),
-                           defended("ok", oblivious=0.5, bpda=0.2, bpda_eot=0.305)])
+    flags = masking_flags(
+        [
+            defended("b", oblivious=0.3, bpda=0.5),
+            defended("e", oblivious=0.3, bpda=0.3, bpda_eot=0.32),
+            defended("ok", oblivious=0.5, bpda=0.2, bpda_eot=0.305),
+        ]
+    )
     assert sorted(flags) == ["b", "e"]
     assert flags["b"] == ["bpda accuracy 0.500 above oblivious's 0.300: the attacker who sees the defense does worse"]
     assert flags["e"][0].startswith("bpda_eot accuracy 0.320")
 
 
 def _run(run_id, attack, eps, accuracy, clean=0.5, untrained="false", **metrics):
-    params = {"attack.name": attack, "attack.eps": str(eps), "attack.max_iter": "10" if attack != "fgsm" else "None",
-              "attack.source_model": "None", "model.name": "resnet18", "defense.name": "jpeg", "eval.max_images": "64"}
-    return SimpleNamespace(info=SimpleNamespace(run_id=run_id), data=SimpleNamespace(
-        params=params, tags={"untrained_model": untrained},
-        metrics={"adversarial_accuracy": accuracy, "attack_images": 100.0, "clean_accuracy": clean, **metrics}))
+    params = {
+        "attack.name": attack,
+        "attack.eps": str(eps),
+        "attack.max_iter": "10" if attack != "fgsm" else "None",
+        "attack.source_model": "None",
+        "model.name": "resnet18",
+        "defense.name": "jpeg",
+        "eval.max_images": "64",
+    }
+    return SimpleNamespace(
+        info=SimpleNamespace(run_id=run_id, start_time=0),
+        data=SimpleNamespace(
+            params=params,
+            tags={"untrained_model": untrained, "mlflow.parentRunId": "parent"},
+            metrics={"adversarial_accuracy": accuracy, "attack_images": 100.0, "clean_accuracy": clean, **metrics},
+        ),
+    )
 
 
-def test_the_flags_are_built_from_the_sibling_runs_params_metrics_and_tags():
-    from covid_robustness.run import flag_gradient_masking
+def test_the_flags_are_built_from_the_job_records_params_metrics_and_tags():
+    from covid_robustness.evaluation.masking import study_flags
+    from covid_robustness.record import Job
 
-    runs = [_run("f", "fgsm", 0.03, 0.2), _run("p", "pgd", 0.03, 0.2, adversarial_accuracy_oblivious=0.2,
-                                                 adversarial_accuracy_bpda=0.4),
-            _run("u", "pgd", 0.01, 0.5, untrained="true"), _run("s", "pgd", 2 / 255, 0.2, eps_pixel=1.0)]
-    tags = {}
-    tracker = SimpleNamespace(job_runs=lambda parent: runs, client=SimpleNamespace(
-        set_tag=lambda run_id, name, value: tags.__setitem__((run_id, name), value)))
-    flag_gradient_masking(tracker, "parent")
-    assert {run_id for (run_id, name), value in tags.items() if name == "gradient_masking" and value == "true"} == {"p", "u", "s"}
-    assert "bpda accuracy 0.400" in tags[("p", "gradient_masking_reasons")]
-    assert "predicts one class" in tags[("u", "gradient_masking_reasons")]
-    assert "PGD-10 accuracy 0.200 at eps 1.0" in tags[("s", "gradient_masking_reasons")]  # eps in std units, 1 in pixels
+    runs = [
+        _run("f", "fgsm", 0.03, 0.2),
+        _run("p", "pgd", 0.03, 0.2, adversarial_accuracy_oblivious=0.2, adversarial_accuracy_bpda=0.4),
+        _run("u", "pgd", 0.01, 0.5, untrained="true"),
+        _run("s", "pgd", 2 / 255, 0.2, eps_pixel=1.0),
+    ]
+    flags = study_flags([Job.from_run(r) for r in runs])
+    assert set(flags) == {"p", "u", "s"}
+    assert "bpda accuracy 0.400" in "; ".join(flags["p"])
+    assert "predicts one class" in "; ".join(flags["u"])
+    assert "PGD-10 accuracy 0.200 at eps 1.0" in "; ".join(flags["s"])  # eps in std units, 1 in pixels

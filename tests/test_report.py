@@ -21,8 +21,12 @@ def store(tmp_path_factory):
     pixels and in std units, ST per image and at ART's rule."""
     tmp = tmp_path_factory.mktemp("report")
     common = [*TINY, "eval.max_images=16", f"study={STUDY}", f"tracking.dir={tmp / 'mlruns'}"]
-    for i, grid in enumerate([["model=resnet18,wrn16_8", "attack=fgsm,pgd", "attack.eps=0.01,${px:8}"],
-                              ["model=resnet18", "attack=fgsm,fgsm_art,fgsm_art_std,st,st_art_rule", "resume=false"]]):
+    for i, grid in enumerate(
+        [
+            ["model=resnet18,wrn16_8", "attack=fgsm,pgd", "attack.eps=0.01,${px:8}"],
+            ["model=resnet18", "attack=fgsm,fgsm_art,fgsm_art_std,st,st_art_rule", "resume=false"],
+        ]
+    ):
         result = run_cli("-m", *grid, *common, f"hydra.sweep.dir={tmp / f'multirun{i}'}")
         assert result.returncode == 0, result.stderr[-3000:]
     uri = f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}"
@@ -49,9 +53,18 @@ def test_writes_every_table_and_figure(store):
     for name in FIGURES:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (out / "report.md").read_text()
-    for title in ("Table II: accuracy under attack", "Table II: average over the five models", "Table I: parameters",
-                  "Figure 3", "Figure 2", "Robustness curves", "Paper-equivalent budgets", "Clean test metrics", "Jobs",
-                  "Reruns left out"):
+    for title in (
+        "Table II: accuracy under attack",
+        "Table II: average over the five models",
+        "Table I: parameters",
+        "Figure 3",
+        "Figure 2",
+        "Robustness curves",
+        "Paper-equivalent budgets",
+        "Clean test metrics",
+        "Jobs",
+        "Reruns left out",
+    ):
         assert f"## {title}" in md, title
     for name in FIGURES:
         assert f"]({name})" in md
@@ -89,10 +102,17 @@ def test_table2_holds_the_mlflow_metrics_of_the_newest_run_per_cell(store):
 
     # The Markdown table shows the same numbers, with the paper's beside the rows it compares with.
     md = (tmp / "report" / "report.md").read_text()
-    lines = {line.split(" | ")[0].lstrip("| "): line.strip(" |").split(" | ") for line in md.splitlines()
-             if line.startswith("| ") and "RN-18 paper" not in line}
-    fgsm = next(r for r in attacked if (r["model"], r["attack"], r["setting"]) == ("resnet18", "fgsm", "budget")
-                and abs(float(r["eps"]) - 8 / 255) < 1e-9)
+    lines = {
+        line.split(" | ")[0].lstrip("| "): line.strip(" |").split(" | ")
+        for line in md.splitlines()
+        if line.startswith("| ") and "RN-18 paper" not in line
+    }
+    fgsm = next(
+        r
+        for r in attacked
+        if (r["model"], r["attack"], r["setting"]) == ("resnet18", "fgsm", "budget")
+        and abs(float(r["eps"]) - 8 / 255) < 1e-9
+    )
     assert lines["FGSM eps=8/255"][1].split()[0] == f"{100 * float(fgsm['accuracy']):.2f}"
     # The paper's FGSM compares with ART's defaults in std units; the pixel-unit row stays beside it.
     std = next(v for k, v in lines.items() if re.fullmatch(r"FGSM eps=0\.3 std = [\d.]+/255 \(ART default\)", k))
@@ -109,9 +129,14 @@ def test_table2_holds_the_mlflow_metrics_of_the_newest_run_per_cell(store):
 
 def test_the_rerun_is_named_and_left_out(store):
     tmp, _, client = store
-    fgsm = [run for run in _jobs(client) if run.data.params["model.name"] == "resnet18"
-            and run.data.params["attack.name"] == "fgsm" and run.data.params["attack.setting"] == "budget"
-            and float(run.data.params["attack.eps"]) > 0.02]
+    fgsm = [
+        run
+        for run in _jobs(client)
+        if run.data.params["model.name"] == "resnet18"
+        and run.data.params["attack.name"] == "fgsm"
+        and run.data.params["attack.setting"] == "budget"
+        and float(run.data.params["attack.eps"]) > 0.02
+    ]
     assert len(fgsm) == 2
     section = (tmp / "report" / "report.md").read_text().split("## Reruns left out")[1]
     newer, older = (run.info.run_id[:8] for run in fgsm)
@@ -186,10 +211,20 @@ def test_a_missing_store_is_refused_before_mlflow_makes_one(tmp_path, capsys):
 
 def test_gradient_masking_flags_are_shown_with_their_reasons(store, tmp_path):
     _, uri, client = store
-    run = next(r for r in _jobs(client) if r.data.params["model.name"] == "wrn16_8"
-               and r.data.params["attack.name"] == "pgd" and r.data.params["attack.eps"] == "0.01")
-    other = next(r for r in _jobs(client) if r.data.params["model.name"] == "resnet18"
-                 and r.data.params["attack.name"] == "pgd" and r.data.params["attack.eps"] == "0.01")
+    run = next(
+        r
+        for r in _jobs(client)
+        if r.data.params["model.name"] == "wrn16_8"
+        and r.data.params["attack.name"] == "pgd"
+        and r.data.params["attack.eps"] == "0.01"
+    )
+    other = next(
+        r
+        for r in _jobs(client)
+        if r.data.params["model.name"] == "resnet18"
+        and r.data.params["attack.name"] == "pgd"
+        and r.data.params["attack.eps"] == "0.01"
+    )
     tags = {k: run.data.tags[k] for k in ("gradient_masking", "gradient_masking_reasons")}
     client.set_tag(run.info.run_id, "gradient_masking", "true")
     client.set_tag(run.info.run_id, "gradient_masking_reasons", "PGD accuracy 0.600 above FGSM's 0.500 at eps 0.0100")

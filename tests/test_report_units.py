@@ -15,26 +15,77 @@ STD = 0.2  # normalisation std of the hand-made data: 0.3 std = 0.06 = 15.3/255
 _clock = itertools.count(1_700_000_000_000, 1000)
 
 
-def job(model: str = "resnet18", attack: str = "fgsm", eps: float | None = 8 * PX, acc: float = 0.5, n: int = 64,
-        seed: int = 0, setting: str = "budget", impl: str = "art", unit: str = "pixel", defense: str = "none",
-        params: dict | None = None, metrics: dict | None = None, **fields) -> Job:
+def job(
+    model: str = "resnet18",
+    attack: str = "fgsm",
+    eps: float | None = 8 * PX,
+    acc: float = 0.5,
+    n: int = 64,
+    seed: int = 0,
+    setting: str = "budget",
+    impl: str = "art",
+    unit: str = "pixel",
+    defense: str = "none",
+    params: dict | None = None,
+    metrics: dict | None = None,
+    **fields,
+) -> Job:
     """A finished job run as collect() reads it; later calls are newer runs."""
-    p = {"model.name": model, "attack.name": attack, "attack.setting": setting, "attack.impl": impl,
-         "attack.eps": str(eps), "attack.source_model": "None", "defense.name": defense, "seed": str(seed),
-         "data.image_size": "75", "eval.max_images": str(n), "eval.n_examples": "6", "study": "s",
-         "tracking.dir": "mlruns", "resume": "true", **({} if unit == "pixel" else {"attack.eps_unit": unit}),
-         **(params or {})}
+    p = {
+        "model.name": model,
+        "attack.name": attack,
+        "attack.setting": setting,
+        "attack.impl": impl,
+        "attack.eps": str(eps),
+        "attack.source_model": "None",
+        "defense.name": defense,
+        "seed": str(seed),
+        "data.image_size": "75",
+        "eval.max_images": str(n),
+        "eval.n_examples": "6",
+        "study": "s",
+        "tracking.dir": "mlruns",
+        "resume": "true",
+        **({} if unit == "pixel" else {"attack.eps_unit": unit}),
+        **(params or {}),
+    }
     pixel = None if eps is None else eps * (STD if unit == "std" else 1.0)
-    m = {"adversarial_accuracy": acc, "attack_images": float(n), "clean_accuracy": 1.0, "test/acc": 0.97,
-         "test_images": 480.0, "test/sensitivity": 0.95, "test/specificity": 0.98, "test/auroc": 0.99,
-         "covid_sensitivity_clean": 1.0, "covid_sensitivity_adversarial": acc, "attack_success_rate": 1 - acc,
-         "linf_max": pixel or 0.0, "l2_mean": 1.0, "attack_seconds": 1.0,
-         **({} if pixel is None else {"eps_pixel": pixel, "eps_std": pixel / STD}), **(metrics or {})}
+    m = {
+        "adversarial_accuracy": acc,
+        "attack_images": float(n),
+        "clean_accuracy": 1.0,
+        "test/acc": 0.97,
+        "test_images": 480.0,
+        "test/sensitivity": 0.95,
+        "test/specificity": 0.98,
+        "test/auroc": 0.99,
+        "covid_sensitivity_clean": 1.0,
+        "covid_sensitivity_adversarial": acc,
+        "attack_success_rate": 1 - acc,
+        "linf_max": pixel or 0.0,
+        "l2_mean": 1.0,
+        "attack_seconds": 1.0,
+        **({} if pixel is None else {"eps_pixel": pixel, "eps_std": pixel / STD}),
+        **(metrics or {}),
+    }
     run_id = f"{next(_clock):x}"
-    return Job(run_id=run_id, start_time=int(run_id, 16), model=model, attack=attack, setting=setting, impl=impl,
-               eps=eps, training_run_id=f"train-{model}-{seed}-{defense}", params=p, metrics=m,
-               masking=fields.pop("masking", False), masking_reasons=fields.pop("masking_reasons", ""),
-               defense=defense, seed=str(seed), **fields)
+    return Job(
+        run_id=run_id,
+        start_time=int(run_id, 16),
+        model=model,
+        attack=attack,
+        setting=setting,
+        impl=impl,
+        eps=eps,
+        training_run_id=f"train-{model}-{seed}-{defense}",
+        params=p,
+        metrics=m,
+        masking=fields.pop("masking", False),
+        masking_reasons=fields.pop("masking_reasons", ""),
+        defense=defense,
+        seed=str(seed),
+        **fields,
+    )
 
 
 def study(*jobs: Job) -> Study:
@@ -48,6 +99,7 @@ def _row(table_rows, label: str):
 
 
 # 1. Rows keyed by the cell
+
 
 def test_runs_that_differ_in_any_setting_are_rows_not_reruns():
     s = study(job(n=16, acc=0.25), job(n=64, acc=0.5))
@@ -66,20 +118,31 @@ def test_same_cell_key_is_a_rerun_and_the_newest_is_kept():
 
 
 def test_label_names_what_differs_from_the_same_attacks_rows_only():
-    s = study(job("resnet18", "pgd", params={"attack.max_iter": "10"}), job("resnet18", "pgd", params={"attack.max_iter": "50"}),
-              job("resnet18", "pgd", eps=0.3, setting="art_default", params={"attack.max_iter": "100"}),
-              job("resnet18", "fgsm"))
+    s = study(
+        job("resnet18", "pgd", params={"attack.max_iter": "10"}),
+        job("resnet18", "pgd", params={"attack.max_iter": "50"}),
+        job("resnet18", "pgd", eps=0.3, setting="art_default", params={"attack.max_iter": "100"}),
+        job("resnet18", "fgsm"),
+    )
     labels = [r.label for r in rows(s) if r.evalset is not None]
     # The ART-default row's own max_iter is what its setting label means; FGSM has no neighbour that differs.
-    assert labels == ["FGSM eps=8/255", "PGD eps=8/255 (max_iter=10)", "PGD eps=8/255 (max_iter=50)",
-                      "PGD eps=0.3 (ART default)"]
+    assert labels == [
+        "FGSM eps=8/255",
+        "PGD eps=8/255 (max_iter=10)",
+        "PGD eps=8/255 (max_iter=50)",
+        "PGD eps=0.3 (ART default)",
+    ]
 
 
 def test_models_share_a_row_and_their_own_params_do_not_split_it():
     # model.*, and the module's hyperparameters Lightning logs without a section (std follows from the data and seed)
-    s = study(job("resnet18", params={"model": "resnet18", "std": "0.21"}),
-              job("wrn16_8", params={"model.stem": "downsample", "model": "wrn16_8", "model_kwargs/stem": "downsample",
-                                     "std": "0.22"}))
+    s = study(
+        job("resnet18", params={"model": "resnet18", "std": "0.21"}),
+        job(
+            "wrn16_8",
+            params={"model.stem": "downsample", "model": "wrn16_8", "model_kwargs/stem": "downsample", "std": "0.22"},
+        ),
+    )
     (row,) = [r for r in rows(s) if r.attack == "fgsm" and r.evalset]
     assert set(row.accuracy) == {"resnet18", "wrn16_8"} and row.label == "FGSM eps=8/255"
 
@@ -87,8 +150,11 @@ def test_models_share_a_row_and_their_own_params_do_not_split_it():
 def test_trainings_with_different_settings_are_rows_of_their_own_clean_and_attacked():
     s = study(job(params={"trainer.max_epochs": "2"}), job(params={"trainer.max_epochs": "4"}))
     assert [r.label for r in rows(s) if r.evalset or r.attack == "clean"] == [
-        "Clean (whole test split, trainer.max_epochs=2)", "Clean (whole test split, trainer.max_epochs=4)",
-        "FGSM eps=8/255 (trainer.max_epochs=2)", "FGSM eps=8/255 (trainer.max_epochs=4)"]
+        "Clean (whole test split, trainer.max_epochs=2)",
+        "Clean (whole test split, trainer.max_epochs=4)",
+        "FGSM eps=8/255 (trainer.max_epochs=2)",
+        "FGSM eps=8/255 (trainer.max_epochs=4)",
+    ]
 
 
 def test_seeds_aggregate_to_mean_and_min_max():
@@ -100,14 +166,21 @@ def test_seeds_aggregate_to_mean_and_min_max():
     assert e.text() == f"72.50 (70.00-75.00, 3 seeds) [{100 * lo:.1f}, {100 * hi:.1f}]"
     (record,) = [r for r in tables.table2_records(rows(s)) if r["attack"] == "fgsm"]
     assert (record["accuracy"], record["accuracy_min"], record["accuracy_max"], record["n_seeds"]) == (
-        pytest.approx(0.725), 0.7, 0.75, 3)
+        pytest.approx(0.725),
+        0.7,
+        0.75,
+        3,
+    )
     assert len(tables.job_records(s)) == 3  # runs.csv keeps one line per run
 
 
 # 2. Intervals
 
-@pytest.mark.parametrize("correct, n, expected", [(0, 10, (0.0, 27.75)), (5, 10, (23.66, 76.34)),
-                                                  (10, 10, (72.25, 100.0)), (60, 64, (85.0, 97.54))])
+
+@pytest.mark.parametrize(
+    "correct, n, expected",
+    [(0, 10, (0.0, 27.75)), (5, 10, (23.66, 76.34)), (10, 10, (72.25, 100.0)), (60, 64, (85.0, 97.54))],
+)
 def test_wilson_interval_against_known_values(correct, n, expected):
     lo, hi = wilson(correct, n)
     assert (round(100 * lo, 2), round(100 * hi, 2)) == pytest.approx(expected, abs=0.01)
@@ -141,7 +214,10 @@ def test_what_a_defense_bought_says_when_intervals_overlap():
     jobs = []
     for model in ("resnet18", "wrn16_8"):
         for eps, none, pgd_trained in ((4 * PX, 0.50, 0.55), (16 * PX, 0.10, 0.90)):
-            jobs += [job(model, "pgd", eps, none, n=40), job(model, "pgd", eps, pgd_trained, n=40, defense="adv_train_pgd")]
+            jobs += [
+                job(model, "pgd", eps, none, n=40),
+                job(model, "pgd", eps, pgd_trained, n=40, defense="adv_train_pgd"),
+            ]
     table = defenses.bought(study(*jobs))
     assert table.columns[3:5] == ["PGD eps=4/255 change", "PGD eps=16/255 change"]
     (line,) = table.rows
@@ -152,13 +228,26 @@ def test_what_a_defense_bought_says_when_intervals_overlap():
 
 # 3. Paper rows
 
+
 def test_paper_values_compare_with_the_std_and_art_rule_rows():
-    s = study(job(eps=0.3, setting="art_default", unit="std", acc=0.4),
-              job(eps=0.3, setting="art_default", acc=0.1),
-              job(attack="st", eps=None, setting="paper", impl="fast",
-                  params={"attack.max_rotation": "30.0", "attack.max_translation": "10.0"}),
-              job(attack="st", eps=None, setting="art_rule", impl="fast",
-                  params={"attack.max_rotation": "30.0", "attack.max_translation": "10.0", "attack.per_image": "False"}))
+    s = study(
+        job(eps=0.3, setting="art_default", unit="std", acc=0.4),
+        job(eps=0.3, setting="art_default", acc=0.1),
+        job(
+            attack="st",
+            eps=None,
+            setting="paper",
+            impl="fast",
+            params={"attack.max_rotation": "30.0", "attack.max_translation": "10.0"},
+        ),
+        job(
+            attack="st",
+            eps=None,
+            setting="art_rule",
+            impl="fast",
+            params={"attack.max_rotation": "30.0", "attack.max_translation": "10.0", "attack.per_image": "False"},
+        ),
+    )
     table_rows = rows(s)
     std = _row(table_rows, "FGSM eps=0.3 std = 15.3/255 (ART default)")
     pixel = _row(table_rows, "FGSM eps=0.3 (ART default)")
@@ -166,10 +255,15 @@ def test_paper_values_compare_with_the_std_and_art_rule_rows():
     assert _row(table_rows, "ST rot ±30°, shift ±10% (ART's rule) [fast]").paper["resnet18"] == 56.31
     assert not _row(table_rows, "ST rot ±30°, shift ±10% (paper setting) [fast]").paper
     assert [r.label for r in table_rows if r.evalset is None and r.attack != "clean"] == [
-        "PGD eps=0.3 std (ART default): not in this study", "C&W unbounded (ART default): not in this study"]
+        "PGD eps=0.3 std (ART default): not in this study",
+        "C&W unbounded (ART default): not in this study",
+    ]
     notes = " ".join(tables.table2(table_rows).notes)
     assert "The paper's FGSM compares with our 'FGSM eps=0.3 std = 15.3/255 (ART default)'" in notes
-    assert "standard deviations" in notes and "The paper's ST compares with our 'ST rot ±30°, shift ±10% (ART's rule) [fast]'" in notes
+    assert (
+        "standard deviations" in notes
+        and "The paper's ST compares with our 'ST rot ±30°, shift ±10% (ART's rule) [fast]'" in notes
+    )
     assert "The paper's C&W compares with 'C&W unbounded (ART default)' (not in this study)" in notes
 
 
@@ -181,9 +275,12 @@ def test_a_row_in_std_units_is_ordered_by_its_pixel_budget():
 
 # 4. The headline average
 
+
 def test_average_over_the_five_models_pools_the_counts():
-    jobs = [job(m, eps=0.3, setting="art_default", unit="std", acc=a, n=n, params={"eval.max_images": "None"})
-            for m, a, n in zip(MODELS, (0.5, 0.25, 0.75, 0.0, 1.0), (40, 40, 40, 40, 80))]
+    jobs = [
+        job(m, eps=0.3, setting="art_default", unit="std", acc=a, n=n, params={"eval.max_images": "None"})
+        for m, a, n in zip(MODELS, (0.5, 0.25, 0.75, 0.0, 1.0), (40, 40, 40, 40, 80))
+    ]
     table_rows = rows(study(*jobs))
     ours, missing = average(_row(table_rows, "FGSM eps=0.3 std = 15.3/255 (ART default)"))
     assert not missing and (ours.correct, ours.total) == (20 + 10 + 30 + 0 + 80, 240)
@@ -192,21 +289,30 @@ def test_average_over_the_five_models_pools_the_counts():
     table = tables.table2_average(table_rows)
     fgsm = next(r for r in table.rows if r[0] == "FGSM")
     lo, hi = wilson(140, 240)
-    assert fgsm[2:] == [f"58.33 [{100 * lo:.1f}, {100 * hi:.1f}]", "41.17", f"{100 * 140 / 240 - paper_average('fgsm'):+.2f}"]
+    assert fgsm[2:] == [
+        f"58.33 [{100 * lo:.1f}, {100 * hi:.1f}]",
+        "41.17",
+        f"{100 * 140 / 240 - paper_average('fgsm'):+.2f}",
+    ]
     assert next(r for r in table.rows if r[0] == "PGD")[2] == "not in this study"
 
 
 def test_average_names_the_models_it_lacks():
     table_rows = rows(study(*(job(m, eps=0.3, setting="art_default", unit="std") for m in ("resnet18", "vgg19"))))
-    assert average(_row(table_rows, "FGSM eps=0.3 std = 15.3/255 (ART default)"))[1] == ["resnet50", "wrn16_8", "inception_v3"]
+    assert average(_row(table_rows, "FGSM eps=0.3 std = 15.3/255 (ART default)"))[1] == [
+        "resnet50",
+        "wrn16_8",
+        "inception_v3",
+    ]
     fgsm = next(r for r in tables.table2_average(table_rows).rows if r[0] == "FGSM")
     assert fgsm[2] == "– (no RN-50, WRN-16-8, Inc-v3)"
 
 
 # 5. Paper-equivalent budgets
 
+
 def test_crossing_is_linear_in_log_eps():
-    assert paper_eps.crossing([1, 2, 4], [0.8, 0.6, 0.2], 0.5) == pytest.approx(2 * 2 ** 0.25)
+    assert paper_eps.crossing([1, 2, 4], [0.8, 0.6, 0.2], 0.5) == pytest.approx(2 * 2**0.25)
     assert paper_eps.crossing([1, 2, 4], [0.8, 0.6, 0.2], 0.6) == 2
     assert paper_eps.crossing([1, 2, 4], [0.8, 0.6, 0.2], 0.9) == paper_eps.BELOW
     assert paper_eps.crossing([1, 2, 4], [0.8, 0.6, 0.2], 0.1) == paper_eps.ABOVE
@@ -215,8 +321,10 @@ def test_crossing_is_linear_in_log_eps():
 def test_paper_equivalent_eps_from_a_grid():
     paper = PAPER_TABLE2["pgd"][0] / 100  # RN-18: 18.48 %
     grid = {1: 0.8, 2: 0.6, 4: 0.1, 8: 0.0}
-    s = study(*(job("resnet18", "pgd", k * PX, acc, n=100) for k, acc in grid.items()),
-              *(job("resnet18", "fgsm", k * PX, 0.9, n=100) for k in grid))
+    s = study(
+        *(job("resnet18", "pgd", k * PX, acc, n=100) for k, acc in grid.items()),
+        *(job("resnet18", "fgsm", k * PX, 0.9, n=100) for k in grid),
+    )
     (pgd, fgsm) = sorted(paper_eps.equivalents(rows(s)), key=lambda q: q.curve, reverse=True)
     expected = 2 * 2 ** ((0.6 - paper) / (0.6 - 0.1))
     assert pgd.value == pytest.approx(expected * PX)
@@ -231,24 +339,35 @@ def test_paper_equivalent_eps_from_a_grid():
 
 
 def test_no_paper_equivalent_budgets_without_a_pixel_budget_grid():
-    s = study(job("resnet18", "pgd", 8 * PX), job("resnet18", "pgd", 0.3, setting="art_default"),
-              *(job("resnet18", "pgd", e, unit="std", setting="art_default") for e in (0.1, 0.3)))
+    s = study(
+        job("resnet18", "pgd", 8 * PX),
+        job("resnet18", "pgd", 0.3, setting="art_default"),
+        *(job("resnet18", "pgd", e, unit="std", setting="art_default") for e in (0.1, 0.3)),
+    )
     assert paper_eps.equivalents(rows(s)) == []
     assert list(sweeps(rows(s))) == ["PGD (ART default, eps in std)"]
 
 
 # 6. Untrained models
 
+
 def test_untrained_models_are_marked_and_listed():
-    s = study(job("resnet18", acc=0.5), job("wrn16_8", acc=1.0, untrained=True,
-                                            untrained_reason="it predicts one class (0) for all 64 attacked images"))
+    s = study(
+        job("resnet18", acc=0.5),
+        job(
+            "wrn16_8", acc=1.0, untrained=True, untrained_reason="it predicts one class (0) for all 64 attacked images"
+        ),
+    )
     table = tables.table2(rows(s))
     fgsm = next(r for r in table.rows if r[0] == "FGSM eps=8/255")
     assert fgsm[1].endswith("]") and fgsm[3].endswith(f"] {tables.UNTRAINED}")
     assert tables.UNTRAINED_NOTE in table.notes
     listed = tables.jobs(s)
     column = listed.columns.index("untrained model")
-    assert [r[column] for r in listed.rows] == ["no", f"{tables.UNTRAINED} it predicts one class (0) for all 64 attacked images"]
+    assert [r[column] for r in listed.rows] == [
+        "no",
+        f"{tables.UNTRAINED} it predicts one class (0) for all 64 attacked images",
+    ]
     assert [r["untrained_model"] for r in tables.table2_records(rows(s)) if r["attack"] == "fgsm"] == [False, True]
 
 
@@ -259,21 +378,47 @@ def test_masking_and_untrained_marks_follow_the_interval():
 
 
 def test_transfer_tables_and_every_figure_render_from_hand_made_jobs():
-    jobs = [job(target, "fgsm", 0.03, acc, n=16, seed=seed, params={"attack.source_model": source},
-                **({} if source == target else {"source_model": source}))
-            for seed in (0, 1) for source in ("resnet18", "wrn16_8") for target, acc in (("resnet18", 0.25), ("wrn16_8", 0.5))]
-    jobs += [job(m, "pgd", k * PX, 0.5 / k, seed=seed) for m in ("resnet18", "wrn16_8") for k in (1, 2, 4, 8) for seed in (0, 1)]
+    jobs = [
+        job(
+            target,
+            "fgsm",
+            0.03,
+            acc,
+            n=16,
+            seed=seed,
+            params={"attack.source_model": source},
+            **({} if source == target else {"source_model": source}),
+        )
+        for seed in (0, 1)
+        for source in ("resnet18", "wrn16_8")
+        for target, acc in (("resnet18", 0.25), ("wrn16_8", 0.5))
+    ]
+    jobs += [
+        job(m, "pgd", k * PX, 0.5 / k, seed=seed)
+        for m in ("resnet18", "wrn16_8")
+        for k in (1, 2, 4, 8)
+        for seed in (0, 1)
+    ]
     jobs += [job("resnet18", "pgd", k * PX, 0.6, defense="jpeg") for k in (1, 2, 4, 8)]
     s = study(*jobs)
     (table,) = defenses.transfer_tables(s)
     assert table.title == "Transfer: FGSM eps=0.03" and table.columns == ["source \\ target", "RN-18", "WRN-16-8"]
-    assert table.rows[0][1] == measured([j for j in s.jobs if j.attack == "fgsm" and j.model == "resnet18"
-                                         and j.source_model is None], "adversarial_accuracy").text()
+    assert (
+        table.rows[0][1]
+        == measured(
+            [j for j in s.jobs if j.attack == "fgsm" and j.model == "resnet18" and j.source_model is None],
+            "adversarial_accuracy",
+        ).text()
+    )
     table_rows = rows(s)
     assert [len(g) for g in sweeps(table_rows).values()] == [4]
-    for fig in (figures.accuracy_bars(figures.bar_rows(table_rows)), figures.robustness_curves(sweeps(table_rows)),
-                paper_eps.figure(paper_eps.equivalents(table_rows)), defenses.robustness_by_defense(s),
-                defenses.transfer_heatmaps(s)):
+    for fig in (
+        figures.accuracy_bars(figures.bar_rows(table_rows)),
+        figures.robustness_curves(sweeps(table_rows)),
+        paper_eps.figure(paper_eps.equivalents(table_rows)),
+        defenses.robustness_by_defense(s),
+        defenses.transfer_heatmaps(s),
+    ):
         assert figures.to_png(fig)[:4] == b"\x89PNG"
     # A sweep of four budgets is drawn as curves; Figure 3 keeps the other rows.
     assert [r.label for r in figures.bar_rows(table_rows) if r.evalset] == ["FGSM eps=0.03"]

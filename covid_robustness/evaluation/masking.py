@@ -18,6 +18,9 @@ Only jobs with the same attacked images and context (test-time defense, transfer
 from collections import defaultdict
 from dataclasses import dataclass
 
+from ..record import Job
+from ..sections import is_evaluation_param
+
 FULL_BALL_ACCURACY = 0.1
 # Weaker to stronger at one budget; an attack of each name with more steps is stronger.
 ORDER = ("fgsm", "pgd", "apgd", "autoattack_binary")
@@ -69,25 +72,59 @@ def masking_flags(results: list[Result]) -> dict[str, list[str]]:
         for hi in group:
             lo = min((r for r in group if r.eps < hi.eps), key=lambda r: r.accuracy, default=None)
             if lo is not None and hi.accuracy > lo.accuracy + 1 / hi.images:
-                flags[hi.run_id].append(f"{attack} accuracy rises with eps: {lo.accuracy:.3f} at {lo.eps:.4f}, "
-                                        f"{hi.accuracy:.3f} at {hi.eps:.4f}")
+                flags[hi.run_id].append(
+                    f"{attack} accuracy rises with eps: {lo.accuracy:.3f} at {lo.eps:.4f}, "
+                    f"{hi.accuracy:.3f} at {hi.eps:.4f}"
+                )
     for group in by_budget.values():
         for strong in group:
             weak = min((r for r in group if _weaker(r, strong)), key=lambda r: r.accuracy, default=None)
             if weak is not None and strong.accuracy > weak.accuracy + 1 / strong.images:
-                flags[strong.run_id].append(f"{_label(strong)} accuracy {strong.accuracy:.3f} above {_label(weak)}'s "
-                                            f"{weak.accuracy:.3f} at eps {strong.eps:.4f}")
+                flags[strong.run_id].append(
+                    f"{_label(strong)} accuracy {strong.accuracy:.3f} above {_label(weak)}'s "
+                    f"{weak.accuracy:.3f} at eps {strong.eps:.4f}"
+                )
     for r in results:
         if r.attack not in GRADIENT_ATTACKS:
             continue
         if r.eps is not None and r.eps >= 1 and r.accuracy > FULL_BALL_ACCURACY:
             flags[r.run_id].append(f"{_label(r)} accuracy {r.accuracy:.3f} at eps {r.eps}: the ball holds every image")
         if r.untrained and r.clean_accuracy is not None and r.accuracy >= r.clean_accuracy:
-            flags[r.run_id].append(f"{_label(r)} fooled no image ({r.accuracy:.3f} = clean accuracy), but the model "
-                                   "predicts one class: zero attack success says nothing about robustness")
+            flags[r.run_id].append(
+                f"{_label(r)} fooled no image ({r.accuracy:.3f} = clean accuracy), but the model "
+                "predicts one class: zero attack success says nothing about robustness"
+            )
         evaluations = dict(r.by_evaluation)
         for strong, weak in STRONGER_EVALUATIONS.items():
             if strong in evaluations and weak in evaluations and evaluations[strong] > evaluations[weak] + 1 / r.images:
-                flags[r.run_id].append(f"{strong} accuracy {evaluations[strong]:.3f} above {weak}'s "
-                                       f"{evaluations[weak]:.3f}: the attacker who sees the defense does worse")
+                flags[r.run_id].append(
+                    f"{strong} accuracy {evaluations[strong]:.3f} above {weak}'s "
+                    f"{evaluations[weak]:.3f}: the attacker who sees the defense does worse"
+                )
     return dict(flags)
+
+
+def result(job: Job) -> Result:
+    """What the checks compare of a job record."""
+    settings = sorted((k, v) for k, v in job.params.items() if is_evaluation_param(k) and k != "attack.eps")
+    return Result(
+        job.run_id,
+        job.attack,
+        str(settings),
+        job.eps_pixel,
+        job.metrics["adversarial_accuracy"],
+        int(job.metrics["attack_images"]),
+        job.context,
+        clean_accuracy=job.metrics.get("clean_accuracy"),
+        max_iter=job.max_iter,
+        untrained=job.untrained,
+        by_evaluation=tuple(sorted(job.by_evaluation.items())),
+    )
+
+
+def study_flags(jobs: list[Job]) -> dict[str, list[str]]:
+    """Reasons per run id over the jobs of each trained model (jobs: one per cell)."""
+    by_training = defaultdict(list)
+    for job in jobs:
+        by_training[job.training_run_id].append(result(job))
+    return {run_id: reasons for group in by_training.values() for run_id, reasons in masking_flags(group).items()}

@@ -15,9 +15,10 @@ from mlflow.tracking import MlflowClient
 
 from ..data.classes import task_classes
 from ..errors import ConfigError
-from ..tracking import REPORT_ROLE, check_server, git_commit
+from ..record import REPORT_ROLE
+from ..tracking import check_server, git_commit
 from . import defenses, figures, html, markdown, paper_eps, tables
-from .collect import Study, collect, config, examples
+from .collect import Study, collect, examples
 from .summary import newest_job_per_model, rows, sweeps
 
 DEFAULT_STORE = Path("mlruns") / "mlflow.db"
@@ -52,50 +53,71 @@ def build(client: MlflowClient, study: Study, out: Path) -> list[Path]:
     def add_figure(file: str, title: str, caption: str, fig) -> None:
         sections.append(figures.Figure(file, title, caption, figures.to_png(fig)))
 
-    add_figure("figure3_accuracy.png", "Figure 3: accuracy per model and evaluation set",
-               "Bars: our accuracy (clean: whole test split; attacks: the attacked images), with its 95 % Wilson "
-               "interval; dots: each seed, where there are several. Black ticks: the paper's value for the row it "
-               "compares with. Hatched: possible gradient masking. Faded, ∅: a model no better than the majority "
-               "class. "
-               f"A sweep over {figures.LONG_SWEEP} budgets or more is drawn in the robustness curves instead.",
-               figures.accuracy_bars(figures.bar_rows(table_rows)))
+    add_figure(
+        "figure3_accuracy.png",
+        "Figure 3: accuracy per model and evaluation set",
+        "Bars: our accuracy (clean: whole test split; attacks: the attacked images), with its 95 % Wilson "
+        "interval; dots: each seed, where there are several. Black ticks: the paper's value for the row it "
+        "compares with. Hatched: possible gradient masking. Faded, ∅: a model no better than the majority "
+        "class. "
+        f"A sweep over {figures.LONG_SWEEP} budgets or more is drawn in the robustness curves instead.",
+        figures.accuracy_bars(figures.bar_rows(table_rows)),
+    )
     curves = sweeps(table_rows)
     if curves:
-        add_figure("robustness_curves.png", "Robustness curves",
-                   "Accuracy (top, with its 95 % Wilson interval) and COVID-19 sensitivity (bottom) on the attacked "
-                   "images against the L-inf budget; eps 0 is the clean value on the same images. Red crosses: "
-                   "possible gradient masking.", figures.robustness_curves(curves))
+        add_figure(
+            "robustness_curves.png",
+            "Robustness curves",
+            "Accuracy (top, with its 95 % Wilson interval) and COVID-19 sensitivity (bottom) on the attacked "
+            "images against the L-inf budget; eps 0 is the clean value on the same images. Red crosses: "
+            "possible gradient masking.",
+            figures.robustness_curves(curves),
+        )
     if equivalents := paper_eps.equivalents(table_rows):
         sections.append(paper_eps.table(equivalents))
-        add_figure("paper_equivalent_eps.png", "Figure: paper-equivalent budgets",
-                   "Our accuracy against the budget (log scale) per model, with its 95 % Wilson band; dashed: the "
-                   "paper's value for that model and attack; diamond: where our curve meets it, with the range where "
-                   "the band contains it; dotted: the paper's eps of 0.3 std on [0, 1] pixels.",
-                   paper_eps.figure(equivalents))
+        add_figure(
+            "paper_equivalent_eps.png",
+            "Figure: paper-equivalent budgets",
+            "Our accuracy against the budget (log scale) per model, with its 95 % Wilson band; dashed: the "
+            "paper's value for that model and attack; diamond: where our curve meets it, with the range where "
+            "the band contains it; dotted: the paper's eps of 0.3 std on [0, 1] pixels.",
+            paper_eps.figure(equivalents),
+        )
     chosen = figures.kernel_jobs(table_rows)
-    arrays = {job.run_id: ex for by_model in chosen.values() for _, job in by_model.values()
-              if (ex := examples(client, job)) is not None}
+    arrays = {
+        job.run_id: ex
+        for by_model in chosen.values()
+        for _, job in by_model.values()
+        if (ex := examples(client, job)) is not None
+    }
     if arrays:
         classes = task_classes(study.jobs[0].params["data.task"])
-        add_figure("figure2_kernels.png", "Figure 2: attack kernels",
-                   "Per model, the first test image (left) and the perturbation each attack added to it "
-                   "(adversarial - clean, red brighter, blue darker, each scaled to its own largest change, "
-                   "given in grey levels); for ST the transformed image. From each job's examples.npz.",
-                   figures.kernels(chosen, arrays, classes))
+        add_figure(
+            "figure2_kernels.png",
+            "Figure 2: attack kernels",
+            "Per model, the first test image (left) and the perturbation each attack added to it "
+            "(adversarial - clean, red brighter, blue darker, each scaled to its own largest change, "
+            "given in grey levels); for ST the transformed image. From each job's examples.npz.",
+            figures.kernels(chosen, arrays, classes),
+        )
     if defenses.has_defenses(study):
         sections += [defenses.bought(study), defenses.per_model(study)]
-        add_figure("defenses.png", "Robustness per defense",
-                   "Accuracy on the attacked images against the L-inf budget, per model and defense, with its 95 % "
-                   "Wilson interval; eps 0 is the clean accuracy on the same images (through the defense).",
-                   defenses.robustness_by_defense(study))
+        add_figure(
+            "defenses.png",
+            "Robustness per defense",
+            "Accuracy on the attacked images against the L-inf budget, per model and defense, with its 95 % "
+            "Wilson interval; eps 0 is the clean accuracy on the same images (through the defense).",
+            defenses.robustness_by_defense(study),
+        )
     if defenses.has_transfer(study):
         sections += defenses.transfer_tables(study)
-        add_figure("transfer.png", "Transfer matrices",
-                   "Accuracy (%) of each target model on examples crafted on each source model; diagonal: white-box.",
-                   defenses.transfer_heatmaps(study))
-    sections += [tables.clean_metrics(study),
-                 tables.parameter_counts({m: config(client, job) for m, job in newest.items()}),
-                 tables.jobs(study)]
+        add_figure(
+            "transfer.png",
+            "Transfer matrices",
+            "Accuracy (%) of each target model on examples crafted on each source model; diagonal: white-box.",
+            defenses.transfer_heatmaps(study),
+        )
+    sections += [tables.clean_metrics(study), tables.parameter_counts(study, newest), tables.jobs(study)]
     if (reruns := tables.replaced(study)) is not None:
         sections.append(reruns)
 
@@ -114,11 +136,19 @@ def build(client: MlflowClient, study: Study, out: Path) -> list[Path]:
 
 def publish(client: MlflowClient, study: Study, files: list[Path]) -> str:
     """Logs the files to a new summary run and marks the study's earlier summary runs as superseded."""
-    earlier = client.search_runs([study.experiment_id], f"tags.role = '{REPORT_ROLE}' and tags.current = 'true'",
-                                 max_results=1000)
-    run_id = client.create_run(study.experiment_id, run_name=f"report {study.name}", tags={
-        "role": REPORT_ROLE, "current": "true", "jobs": str(len(study.jobs)),
-        "mlflow.source.git.commit": git_commit()}).info.run_id
+    earlier = client.search_runs(
+        [study.experiment_id], f"tags.role = '{REPORT_ROLE}' and tags.current = 'true'", max_results=1000
+    )
+    run_id = client.create_run(
+        study.experiment_id,
+        run_name=f"report {study.name}",
+        tags={
+            "role": REPORT_ROLE,
+            "current": "true",
+            "jobs": str(len(study.jobs)),
+            "mlflow.source.git.commit": git_commit(),
+        },
+    ).info.run_id
     try:
         for path in files:
             client.log_artifact(run_id, str(path))

@@ -16,15 +16,17 @@ import numpy as np
 from .collect import Job, Study
 from .estimate import Estimate, clean_on_test, measured, per_seed, pooled
 from .evalsets import EvalSet, evaluation_sets, key
-from .figures import COLORS, seed_dots, error_bars, eps_axis
+from .figures import COLORS, eps_axis, error_bars, seed_dots
 from .intervals import overlap
 from .summary import model_label, model_order
 from .tables import DASH, Table, cell, flag_notes, marks
 
 NONE = "none"
 SAME = "≈"
-SAME_NOTE = (f"{SAME}: the 95 % Wilson intervals of the two accuracies (defended and undefended, the models' images "
-             "together) overlap: not a clear difference at this number of images.")
+SAME_NOTE = (
+    f"{SAME}: the 95 % Wilson intervals of the two accuracies (defended and undefended, the models' images "
+    "together) overlap: not a clear difference at this number of images."
+)
 
 
 def defense_order(defenses) -> list[str]:
@@ -44,9 +46,13 @@ class _Grid:
         for job in study.jobs:  # newest first
             if job.source_model is None:
                 jobs[(job.model, job.defense)][key(job)].append(job)
-        self.robust = {md: {k: measured(per_seed(js), "adversarial_accuracy") for k, js in by_set.items()}
-                       for md, by_set in jobs.items()}
-        self.clean = {md: clean_on_test(per_seed(j for js in by_set.values() for j in js)) for md, by_set in jobs.items()}
+        self.robust = {
+            md: {k: measured(per_seed(js), "adversarial_accuracy") for k, js in by_set.items()}
+            for md, by_set in jobs.items()
+        }
+        self.clean = {
+            md: clean_on_test(per_seed(j for js in by_set.values() for j in js)) for md, by_set in jobs.items()
+        }
         # Evaluation sets run on a defended model: the others have nothing to compare and stay in Table II.
         defended = {k for (_, d), by_set in jobs.items() if d != NONE for k in by_set}
         self.keys = sorted(defended, key=lambda k: self.sets[k].order)
@@ -71,19 +77,31 @@ def per_model(study: Study) -> Table:
             by_set, clean = grid.robust[(model, defense)], grid.clean[(model, defense)]
             seconds = [s for j in clean.jobs if (s := training_seconds(study, j)) is not None]
             evaluations = sorted({j.strongest_evaluation for e in by_set.values() for j in e.jobs})
-            body.append([model_label(model), defense, f"{mean(seconds):.0f}" if seconds else DASH,
-                         cell(clean, masking=False),
-                         *(cell(by_set.get(k)) for k in grid.keys), ", ".join(evaluations)])
+            body.append(
+                [
+                    model_label(model),
+                    defense,
+                    f"{mean(seconds):.0f}" if seconds else DASH,
+                    cell(clean, masking=False),
+                    *(cell(by_set.get(k)) for k in grid.keys),
+                    ", ".join(evaluations),
+                ]
+            )
     jobs = [j for by_set in grid.robust.values() for e in by_set.values() for j in e.jobs]
-    return Table("Defenses: accuracy per model", ["model", "defense", "training (s)", "clean acc",
-                                                  *map(grid.label, grid.keys), "strongest evaluation"], body,
-                 ["In %, with the 95 % Wilson interval of the images counted. Clean: the whole test split, through the "
-                  "defense. Attack columns: the attacked test images; for an input-transformation defense the per-image "
-                  "worst case over its evaluations (oblivious: examples of the bare model; bpda: gradients through the "
-                  "transformation as the identity; bpda_eot: BPDA averaged over draws of a random transformation); the "
-                  "last column names the evaluation that left the fewest images correct. Training time: the training "
-                  "run's wall time; an input-transformation defense reuses the undefended model's training.",
-                  *flag_notes(jobs)])
+    return Table(
+        "Defenses: accuracy per model",
+        ["model", "defense", "training (s)", "clean acc", *map(grid.label, grid.keys), "strongest evaluation"],
+        body,
+        [
+            "In %, with the 95 % Wilson interval of the images counted. Clean: the whole test split, through the "
+            "defense. Attack columns: the attacked test images; for an input-transformation defense the per-image "
+            "worst case over its evaluations (oblivious: examples of the bare model; bpda: gradients through the "
+            "transformation as the identity; bpda_eot: BPDA averaged over draws of a random transformation); the "
+            "last column names the evaluation that left the fewest images correct. Training time: the training "
+            "run's wall time; an input-transformation defense reuses the undefended model's training.",
+            *flag_notes(jobs),
+        ],
+    )
 
 
 def difference(pairs: list[tuple[Estimate, Estimate]], masking: bool = True) -> str:
@@ -105,8 +123,11 @@ def bought(study: Study) -> Table:
         clean = difference([(grid.clean[(m, defense)], grid.clean[(m, NONE)]) for m in models], masking=False)
         gains = []
         for k in grid.keys:
-            pairs = [(grid.robust[(m, defense)][k], grid.robust[(m, NONE)][k]) for m in models
-                     if k in grid.robust[(m, defense)] and k in grid.robust[(m, NONE)]]
+            pairs = [
+                (grid.robust[(m, defense)][k], grid.robust[(m, NONE)][k])
+                for m in models
+                if k in grid.robust[(m, defense)] and k in grid.robust[(m, NONE)]
+            ]
             gain = DASH if not pairs else difference(pairs)
             if pairs and len(pairs) < len(models):  # say which models this average is over
                 gain += f" ({', '.join(model_label(d.jobs[0].model) for d, _ in pairs)})"
@@ -115,13 +136,24 @@ def bought(study: Study) -> Table:
         times = [(d, n) for d, n in times if d is not None and n]
         cost = DASH if not times else f"{sum(d for d, _ in times) / sum(n for _, n in times):.2f}x"
         body.append([defense, ", ".join(map(model_label, models)), clean, *gains, cost])
-    return Table("Defenses: what each bought and what it cost", ["defense", "models", "clean acc change",
-                                                                 *(f"{grid.label(k)} change" for k in grid.keys),
-                                                                 "training time vs none"], body,
-                 ["Percentage points, averaged over the models listed (or those in brackets, where only they were "
-                  "evaluated with that attack), against the same model without defense. "
-                  "Training time: the defended trainings' total over the undefended ones' (1.00x: the same training).",
-                  SAME_NOTE, *flag_notes(j for by_set in grid.robust.values() for e in by_set.values() for j in e.jobs)])
+    return Table(
+        "Defenses: what each bought and what it cost",
+        [
+            "defense",
+            "models",
+            "clean acc change",
+            *(f"{grid.label(k)} change" for k in grid.keys),
+            "training time vs none",
+        ],
+        body,
+        [
+            "Percentage points, averaged over the models listed (or those in brackets, where only they were "
+            "evaluated with that attack), against the same model without defense. "
+            "Training time: the defended trainings' total over the undefended ones' (1.00x: the same training).",
+            SAME_NOTE,
+            *flag_notes(j for by_set in grid.robust.values() for e in by_set.values() for j in e.jobs),
+        ],
+    )
 
 
 def _curves(grid: _Grid) -> list[tuple]:
@@ -139,16 +171,27 @@ def robustness_by_defense(study: Study):
         for i, defense in enumerate(grid.defenses):
             by_set = grid.robust.get((model, defense), {})
             for style, curve in zip(itertools.cycle(("-", "--", ":", "-.")), curves):
-                sets: list[EvalSet] = sorted((grid.sets[k] for k in by_set if grid.sets[k].sweep == curve),
-                                             key=lambda s: s.eps_pixel or 0.0)
+                sets: list[EvalSet] = sorted(
+                    (grid.sets[k] for k in by_set if grid.sets[k].sweep == curve), key=lambda s: s.eps_pixel or 0.0
+                )
                 if not sets:
                     continue
                 points = [measured(by_set[sets[0].key].jobs, "clean_accuracy")] + [by_set[s.key] for s in sets]
                 xs = [0.0] + [255 * (s.eps_pixel or 0.0) for s in sets]
                 levels += xs
                 label = defense if len(curves) == 1 else f"{defense}, {sets[0].name}"
-                ax.errorbar(xs, [100 * p.mean for p in points], yerr=error_bars(points), fmt=style, marker="o",
-                            markersize=4, capsize=2.5, elinewidth=1, color=COLORS[i % 10], label=label)
+                ax.errorbar(
+                    xs,
+                    [100 * p.mean for p in points],
+                    yerr=error_bars(points),
+                    fmt=style,
+                    marker="o",
+                    markersize=4,
+                    capsize=2.5,
+                    elinewidth=1,
+                    color=COLORS[i % 10],
+                    label=label,
+                )
                 for x, p in zip(xs, points):
                     seed_dots(ax, x, p, COLORS[i % 10])
         ax.set_title(model_label(model))
@@ -189,10 +232,18 @@ def transfer_tables(study: Study) -> list[Table]:
         targets = model_order({t for _, t in cells})
         body = [[model_label(s)] + [cell(cells.get((s, t))) for t in targets] for s in sources]
         title = f"Transfer: {sets[k].label}" + ("" if defense == NONE else f", defense {defense}")
-        tables.append(Table(title, ["source \\ target", *(model_label(t) for t in targets)], body,
-                            ["Accuracy (%) of the target model (columns) on examples crafted on the source model (rows), "
-                             "with its 95 % Wilson interval; the diagonal is the white-box attack. Higher off the "
-                             "diagonal: the examples transfer less."]))
+        tables.append(
+            Table(
+                title,
+                ["source \\ target", *(model_label(t) for t in targets)],
+                body,
+                [
+                    "Accuracy (%) of the target model (columns) on examples crafted on the source model (rows), "
+                    "with its 95 % Wilson interval; the diagonal is the white-box attack. Higher off the "
+                    "diagonal: the examples transfer less."
+                ],
+            )
+        )
     return tables
 
 

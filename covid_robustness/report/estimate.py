@@ -18,6 +18,7 @@ TESTED = "test_images"  # images of the whole test split, which the clean metric
 @dataclass(frozen=True)
 class Estimate:
     """An accuracy over seeds (or, pooled, over models too), with the images each value counts."""
+
     values: tuple[float, ...]  # one fraction per seed
     images: tuple[float, ...]  # the images each value counts
     jobs: tuple[Job, ...] = ()
@@ -61,12 +62,12 @@ class Estimate:
         return any(j.untrained for j in self.jobs)
 
     def pooled_text(self) -> str:
-        """"93.75 [88.3, 96.8]": correct over counted images, for an estimate pooled over models."""
+        """ "93.75 [88.3, 96.8]": correct over counted images, for an estimate pooled over models."""
         lo, hi = self.interval
         return f"{100 * self.pooled:.2f} [{100 * lo:.1f}, {100 * hi:.1f}]"
 
     def text(self) -> str:
-        """"93.75 [88.3, 96.8]", or with seeds "72.50 (70.00-75.00, 3 seeds) [66.1, 78.0]", in %."""
+        """ "93.75 [88.3, 96.8]", or with seeds "72.50 (70.00-75.00, 3 seeds) [66.1, 78.0]", in %."""
         lo, hi = self.interval
         low, high = self.spread
         seeds = "" if self.seeds == 1 else f" ({100 * low:.2f}-{100 * high:.2f}, {self.seeds} seeds)"
@@ -84,9 +85,12 @@ def per_seed(jobs: Iterable[Job]) -> list[Job]:
 def measured(jobs: Iterable[Job], metric: str, count: str = ATTACKED) -> Estimate:
     """The metric over the jobs (one per seed), counted on the images named by count (else the attacked ones)."""
     jobs = tuple(jobs)
-    return Estimate(tuple(j.metrics[metric] for j in jobs),
-                    tuple(j.metrics.get(count, j.metrics[ATTACKED]) for j in jobs), jobs,
-                    any(count not in j.metrics for j in jobs))
+    return Estimate(
+        tuple(j.metrics[metric] for j in jobs),
+        tuple(j.metrics.get(count, j.metrics[ATTACKED]) for j in jobs),
+        jobs,
+        any(count not in j.metrics for j in jobs),
+    )
 
 
 def deployed_metric(job: Job) -> str:
@@ -102,5 +106,9 @@ def clean_on_test(jobs: Iterable[Job]) -> Estimate:
 def pooled(estimates: Iterable[Estimate]) -> Estimate:
     """Several estimates as one: every value and count together (an average over models, say)."""
     estimates = list(estimates)
-    return Estimate(tuple(v for e in estimates for v in e.values), tuple(n for e in estimates for n in e.images),
-                    tuple(j for e in estimates for j in e.jobs), any(e.counted_on_attacked for e in estimates))
+    return Estimate(
+        tuple(v for e in estimates for v in e.values),
+        tuple(n for e in estimates for n in e.images),
+        tuple(j for e in estimates for j in e.jobs),
+        any(e.counted_on_attacked for e in estimates),
+    )

@@ -12,19 +12,27 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from statistics import mean
 
-from .collect import Job
-from .params import MISSING, numbers_params
+from ..record import Job, numbers_params
+from ..sections import TRAINING, section
+from .labels import ATTACKS, attack_label
 
-ATTACKS = {"fgsm": "FGSM", "pgd": "PGD", "apgd": "APGD", "autoattack_binary": "AutoAttack-2", "cw": "C&W", "st": "ST"}
+MISSING = "–"  # a param one run logged and another did not
+
 SETTINGS = {"budget": "", "art_default": "ART default", "art_rule": "ART's rule", "paper": "paper setting"}
 
 # Set apart: each model is a column, seeds are aggregated, defenses and transfer sources have their own tables.
 APART = {"seed", "attack.source_model"}
 APART_PREFIXES = ("model.", "defense.")
-TRAINING_PREFIXES = ("data.", "optim.", "trainer.")  # what the clean accuracy on the test split depends on
 # In the label already: the attack, its setting label, implementation and budget.
-IN_LABEL = {"attack.name", "attack.setting", "attack.impl", "attack.eps", "attack.eps_unit",
-            "attack.max_rotation", "attack.max_translation"}
+IN_LABEL = {
+    "attack.name",
+    "attack.setting",
+    "attack.impl",
+    "attack.eps",
+    "attack.eps_unit",
+    "attack.max_rotation",
+    "attack.max_translation",
+}
 
 
 def settings(job: Job) -> dict[str, str]:
@@ -39,7 +47,7 @@ def key(job: Job) -> tuple:
 
 def training_key(job: Job) -> tuple:
     """The settings its trained model depends on, less the model and seed: what a clean row groups by."""
-    return tuple(sorted((k, v) for k, v in settings(job).items() if k.startswith(TRAINING_PREFIXES)))
+    return tuple(sorted((k, v) for k, v in settings(job).items() if section(k) in TRAINING))
 
 
 def grey_levels(eps: float) -> str:
@@ -56,8 +64,9 @@ def eps_label(eps: float) -> str:
     return grey_levels(eps)
 
 
-def differing(sets: dict, neighbours: Callable[[dict], str] = lambda s: "",
-              setting: Callable[[dict], str] = lambda s: "") -> dict:
+def differing(
+    sets: dict, neighbours: Callable[[dict], str] = lambda s: "", setting: Callable[[dict], str] = lambda s: ""
+) -> dict:
     """Per set (key: its params), "name=value" for each param in which it differs from its neighbours.
 
     An attack param that differs only between sets of different setting labels is left out: the label
@@ -105,9 +114,14 @@ class EvalSet:
 def evaluation_order(attack: str, setting: str, eps: float | None, impl: str) -> tuple:
     """Sort key of an evaluation set: attacks and settings in the report's order, then budget, implementation."""
     attacks, labels = list(ATTACKS), list(SETTINGS)
-    return (attacks.index(attack) if attack in attacks else len(attacks), attack,
-            labels.index(setting) if setting in labels else len(labels), setting,
-            -1.0 if eps is None else eps, impl)
+    return (
+        attacks.index(attack) if attack in attacks else len(attacks),
+        attack,
+        labels.index(setting) if setting in labels else len(labels),
+        setting,
+        -1.0 if eps is None else eps,
+        impl,
+    )
 
 
 def _metric(jobs: list[Job], name: str) -> float | None:
@@ -118,8 +132,10 @@ def _metric(jobs: list[Job], name: str) -> float | None:
 def budget(attack: str, params: dict[str, str], eps: float | None, eps_pixel: float | None) -> str:
     """The budget as the label states it: eps in its unit (with its pixel value for std), or ST's grid."""
     if attack == "st":
-        return (f"rot ±{float(params.get('attack.max_rotation', 'nan')):g}°, "
-                f"shift ±{float(params.get('attack.max_translation', 'nan')):g}%")
+        return (
+            f"rot ±{float(params.get('attack.max_rotation', 'nan')):g}°, "
+            f"shift ±{float(params.get('attack.max_translation', 'nan')):g}%"
+        )
     if eps is None:
         return "unbounded" if attack == "cw" else ""
     if params.get("attack.eps_unit", "pixel") == "std":
@@ -128,10 +144,18 @@ def budget(attack: str, params: dict[str, str], eps: float | None, eps_pixel: fl
 
 
 def describe(attack: str, setting: str, impl: str, extras: Iterable[str] = (), budget_text: str = "") -> str:
-    """"FGSM eps=0.3 std = 17.7/255 (ART default)", "PGD eps=8/255 (max_iter=50)", "C&W unbounded [fast]"."""
+    """ "FGSM eps=0.3 std = 17.7/255 (ART default)", "PGD eps=8/255 (max_iter=50)", "C&W unbounded [fast]"."""
     notes = [n for n in (SETTINGS.get(setting, setting), *extras) if n]
-    return " ".join(p for p in (ATTACKS.get(attack, attack.upper()), budget_text,
-                                f"({', '.join(notes)})" if notes else "", f"[{impl}]" if impl != "art" else "") if p)
+    return " ".join(
+        p
+        for p in (
+            attack_label(attack),
+            budget_text,
+            f"({', '.join(notes)})" if notes else "",
+            f"[{impl}]" if impl != "art" else "",
+        )
+        if p
+    )
 
 
 def evaluation_sets(jobs: Iterable[Job]) -> dict[tuple, EvalSet]:
@@ -139,8 +163,11 @@ def evaluation_sets(jobs: Iterable[Job]) -> dict[tuple, EvalSet]:
     members: dict[tuple, list[Job]] = defaultdict(list)
     for job in jobs:
         members[key(job)].append(job)
-    extras = differing({k: dict(k) for k in members}, neighbours=lambda s: s.get("attack.name", ""),
-                       setting=lambda s: s.get("attack.setting", ""))
+    extras = differing(
+        {k: dict(k) for k in members},
+        neighbours=lambda s: s.get("attack.name", ""),
+        setting=lambda s: s.get("attack.setting", ""),
+    )
     sets = {}
     for k, group in members.items():
         first, params = group[0], dict(k)
@@ -151,7 +178,16 @@ def evaluation_sets(jobs: Iterable[Job]) -> dict[tuple, EvalSet]:
         text = budget(first.attack, params, first.eps, eps_pixel)
         # A sweep's name says its unit, since eps_unit is in the labels' budget, not among the extras.
         name_extras = [*extras[k], *(["eps in std"] if unit == "std" else [])]
-        sets[k] = EvalSet(k, first.attack, first.setting, first.impl, first.eps, unit, eps_pixel,
-                          _metric(group, "eps_std"), describe(first.attack, first.setting, first.impl, extras[k], text),
-                          describe(first.attack, first.setting, first.impl, name_extras))
+        sets[k] = EvalSet(
+            k,
+            first.attack,
+            first.setting,
+            first.impl,
+            first.eps,
+            unit,
+            eps_pixel,
+            _metric(group, "eps_std"),
+            describe(first.attack, first.setting, first.impl, extras[k], text),
+            describe(first.attack, first.setting, first.impl, name_extras),
+        )
     return sets

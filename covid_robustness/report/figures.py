@@ -15,7 +15,7 @@ from matplotlib.patches import Patch  # noqa: E402
 
 from .collect import Job  # noqa: E402
 from .estimate import Estimate, measured  # noqa: E402
-from .evalsets import ATTACKS  # noqa: E402
+from .labels import attack_label  # noqa: E402
 from .summary import CLEAN, Row, model_label, model_order, sweeps  # noqa: E402
 from .tables import UNTRAINED  # noqa: E402
 
@@ -39,15 +39,24 @@ def to_png(fig) -> bytes:
 
 def error_bars(estimates: list[Estimate]) -> np.ndarray:
     """Asymmetric error bars (%) from each estimate's value to the ends of its Wilson interval."""
-    return np.array([[100 * (e.mean - e.interval[0]) for e in estimates],
-                     [100 * (e.interval[1] - e.mean) for e in estimates]]).clip(min=0)
+    return np.array(
+        [[100 * (e.mean - e.interval[0]) for e in estimates], [100 * (e.interval[1] - e.mean) for e in estimates]]
+    ).clip(min=0)
 
 
 def seed_dots(ax, x: float, estimate: Estimate, color) -> None:
     """Each seed's value as a small dot, where a number is a mean over seeds."""
     if estimate.seeds > 1:
-        ax.plot([x] * estimate.seeds, [100 * v for v in estimate.values], ".", color=color, markersize=4,
-                markeredgecolor="black", markeredgewidth=0.3, zorder=4)
+        ax.plot(
+            [x] * estimate.seeds,
+            [100 * v for v in estimate.values],
+            ".",
+            color=color,
+            markersize=4,
+            markeredgecolor="black",
+            markeredgewidth=0.3,
+            zorder=4,
+        )
 
 
 LONG_SWEEP = 4  # budgets from which a sweep is drawn as curves only
@@ -61,14 +70,18 @@ def bar_rows(rows: list[Row]) -> list[Row]:
 
 
 def accuracy_bars(rows: list[Row]):
-    """Figure 3: accuracy per evaluation set (groups) and model (bars) with its interval, the paper's value as a tick."""
+    """Figure 3: accuracy per evaluation set (groups) and model (bars) with its interval.
+
+    The paper's value is a tick on its bar.
+    """
     models = model_order({m for r in rows for m in r.accuracy})
     width = 0.8 / len(models)
     size = -(-len(rows) // -(-len(rows) // PER_PANEL))  # panels of about equal size, none over PER_PANEL
-    panels = [rows[i:i + size] for i in range(0, len(rows), size)]
+    panels = [rows[i : i + size] for i in range(0, len(rows), size)]
     span = max(len(p) for p in panels)
-    fig, axes = plt.subplots(len(panels), 1, squeeze=False,
-                             figsize=(max(6.0, 1.1 * span * max(1, len(models) / 2.5)), 4.4 * len(panels)))
+    fig, axes = plt.subplots(
+        len(panels), 1, squeeze=False, figsize=(max(6.0, 1.1 * span * max(1, len(models) / 2.5)), 4.4 * len(panels))
+    )
     for ax, panel in zip(axes[:, 0], panels):
         for i, model in enumerate(models):
             for x, row in enumerate(panel):
@@ -87,8 +100,14 @@ def accuracy_bars(rows: list[Row]):
         handles.append(Patch(facecolor="white", edgecolor="black", hatch="///", label="possible gradient masking"))
     if any(e.untrained for r in rows for e in r.accuracy.values()):
         handles.append(Patch(facecolor="lightgrey", edgecolor="black", label=f"{UNTRAINED} untrained (faded)"))
-    axes[0, 0].legend(handles=handles, fontsize=8, ncol=min(len(handles), 9), loc="lower center",
-                      bbox_to_anchor=(0.5, 1.0), frameon=False)
+    axes[0, 0].legend(
+        handles=handles,
+        fontsize=8,
+        ncol=min(len(handles), 9),
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.0),
+        frameon=False,
+    )
     fig.tight_layout()
     return fig
 
@@ -97,13 +116,28 @@ def _bar(ax, pos: float, width: float, row: Row, model: str, color) -> None:
     """One model's bar of one row: its interval, its seeds, its flags, its number and the paper's tick."""
     estimate = row.accuracy[model]
     value = 100 * estimate.mean
-    ax.bar(pos, value, width, color=color, edgecolor="black", linewidth=0.4,
-           hatch="///" if estimate.masking and row.attack != CLEAN else None, alpha=0.35 if estimate.untrained else 1.0)
+    ax.bar(
+        pos,
+        value,
+        width,
+        color=color,
+        edgecolor="black",
+        linewidth=0.4,
+        hatch="///" if estimate.masking and row.attack != CLEAN else None,
+        alpha=0.35 if estimate.untrained else 1.0,
+    )
     ax.errorbar(pos, value, yerr=error_bars([estimate]), fmt="none", ecolor="black", elinewidth=0.8, capsize=1.5)
     seed_dots(ax, pos, estimate, color)
     # The number tells a bar at 0 % from a model that was not attacked with this setting.
-    ax.text(pos, 100 * estimate.interval[1] + 1.5, f"{value:.0f}" + (f" {UNTRAINED}" if estimate.untrained else ""),
-            ha="center", va="bottom", fontsize=7, rotation=90)
+    ax.text(
+        pos,
+        100 * estimate.interval[1] + 1.5,
+        f"{value:.0f}" + (f" {UNTRAINED}" if estimate.untrained else ""),
+        ha="center",
+        va="bottom",
+        fontsize=7,
+        rotation=90,
+    )
     if model in row.paper:
         ax.plot([pos - width / 2, pos + width / 2], [row.paper[model]] * 2, color="black", linewidth=2.5)
 
@@ -119,7 +153,10 @@ def eps_axis(ax, levels: list[float]) -> None:
 
 
 def robustness_curves(sweeps: dict[str, list[Row]]):
-    """Accuracy (with its interval) and COVID-19 sensitivity against eps; eps 0 is the clean value on the same images."""
+    """Accuracy (with its interval) and COVID-19 sensitivity against eps.
+
+    eps 0 is the clean value on the same images.
+    """
     fig, axes = plt.subplots(2, len(sweeps), figsize=(4.6 * len(sweeps), 7), squeeze=False, sharey="row")
     models = model_order({m for group in sweeps.values() for r in group for m in r.accuracy})
     for col, (name, group) in enumerate(sweeps.items()):
@@ -129,15 +166,29 @@ def robustness_curves(sweeps: dict[str, list[Row]]):
                 continue
             color = COLORS[i % 10]
             eps = [0.0] + [255 * r.eps for r in points]
-            accuracy = [measured(points[0].accuracy[model].jobs, "clean_accuracy")] + [r.accuracy[model] for r in points]
-            axes[0, col].errorbar(eps, [100 * e.mean for e in accuracy], yerr=error_bars(accuracy), fmt="o-", color=color,
-                                  capsize=2.5, elinewidth=1, markersize=4, label=model_label(model))
+            accuracy = [measured(points[0].accuracy[model].jobs, "clean_accuracy")] + [
+                r.accuracy[model] for r in points
+            ]
+            axes[0, col].errorbar(
+                eps,
+                [100 * e.mean for e in accuracy],
+                yerr=error_bars(accuracy),
+                fmt="o-",
+                color=color,
+                capsize=2.5,
+                elinewidth=1,
+                markersize=4,
+                label=model_label(model),
+            )
             for x, e in zip(eps, accuracy):
                 seed_dots(axes[0, col], x, e, color)
             first = points[0].accuracy[model].jobs
-            sensitivity = [mean(j.metrics["covid_sensitivity_clean"] for j in first)] + [r.sensitivity[model]
-                                                                                         for r in points]
-            axes[1, col].plot(eps, 100 * np.array(sensitivity), "o-", color=color, markersize=4, label=model_label(model))
+            sensitivity = [mean(j.metrics["covid_sensitivity_clean"] for j in first)] + [
+                r.sensitivity[model] for r in points
+            ]
+            axes[1, col].plot(
+                eps, 100 * np.array(sensitivity), "o-", color=color, markersize=4, label=model_label(model)
+            )
             for ax, values in ((axes[0, col], [e.mean for e in accuracy[1:]]), (axes[1, col], sensitivity[1:])):
                 masked = [(x, v) for x, v, r in zip(eps[1:], values, points) if r.accuracy[model].masking]
                 if masked:
@@ -172,28 +223,44 @@ def kernel_jobs(rows: list[Row]) -> dict[str, dict[str, tuple[Row, Job]]]:
     return dict(chosen)
 
 
-def kernels(chosen: dict[str, dict[str, tuple[Row, Job]]], arrays: dict[str, dict[str, np.ndarray]],
-            class_names: tuple[str, ...]):
+def kernels(
+    chosen: dict[str, dict[str, tuple[Row, Job]]],
+    arrays: dict[str, dict[str, np.ndarray]],
+    class_names: tuple[str, ...],
+):
     """Figure 2: per model, the first test image and what each attack did to it.
 
     A perturbation (adversarial - clean) is scaled to its own largest value so that it is visible;
     the spatial attack's output is shown as the transformed image, since its difference is not a kernel.
     """
-    chosen = {a: {m: (row, arrays[job.run_id]) for m, (row, job) in by_model.items() if job.run_id in arrays}
-              for a, by_model in chosen.items()}
+    chosen = {
+        a: {m: (row, arrays[job.run_id]) for m, (row, job) in by_model.items() if job.run_id in arrays}
+        for a, by_model in chosen.items()
+    }
     attacks = [a for a in chosen if chosen[a]]
     models = model_order({m for by_model in chosen.values() for m in by_model})
-    fig, axes = plt.subplots(len(models), len(attacks) + 1, squeeze=False,
-                             figsize=(2.3 * (len(attacks) + 1), 2.8 * len(models)))
+    fig, axes = plt.subplots(
+        len(models), len(attacks) + 1, squeeze=False, figsize=(2.3 * (len(attacks) + 1), 2.8 * len(models))
+    )
     for i, model in enumerate(models):
         ex = next(chosen[a][model][1] for a in attacks if model in chosen[a])
         axes[i, 0].imshow(ex["clean"][0, 0], cmap="gray", vmin=0, vmax=1)
-        axes[i, 0].set_title(f"{model_label(model)}\ntrue {class_names[ex['labels'][0]]}, "
-                             f"pred {class_names[ex['pred_clean'][0]]}", fontsize=7)
+        axes[i, 0].set_title(
+            f"{model_label(model)}\ntrue {class_names[ex['labels'][0]]}, pred {class_names[ex['pred_clean'][0]]}",
+            fontsize=7,
+        )
         for ax, attack in zip(axes[i, 1:], attacks):
             if model not in chosen[attack]:
-                ax.text(0.5, 0.5, f"{ATTACKS.get(attack, attack)}\nnot run", ha="center", va="center", fontsize=7,
-                        color="gray", transform=ax.transAxes)
+                ax.text(
+                    0.5,
+                    0.5,
+                    f"{attack_label(attack)}\nnot run",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="gray",
+                    transform=ax.transAxes,
+                )
                 continue
             row, ex = chosen[attack][model]
             adv = ex["adversarial"][0, 0]

@@ -27,11 +27,15 @@ def table(t: Table) -> str:
 
 def figure(f: Figure) -> str:
     data = base64.b64encode(f.png).decode("ascii")
-    return (f'<h2>{escape(f.title)}</h2><figure><img alt="{escape(f.title)}" src="data:image/png;base64,{data}">'
-            f'<figcaption class="note">{escape(f.caption)}</figcaption></figure>')
+    return (
+        f'<h2>{escape(f.title)}</h2><figure><img alt="{escape(f.title)}" src="data:image/png;base64,{data}">'
+        f'<figcaption class="note">{escape(f.caption)}</figcaption></figure>'
+    )
 
 
 def render(title: str, sections: list[Table | Figure]) -> str:
     body = "\n".join(table(s) if isinstance(s, Table) else figure(s) for s in sections)
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
-            f"<style>{STYLE}</style></head><body><h1>{escape(title)}</h1>\n{body}\n</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+        f"<style>{STYLE}</style></head><body><h1>{escape(title)}</h1>\n{body}\n</body></html>\n"
+    )

@@ -9,8 +9,12 @@ def _cell(text: str) -> str:
 
 
 def table(t: Table) -> str:
-    lines = [f"## {t.title}", "", "| " + " | ".join(map(_cell, t.columns)) + " |",
-             "|" + "|".join("---" for _ in t.columns) + "|"]
+    lines = [
+        f"## {t.title}",
+        "",
+        "| " + " | ".join(map(_cell, t.columns)) + " |",
+        "|" + "|".join("---" for _ in t.columns) + "|",
+    ]
     lines += ["| " + " | ".join(map(_cell, row)) + " |" for row in t.rows]
     return "\n".join(lines + [""] + [f"- {note}" for note in t.notes])
 

@@ -12,10 +12,10 @@ from statistics import mean
 
 from .collect import Job, Study
 from .estimate import TESTED, Estimate, measured, per_seed, pooled
-from .evalsets import ATTACKS, EvalSet, describe, differing, evaluation_sets, key, training_key
+from .evalsets import EvalSet, describe, differing, evaluation_sets, key, training_key
+from .labels import PAPER_MODELS as MODELS
+from .labels import attack_label
 
-# Model names and the paper's column order.
-MODELS = {"resnet18": "RN-18", "resnet50": "RN-50", "wrn16_8": "WRN-16-8", "vgg19": "VGG-19", "inception_v3": "Inc-v3"}
 CLEAN = "clean"
 CLEAN_SPLIT = "whole test split"
 
@@ -36,10 +36,10 @@ PAPER_SETTING = {
 }
 PAPER_WHY = {
     "fgsm": "the paper ran ART's defaults on standardised images, so its eps 0.3 was 0.3 standard deviations "
-            "of the input, not 0.3 on [0, 1] pixels (76.5/255, the ART-default rows in pixel units)",
+    "of the input, not 0.3 on [0, 1] pixels (76.5/255, the ART-default rows in pixel units)",
     "cw": "ART's defaults, unbounded, as the paper ran them",
     "st": "ART's rule, as the paper ran it: one transform (the one that fools the most images) for all attacked "
-          "images, horizontal translations only; our per-image worst case (paper setting) is a stronger attack",
+    "images, horizontal translations only; our per-image worst case (paper setting) is a stronger attack",
 }
 PAPER_WHY["pgd"] = PAPER_WHY["fgsm"]
 
@@ -52,14 +52,20 @@ def compares_with_paper(evalset: EvalSet) -> bool:
 def paper_label(attack: str) -> str:
     """The evaluation set a paper row compares with, as our row of it would be labelled."""
     spec = PAPER_SETTING[attack]
-    text = ("unbounded" if attack == "cw" else "rot ±30°, shift ±10%" if attack == "st"
-            else f"eps={spec['eps']:g} {spec['eps_unit']}")
+    text = (
+        "unbounded"
+        if attack == "cw"
+        else "rot ±30°, shift ±10%"
+        if attack == "st"
+        else f"eps={spec['eps']:g} {spec['eps_unit']}"
+    )
     return describe(attack, spec["setting"], "art", budget_text=text)
 
 
 @dataclass
 class Row:
     """One evaluation set: accuracy per model over its seeds, and mean COVID-19 sensitivity, as fractions."""
+
     label: str
     attack: str  # CLEAN for the clean test split
     evalset: EvalSet | None = None  # None: a clean row, or a paper row this study did not run
@@ -92,16 +98,7 @@ class Row:
 
     @property
     def paper_row(self) -> str:
-        return ("Clean" if self.attack == CLEAN else ATTACKS[self.attack]) if self.compared else ""
-
-
-def model_order(models) -> list[str]:
-    """The paper's column order, then any model it did not have."""
-    return [m for m in MODELS if m in models] + sorted(set(models) - set(MODELS))
-
-
-def model_label(model: str) -> str:
-    return MODELS.get(model, model)
+        return ("Clean" if self.attack == CLEAN else attack_label(self.attack)) if self.compared else ""
 
 
 def newest_job_per_model(study: Study) -> dict[str, Job]:
@@ -165,7 +162,9 @@ def rows(study: Study) -> list[Row]:
     """
     attacked = attack_rows(study)
     compared = {row.attack for row in attacked if row.compared}
-    missing = [Row(f"{paper_label(a)}: not in this study", a, compared=True) for a in PAPER_SETTING if a not in compared]
+    missing = [
+        Row(f"{paper_label(a)}: not in this study", a, compared=True) for a in PAPER_SETTING if a not in compared
+    ]
     return [*clean_rows(study), *attacked, *missing]
 
 

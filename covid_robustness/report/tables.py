@@ -4,24 +4,40 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from statistics import mean
 
-from ..data.classes import task_classes
-from ..models.registry import count_params, create, spec
+from ..record import Metrics, value
 from .collect import Job, Study
 from .estimate import ATTACKED, Estimate, measured
-from .evalsets import ATTACKS, evaluation_sets
+from .evalsets import evaluation_sets
 from .evalsets import key as evaluation_key
-from .summary import (CLEAN, MODELS, PAPER_SETTING, PAPER_TABLE2, PAPER_WHY, Row, average, clean_rows, model_label,
-                      model_order, paper_average, paper_label)
+from .labels import attack_label
+from .summary import (
+    CLEAN,
+    MODELS,
+    PAPER_SETTING,
+    PAPER_TABLE2,
+    PAPER_WHY,
+    Row,
+    average,
+    clean_rows,
+    model_label,
+    model_order,
+    paper_average,
+    paper_label,
+)
 
 MASK = "⚠"
 UNTRAINED = "∅"
 DASH = "–"
 MASK_NOTE = f"{MASK}: the sweep flagged possible gradient masking for this run (reasons in the table of jobs)."
-UNTRAINED_NOTE = (f"{UNTRAINED}: the model is no better than always answering the majority class (tag untrained_model, "
-                  "reason in the table of jobs): an attack cannot turn its answers wrong, so its accuracy says nothing "
-                  "about robustness.")
-INTERVAL_NOTE = ("[low, high]: the 95 % Wilson score interval of the images counted; with several seeds the mean over "
-                 "them, their (min-max, n seeds) and the interval of all their images together.")
+UNTRAINED_NOTE = (
+    f"{UNTRAINED}: the model is no better than always answering the majority class (tag untrained_model, "
+    "reason in the table of jobs): an attack cannot turn its answers wrong, so its accuracy says nothing "
+    "about robustness."
+)
+INTERVAL_NOTE = (
+    "[low, high]: the 95 % Wilson score interval of the images counted; with several seeds the mean over "
+    "them, their (min-max, n seeds) and the interval of all their images together."
+)
 
 
 @dataclass
@@ -39,8 +55,9 @@ def pct(value: float | None) -> str:
 def marks(jobs, masking: bool = True) -> str:
     """The flags a number carries: possible gradient masking (of an attack's number), an untrained model."""
     jobs = list(jobs)
-    return ((f" {MASK}" if masking and any(j.masking for j in jobs) else "")
-            + (f" {UNTRAINED}" if any(j.untrained for j in jobs) else ""))
+    return (f" {MASK}" if masking and any(j.masking for j in jobs) else "") + (
+        f" {UNTRAINED}" if any(j.untrained for j in jobs) else ""
+    )
 
 
 def cell(estimate: Estimate | None, masking: bool = True) -> str:
@@ -68,8 +85,9 @@ def _number_first(value: str) -> tuple:
         return 1, 0.0, value
 
 
-def _distinct(jobs: list[Job], key: str, none: str = "None") -> str:
-    values = {none if v == "None" else v for v in (j.params.get(key, DASH) for j in jobs)}
+def _distinct(jobs: list[Job], key: str, none: str = "none") -> str:
+    """The values of one param over the jobs, as logged; a param logged as None shows as `none`."""
+    values = {none if value(v) is None else v for v in (j.params.get(key, DASH) for j in jobs)}
     return ", ".join(sorted(values, key=_number_first))
 
 
@@ -80,8 +98,11 @@ def overview(study: Study) -> Table:
         ("tracking URI", study.uri),
         ("job runs used", f"{len(jobs)} (finished, newest per cell; {len(study.replaced)} older reruns left out)"),
         ("training runs", str(len({j.training_run_id for j in jobs}))),
-        ("data", f"{_distinct(jobs, 'data.source')}, task {_distinct(jobs, 'data.task')}, "
-                 f"{_distinct(jobs, 'data.image_size')} px"),
+        (
+            "data",
+            f"{_distinct(jobs, 'data.source')}, task {_distinct(jobs, 'data.task')}, "
+            f"{_distinct(jobs, 'data.image_size')} px",
+        ),
         ("epochs", _distinct(jobs, "trainer.max_epochs")),
         ("defenses", ", ".join(sorted({j.defense for j in jobs}))),
         ("transfer attacks", f"{sum(j.source_model is not None for j in jobs)} jobs"),
@@ -100,12 +121,14 @@ def _counts(rows: list[Row], clean: bool) -> str:
 
 def _paper_notes(rows: list[Row]) -> list[str]:
     """Which of our rows each paper row compares with, and why that one."""
-    notes = ["Paper values (the paper's Table II) stand beside the row they compare with, named in the last column; "
-             "rows without a paper value have no counterpart there."]
+    notes = [
+        "Paper values (the paper's Table II) stand beside the row they compare with, named in the last column; "
+        "rows without a paper value have no counterpart there."
+    ]
     for attack in PAPER_SETTING:
         ours = [r.label for r in rows if r.attack == attack and r.compared and r.evalset is not None]
         which = " and ".join(f"our '{label}'" for label in ours) or f"'{paper_label(attack)}' (not in this study)"
-        notes.append(f"The paper's {ATTACKS[attack]} compares with {which}: {PAPER_WHY[attack]}.")
+        notes.append(f"The paper's {attack_label(attack)} compares with {which}: {PAPER_WHY[attack]}.")
     return notes
 
 
@@ -117,8 +140,7 @@ def table2(rows: list[Row]) -> Table:
         cells = [row.label]
         for m in models:
             paper = row.paper.get(m)
-            cells += [cell(row.accuracy.get(m), masking=row.attack != CLEAN),
-                      DASH if paper is None else f"{paper:.2f}"]
+            cells += [cell(row.accuracy.get(m), masking=row.attack != CLEAN), DASH if paper is None else f"{paper:.2f}"]
         body.append(cells + [row.paper_row or DASH])
     attacked = _counts(rows, clean=False)
     notes = [
@@ -128,8 +150,10 @@ def table2(rows: list[Row]) -> Table:
         INTERVAL_NOTE,
     ]
     if any(e.counted_on_attacked for r in rows for e in r.accuracy.values()):
-        notes.append("Some runs did not log test_images (older runs): their clean interval counts the attacked "
-                     "images instead (attack_images), so it is wider than the whole test split would give.")
+        notes.append(
+            "Some runs did not log test_images (older runs): their clean interval counts the attacked "
+            "images instead (attack_images), so it is wider than the whole test split would give."
+        )
     notes += _paper_notes(rows)
     notes += flag_notes(j for r in rows for e in r.accuracy.values() for j in e.jobs)
     return Table("Table II: accuracy under attack", columns + ["paper row"], body, notes)
@@ -149,27 +173,50 @@ def table2_average(rows: list[Row]) -> Table:
         else:
             text, diff = "not in this study", DASH
         body.append([row.paper_row, row.label.removesuffix(": not in this study"), text, f"{paper:.2f}", diff])
-    return Table("Table II: average over the five models", ["paper row", "our evaluation set", "ours", "paper",
-                                                              "ours - paper"], body,
-                 [f"In %. Ours: correct answers over images counted, the five models ({', '.join(MODELS.values())}) "
-                  "and their seeds together, with the 95 % Wilson interval of that count; only where all five have a "
-                  "value. Paper: the mean of its five Table II values; its text prints these means cut to one decimal "
-                  "(clean 96.7, FGSM 41.1, PGD 25.5, C&W 50.1, ST 56.3)."])
+    return Table(
+        "Table II: average over the five models",
+        ["paper row", "our evaluation set", "ours", "paper", "ours - paper"],
+        body,
+        [
+            f"In %. Ours: correct answers over images counted, the five models ({', '.join(MODELS.values())}) "
+            "and their seeds together, with the 95 % Wilson interval of that count; only where all five have a "
+            "value. Paper: the mean of its five Table II values; its text prints these means cut to one decimal "
+            "(clean 96.7, FGSM 41.1, PGD 25.5, C&W 50.1, ST 56.3)."
+        ],
+    )
 
 
-def parameter_counts(configs: dict[str, dict]) -> Table:
-    """Table I, counted on each model as the study configured it (e.g. the WRN stem)."""
+def parameter_counts(study: Study, newest: dict[str, Job]) -> Table:
+    """Table I, as each model's training run counted it (on the model as the study configured it)."""
     body = []
-    for model in model_order(configs):
-        cfg = configs[model]
-        kwargs = {k: v for k, v in cfg["model"].items() if k != "name"}
-        params, with_stats = count_params(create(model, len(task_classes(cfg["data"]["task"])), **kwargs))
-        paper = spec(model).paper_params
-        body.append([model_label(model), f"{params:,}", f"{with_stats:,}", f"{paper:,}", f"{with_stats / paper:.4f}"])
+    for model in model_order(newest):
+        m = study.trainings.get(newest[model].training_run_id, {})
+        if Metrics.PARAMETERS not in m:
+            body.append([model_label(model), DASH, DASH, DASH, DASH])
+            continue
+        params, with_stats, paper = (
+            m.get(k) for k in (Metrics.PARAMETERS, Metrics.PARAMETERS_WITH_STATS, Metrics.PAPER_PARAMETERS)
+        )
+        body.append(
+            [
+                model_label(model),
+                f"{params:,.0f}",
+                f"{with_stats:,.0f}",
+                DASH if paper is None else f"{paper:,.0f}",
+                DASH if paper is None else f"{with_stats / paper:.4f}",
+            ]
+        )
     columns = ["model", "ours", "ours + BatchNorm statistics", "paper", "ratio (with statistics / paper)"]
-    return Table("Table I: parameters", columns, body,
-                 ["The paper's counts are Keras counts, which include BatchNorm running statistics: "
-                  "compare them with the third column. Counted from the registry, not read from MLflow."])
+    return Table(
+        "Table I: parameters",
+        columns,
+        body,
+        [
+            "The paper's counts are Keras counts, which include BatchNorm running statistics: "
+            "compare them with the third column. Counted by each model's training run; – where a run "
+            "logged no count."
+        ],
+    )
 
 
 def clean_metrics(study: Study) -> Table:
@@ -181,60 +228,137 @@ def clean_metrics(study: Study) -> Table:
             estimate = row.accuracy[model]
             jobs = estimate.jobs
             vals = [v for j in jobs if (v := study.trainings.get(j.training_run_id, {}).get("val/acc")) is not None]
-            means = (pct(mean(j.metrics[k] for j in jobs)) for k in ("test/sensitivity", "test/specificity",
-                                                                      "test/auroc"))
-            body.append([model_label(model)] + ([row.label] if len(rows) > 1 else []) + [
-                _distinct(list(jobs), "trainer.max_epochs"), pct(mean(vals) if vals else None),
-                cell(estimate, masking=False), *means])
-    notes = ["In %. Validation accuracy at the last epoch; test metrics on the whole test split, sensitivity and "
-             "specificity of COVID-19 against the rest. With several seeds: the mean over them.", INTERVAL_NOTE]
+            means = (
+                pct(mean(j.metrics[k] for j in jobs)) for k in ("test/sensitivity", "test/specificity", "test/auroc")
+            )
+            body.append(
+                [model_label(model)]
+                + ([row.label] if len(rows) > 1 else [])
+                + [
+                    _distinct(list(jobs), "trainer.max_epochs"),
+                    pct(mean(vals) if vals else None),
+                    cell(estimate, masking=False),
+                    *means,
+                ]
+            )
+    notes = [
+        "In %. Validation accuracy at the last epoch; test metrics on the whole test split, sensitivity and "
+        "specificity of COVID-19 against the rest. With several seeds: the mean over them.",
+        INTERVAL_NOTE,
+    ]
     notes += flag_notes((j for r in rows for e in r.accuracy.values() for j in e.jobs), masking=False)
     if len(rows) > 1:
         notes.append("The models were trained with different settings in this study: one line per training setting.")
-    return Table("Clean test metrics", ["model"] + (["training"] if len(rows) > 1 else []) + [
-        "epochs", "val acc", "test acc", "COVID-19 sensitivity", "specificity", "AUROC"], body, notes)
+    return Table(
+        "Clean test metrics",
+        ["model"]
+        + (["training"] if len(rows) > 1 else [])
+        + ["epochs", "val acc", "test acc", "COVID-19 sensitivity", "specificity", "AUROC"],
+        body,
+        notes,
+    )
 
 
 def jobs(study: Study) -> Table:
     models = model_order({j.model for j in study.jobs})
     sets = evaluation_sets(study.jobs)
-    order = sorted(study.jobs, key=lambda j: (models.index(j.model), j.defense != "none", j.defense,
-                                              j.source_model or "", sets[evaluation_key(j)].order, j.seed))
+    order = sorted(
+        study.jobs,
+        key=lambda j: (
+            models.index(j.model),
+            j.defense != "none",
+            j.defense,
+            j.source_model or "",
+            sets[evaluation_key(j)].order,
+            j.seed,
+        ),
+    )
     body = []
     for job in order:
         m = job.metrics
         source = DASH if job.source_model is None else model_label(job.source_model)
-        body.append([model_label(job.model), job.defense, source, sets[evaluation_key(job)].label, job.seed,
-                     job.evaluation, f"{m[ATTACKED]:g}", measured([job], "clean_accuracy").text(),
-                     measured([job], "adversarial_accuracy").text(),
-                     *(pct(m[k]) for k in ("attack_success_rate", "covid_sensitivity_clean",
-                                           "covid_sensitivity_adversarial")),
-                     f"{m['linf_max']:.4f}", f"{m['l2_mean']:.3f}",
-                     f"{m.get('attack_forward_passes', 0):g} / {m.get('attack_backward_passes', 0):g}",
-                     f"{m['attack_seconds']:.1f}",
-                     f"{MASK} {job.masking_reasons}" if job.masking else "no",
-                     f"{UNTRAINED} {job.untrained_reason}" if job.untrained else "no", job.run_id[:8]])
-    return Table("Jobs", ["model", "defense", "crafted on", "evaluation set", "seed", "evaluation", "images", "clean acc",
-                          "adv acc", "success rate", "COVID-19 sens. clean", "COVID-19 sens. adv", "L-inf max", "L2 mean",
-                          "passes fwd / bwd per image", "seconds", "gradient masking", "untrained model", "run"], body,
-                 ["In % unless noted, on the attacked images (clean: through the defense), accuracies with their 95 % "
-                  "Wilson interval. Success rate: the share of correctly classified images the attack turned wrong. "
-                  "Perturbation sizes on [0, 1] pixels. Crafted on: the source model of a transfer attack. Passes and "
-                  "seconds: all evaluations of the job together. Untrained model: no better than always answering the "
-                  "majority class."])
+        body.append(
+            [
+                model_label(job.model),
+                job.defense,
+                source,
+                sets[evaluation_key(job)].label,
+                job.seed,
+                job.evaluation,
+                f"{m[ATTACKED]:g}",
+                measured([job], "clean_accuracy").text(),
+                measured([job], "adversarial_accuracy").text(),
+                *(
+                    pct(m[k])
+                    for k in ("attack_success_rate", "covid_sensitivity_clean", "covid_sensitivity_adversarial")
+                ),
+                f"{m['linf_max']:.4f}",
+                f"{m['l2_mean']:.3f}",
+                f"{m.get('attack_forward_passes', 0):g} / {m.get('attack_backward_passes', 0):g}",
+                f"{m['attack_seconds']:.1f}",
+                f"{MASK} {job.masking_reasons}" if job.masking else "no",
+                f"{UNTRAINED} {job.untrained_reason}" if job.untrained else "no",
+                job.run_id[:8],
+            ]
+        )
+    return Table(
+        "Jobs",
+        [
+            "model",
+            "defense",
+            "crafted on",
+            "evaluation set",
+            "seed",
+            "evaluation",
+            "images",
+            "clean acc",
+            "adv acc",
+            "success rate",
+            "COVID-19 sens. clean",
+            "COVID-19 sens. adv",
+            "L-inf max",
+            "L2 mean",
+            "passes fwd / bwd per image",
+            "seconds",
+            "gradient masking",
+            "untrained model",
+            "run",
+        ],
+        body,
+        [
+            "In % unless noted, on the attacked images (clean: through the defense), accuracies with their 95 % "
+            "Wilson interval. Success rate: the share of correctly classified images the attack turned wrong. "
+            "Perturbation sizes on [0, 1] pixels. Crafted on: the source model of a transfer attack. Passes and "
+            "seconds: all evaluations of the job together. Untrained model: no better than always answering the "
+            "majority class."
+        ],
+    )
 
 
 def replaced(study: Study) -> Table | None:
     if not study.replaced:
         return None
     sets = evaluation_sets(study.jobs + [old for old, _ in study.replaced])
-    body = [[model_label(old.model), sets[evaluation_key(old)].label, old.seed,
-             f"{old.run_id[:8]} ({when(old.start_time)})", f"{kept.run_id[:8]} ({when(kept.start_time)})"]
-            for old, kept in study.replaced]
-    return Table("Reruns left out", ["model", "evaluation set", "seed", "left out", "used instead"], body,
-                 ["Two finished job runs of the same cell (tag cell_key: every setting that can change a job's numbers "
-                  "is the same, seed included): the report uses the newest. Runs that differ in any such setting are "
-                  "kept apart, as rows or as seeds."])
+    body = [
+        [
+            model_label(old.model),
+            sets[evaluation_key(old)].label,
+            old.seed,
+            f"{old.run_id[:8]} ({when(old.start_time)})",
+            f"{kept.run_id[:8]} ({when(kept.start_time)})",
+        ]
+        for old, kept in study.replaced
+    ]
+    return Table(
+        "Reruns left out",
+        ["model", "evaluation set", "seed", "left out", "used instead"],
+        body,
+        [
+            "Two finished job runs of the same cell (tag cell_key: every setting that can change a job's numbers "
+            "is the same, seed included): the report uses the newest. Runs that differ in any such setting are "
+            "kept apart, as rows or as seeds."
+        ],
+    )
 
 
 def table2_records(rows: list[Row]) -> list[dict]:
@@ -245,15 +369,31 @@ def table2_records(rows: list[Row]) -> list[dict]:
             e = row.accuracy[model]
             lo, hi = e.interval
             evalset = row.evalset
-            out.append({"evaluation_set": row.label, "attack": row.attack, "setting": row.setting,
-                        "eps": "" if row.eps is None else row.eps,
-                        "eps_configured": "" if evalset is None or evalset.eps is None else evalset.eps,
-                        "eps_unit": "" if evalset is None else evalset.eps_unit, "impl": row.impl, "model": model,
-                        "accuracy": e.mean, "accuracy_min": e.spread[0], "accuracy_max": e.spread[1], "n_seeds": e.seeds,
-                        "correct": e.correct, "images": e.total, "ci95_low": lo, "ci95_high": hi,
-                        "covid_sensitivity": row.sensitivity[model], "paper_accuracy": row.paper.get(model, ""),
-                        "gradient_masking": "" if row.attack == CLEAN else e.masking, "untrained_model": e.untrained,
-                        "run_id": " ".join(j.run_id for j in e.jobs)})
+            out.append(
+                {
+                    "evaluation_set": row.label,
+                    "attack": row.attack,
+                    "setting": row.setting,
+                    "eps": "" if row.eps is None else row.eps,
+                    "eps_configured": "" if evalset is None or evalset.eps is None else evalset.eps,
+                    "eps_unit": "" if evalset is None else evalset.eps_unit,
+                    "impl": row.impl,
+                    "model": model,
+                    "accuracy": e.mean,
+                    "accuracy_min": e.spread[0],
+                    "accuracy_max": e.spread[1],
+                    "n_seeds": e.seeds,
+                    "correct": e.correct,
+                    "images": e.total,
+                    "ci95_low": lo,
+                    "ci95_high": hi,
+                    "covid_sensitivity": row.sensitivity[model],
+                    "paper_accuracy": row.paper.get(model, ""),
+                    "gradient_masking": "" if row.attack == CLEAN else e.masking,
+                    "untrained_model": e.untrained,
+                    "run_id": " ".join(j.run_id for j in e.jobs),
+                }
+            )
     return out
 
 
@@ -262,13 +402,30 @@ def job_records(study: Study) -> list[dict]:
     records = []
     for j in study.jobs:
         lo, hi = measured([j], "adversarial_accuracy").interval
-        records.append({"run_id": j.run_id, "training_run_id": j.training_run_id, "start_time": when(j.start_time),
-                        "cell_key": j.cell, "model": j.model, "attack": j.attack, "setting": j.setting,
-                        "eps": "" if j.eps is None else j.eps, "eps_unit": j.params.get("attack.eps_unit", "pixel"),
-                        "impl": j.impl, "defense": j.defense, "source_model": j.source_model or "", "seed": j.seed,
-                        "evaluation": j.evaluation, "strongest_evaluation": j.strongest_evaluation,
-                        "gradient_masking": j.masking, "gradient_masking_reasons": j.masking_reasons,
-                        "untrained_model": j.untrained, "untrained_model_reason": j.untrained_reason,
-                        "adversarial_accuracy_ci95_low": lo, "adversarial_accuracy_ci95_high": hi,
-                        **dict(sorted(j.metrics.items()))})
+        records.append(
+            {
+                "run_id": j.run_id,
+                "training_run_id": j.training_run_id,
+                "start_time": when(j.start_time),
+                "cell_key": j.cell,
+                "model": j.model,
+                "attack": j.attack,
+                "setting": j.setting,
+                "eps": "" if j.eps is None else j.eps,
+                "eps_unit": j.params.get("attack.eps_unit", "pixel"),
+                "impl": j.impl,
+                "defense": j.defense,
+                "source_model": j.source_model or "",
+                "seed": j.seed,
+                "evaluation": j.evaluation,
+                "strongest_evaluation": j.strongest_evaluation,
+                "gradient_masking": j.masking,
+                "gradient_masking_reasons": j.masking_reasons,
+                "untrained_model": j.untrained,
+                "untrained_model_reason": j.untrained_reason,
+                "adversarial_accuracy_ci95_low": lo,
+                "adversarial_accuracy_ci95_high": hi,
+                **dict(sorted(j.metrics.items())),
+            }
+        )
     return records

@@ -1,0 +1,215 @@
+"""A run as MLflow holds it and as the code reads it: the names a job writes, and a typed record.
+
+MLflow stores params as strings (None as "None", lists as "[...]"); this module is the one place
+that turns them back into values. Jobs write through tracking.Tracker with these names; the masking
+checks, resume and the report read `Job` records.
+"""
+
+import ast
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from .sections import is_numbers_param
+
+# Run roles (tag "role").
+TRAINING_ROLE = "training"
+JOB_ROLE = "attack"
+REPORT_ROLE = "report"
+
+
+class Tags:
+    ROLE = "role"
+    PARENT = "mlflow.parentRunId"
+    COMMIT = "mlflow.source.git.commit"
+    OVERRIDES = "hydra.overrides"
+    MODEL = "model"
+    MODEL_LABEL = "model_label"
+    TRAINING = "training"  # plain or adversarial (method)
+    TRAINING_KEY = "training_key"
+    CELL_KEY = "cell_key"
+    CHECKPOINT = "checkpoint"
+    ATTACK = "attack"
+    ATTACK_LABEL = "attack_label"
+    SETTING = "setting"
+    DEFENSE = "defense"
+    SOURCE_TRAINING_RUN = "source_training_run"
+    EVALUATION = "evaluation"
+    STRONGEST_EVALUATION = "strongest_evaluation"
+    UNTRAINED = "untrained_model"
+    UNTRAINED_REASON = "untrained_model_reason"
+    MASKING = "gradient_masking"
+    MASKING_REASONS = "gradient_masking_reasons"
+    ERROR = "error"
+
+
+class Metrics:
+    CLEAN = "clean_accuracy"
+    ADVERSARIAL = "adversarial_accuracy"
+    PER_EVALUATION = "adversarial_accuracy_"  # + evaluation name
+    IMAGES = "attack_images"
+    EPS_PIXEL = "eps_pixel"
+    PARAMETERS = "model_parameters"
+    PARAMETERS_WITH_STATS = "model_parameters_with_bn_stats"
+    PAPER_PARAMETERS = "paper_parameters"
+
+
+def value(text: str | None):
+    """A logged param as the value it was: None, a bool, a number, a list; any other text as is."""
+    if text is None or text == "None":
+        return None
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def number(text: str | None) -> float | None:
+    v = value(text)
+    return None if v is None else float(v)
+
+
+def integer(text: str | None) -> int | None:
+    v = value(text)
+    return None if v is None else int(v)
+
+
+def transfer_source(model: str, source: str | None) -> str | None:
+    """The source model of a transfer attack, or None when the examples are crafted on the model itself:
+    no source, or the model itself (the diagonal of a models x source_model sweep, a white-box job)."""
+    return None if source in (None, "None", model) else source
+
+
+@dataclass(frozen=True)
+class Job:
+    """One finished job run: a trained model attacked with one attack setting."""
+
+    run_id: str
+    start_time: int
+    model: str
+    attack: str
+    setting: str
+    impl: str
+    eps: float | None  # in the config's unit (attack.eps_unit)
+    training_run_id: str
+    params: dict[str, str]
+    metrics: dict[str, float]
+    masking: bool = False  # flagged as possible gradient masking (evaluation.masking)
+    masking_reasons: str = ""
+    defense: str = "none"
+    source_model: str | None = None  # a transfer attack's source; None: crafted on the model itself
+    evaluation: str = ""  # how the examples were crafted (e.g. "oblivious + bpda")
+    strongest_evaluation: str = ""
+    seed: str = "0"
+    cell_key: str = ""  # a hash of every setting that can change its numbers
+    untrained: bool = False  # its model is no better than always answering the majority class
+    untrained_reason: str = ""
+    model_label: str = ""
+    attack_label: str = ""
+    max_iter: int | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_run(cls, run) -> "Job":
+        p, t = run.data.params, run.data.tags
+        return cls(
+            run_id=run.info.run_id,
+            start_time=run.info.start_time,
+            model=p["model.name"],
+            attack=p["attack.name"],
+            setting=p.get("attack.setting", t.get(Tags.SETTING, "")),
+            impl=p.get("attack.impl", "art"),
+            eps=number(p.get("attack.eps")),
+            training_run_id=t.get(Tags.PARENT, ""),
+            params=dict(p),
+            metrics=dict(run.data.metrics),
+            masking=t.get(Tags.MASKING) == "true",
+            masking_reasons=t.get(Tags.MASKING_REASONS, ""),
+            defense=p.get("defense.name", "none"),
+            source_model=transfer_source(p["model.name"], p.get("attack.source_model")),
+            evaluation=t.get(Tags.EVALUATION, "whitebox"),
+            strongest_evaluation=t.get(Tags.STRONGEST_EVALUATION, "whitebox"),
+            seed=p.get("seed", "0"),
+            cell_key=t.get(Tags.CELL_KEY, ""),
+            untrained=t.get(Tags.UNTRAINED) == "true",
+            untrained_reason=t.get(Tags.UNTRAINED_REASON, ""),
+            model_label=t.get(Tags.MODEL_LABEL, ""),
+            attack_label=t.get(Tags.ATTACK_LABEL, ""),
+            max_iter=integer(p.get("attack.max_iter")),
+            tags=dict(t),
+        )
+
+    @property
+    def cell(self) -> str:
+        """What a job evaluates: two runs of one cell are reruns of one another, whatever else they share.
+
+        Runs logged before the tag existed are keyed by the params that can change their numbers.
+        """
+        if self.cell_key:
+            return self.cell_key
+        params = numbers_params(self.params)
+        if self.source_model is None:  # no source, or the model itself: a white-box job either way
+            params.pop("attack.source_model", None)
+        blob = json.dumps(params, sort_keys=True)
+        return "params:" + hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @property
+    def plain(self) -> bool:
+        """No defense, examples crafted on the model itself: the paper's setting."""
+        return self.defense == "none" and self.source_model is None
+
+    @property
+    def eps_pixel(self) -> float | None:
+        """The budget in [0, 1] pixels, whatever unit the config gave it in."""
+        return self.metrics.get(Metrics.EPS_PIXEL, self.eps)
+
+    @property
+    def by_evaluation(self) -> dict[str, float]:
+        """Accuracy per evaluation of a job with several (a defended job: oblivious, bpda, ...)."""
+        prefix = Metrics.PER_EVALUATION
+        return {k.removeprefix(prefix): v for k, v in self.metrics.items() if k.startswith(prefix)}
+
+    @property
+    def context(self) -> str:
+        """What, besides the attack, decides the images a job's examples meet: defense and transfer source."""
+        return f"{self.defense} {self.source_model}"
+
+
+# What older runs did not log, as they ran it.
+DEFAULTS = {"attack.eps_unit": "pixel"}
+
+
+def numbers_params(params: dict[str, str]) -> dict[str, str]:
+    """The params that can change a job's numbers, with the values older runs ran without logging."""
+    return {k: v for k, v in {**DEFAULTS, **params}.items() if is_numbers_param(k)}
+
+
+def newest_per_cell(jobs) -> tuple[list[Job], list[tuple[Job, Job]]]:
+    """The newest job of each cell (jobs newest first), and each older rerun with the job kept instead."""
+    kept: dict[str, Job] = {}
+    replaced = []
+    for job in jobs:
+        if job.cell in kept:
+            replaced.append((job, kept[job.cell]))
+        else:
+            kept[job.cell] = job
+    return list(kept.values()), replaced
+
+
+def search(client, experiment_id: str, filter_string: str, order_by=("attributes.start_time DESC",)) -> list:
+    """Every run of an experiment that matches, page by page."""
+    runs, token = [], None
+    while True:
+        page = client.search_runs(
+            [experiment_id], filter_string, max_results=1000, order_by=list(order_by), page_token=token
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def finished_jobs(client, experiment_id: str, extra: str = "") -> list[Job]:
+    """The experiment's finished job runs as records, newest first."""
+    query = f"tags.{Tags.ROLE} = '{JOB_ROLE}' and attributes.status = 'FINISHED'" + (f" and {extra}" if extra else "")
+    return [Job.from_run(r) for r in search(client, experiment_id, query)]

@@ -1,0 +1,42 @@
+"""Which config sections make a training, an evaluation and a grid cell: stated once, used everywhere.
+
+A training is what changes the trained weights: the data, the model, the optimisation, the trainer, the
+seed and the defense's adversarial training. An evaluation is how a trained model is attacked: the
+attack, the evaluation settings and the defense (an input transformation acts at test time). A cell is
+both, within one study: two runs of one cell are reruns of one another.
+"""
+
+TRAINING = ("data", "model", "optim", "trainer", "seed")
+DEFENSE_TRAINING = "defense.training"  # the one part of the defense that changes the weights
+EVALUATION = ("attack", "eval", "defense")
+CELL = (*TRAINING, *EVALUATION, "study")
+SCALARS = ("seed", "study")  # sections that are one value; the others are groups, logged as section.key
+# Settings that change how a job runs or what it shows, not its numbers.
+NOT_IN_KEY = {"data": ("num_workers", "cache", "cache_dir"), "trainer": ("enable_progress_bar", "log_every_n_steps")}
+NOT_NUMBERS = ("eval.n_examples", "data.skipped_images")
+
+
+def section(key: str) -> str:
+    """The section of a flattened param (`attack.eps` -> attack, `seed` -> seed)."""
+    return key.split(".")[0]
+
+
+def is_training_param(key: str) -> bool:
+    """Whether a flattened param is a setting of the training (logged on the training run)."""
+    return key.startswith(f"{DEFENSE_TRAINING}.") or (section(key) in TRAINING and not _ignored(key))
+
+
+def is_evaluation_param(key: str) -> bool:
+    """Whether a flattened param says how the model was attacked (the defense's training excluded)."""
+    return section(key) in EVALUATION and "." in key and not key.startswith(f"{DEFENSE_TRAINING}.")
+
+
+def is_numbers_param(key: str) -> bool:
+    """Whether a flattened param can change a job's numbers: a setting of its cell."""
+    in_cell = key in SCALARS or ("." in key and section(key) in CELL)
+    return in_cell and not _ignored(key) and key not in NOT_NUMBERS
+
+
+def _ignored(key: str) -> bool:
+    head, _, rest = key.partition(".")
+    return rest in NOT_IN_KEY.get(head, ())
