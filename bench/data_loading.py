@@ -32,17 +32,31 @@ def main():
     torch.set_num_threads(torch.get_num_threads())
 
     with tempfile.TemporaryDirectory() as cache_dir:
+
         def load():
-            dm = CXRDataModule(source="folder", root=args.root, task=args.task, image_size=args.image_size,
-                               cache_dir=cache_dir, batch_size=32)
+            dm = CXRDataModule(
+                source="folder",
+                root=args.root,
+                task=args.task,
+                image_size=args.image_size,
+                cache_dir=cache_dir,
+                batch_size=32,
+            )
             dm.setup()
             return dm
 
         dm, cold = timed(load)
         _, warm = timed(load)
     module = CXRClassifier(args.model, dm.num_classes, dm.positive_class, *dm.pixel_stats())
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
     _, epoch = timed(lambda: trainer.fit(module, datamodule=dm))
     n = sum(len(s.labels) for s in dm.splits.values())
     print(f"{n} images at {args.image_size} px, {args.model}, {torch.get_num_threads()} threads")

@@ -6,6 +6,7 @@ import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from .errors import ConfigError
@@ -19,7 +20,8 @@ def app(cfg: DictConfig) -> dict[str, float]:
     from .run import run  # heavy imports after Hydra has parsed the command line
 
     try:
-        return run(cfg, " ".join(HydraConfig.get().overrides.task))
+        hydra_cfg = HydraConfig.get()
+        return run(cfg, " ".join(hydra_cfg.overrides.task), sweep=hydra_cfg.mode == RunMode.MULTIRUN)
     except ConfigError as err:
         log.error("configuration error: %s", err)
         print(f"error: {err}", file=sys.stderr)

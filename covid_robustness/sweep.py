@@ -1,11 +1,13 @@
-"""A Hydra callback that validates every job of a multirun before the first one starts.
+"""Hydra callbacks of a multirun: check every job before the first starts, conclude when the last ends.
 
-Hydra checks that each job's config composes; our value checks (epsilon ranges, image size against
-the model, data paths) would otherwise surface only when the sweep reaches the bad job, after
-earlier jobs have trained. Expanding the sweep the way Hydra's BasicSweeper does lets us stop first.
+Before: Hydra checks that each job's config composes; our value checks (epsilon ranges, image size
+against the model, data paths, the attack's own parameters) would otherwise surface only when the sweep
+reaches the bad job, after earlier jobs have trained. Expanding the sweep the way Hydra's BasicSweeper
+does lets us stop first. It also creates the MLflow store and experiments before any job starts:
+parallel jobs racing to create a sqlite schema or an experiment fail.
 
-It also creates the MLflow store and experiments before any job starts: parallel jobs racing to
-create a sqlite schema or an experiment fail.
+After: the gradient-masking checks run once over the jobs of the sweep's trained models and are written
+on the runs they concern, and the sweep's cells are printed as a table.
 """
 
 import sys
@@ -17,6 +19,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from .errors import ConfigError
+from .plugins import load_plugins
 
 
 def job_overrides(config: DictConfig) -> list[list[str]]:
@@ -25,15 +28,34 @@ def job_overrides(config: DictConfig) -> list[list[str]]:
     return [list(job) for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
 
-class ValidateSweep(Callback):
+def job_configs(config: DictConfig) -> list[tuple[list[str], DictConfig]]:
+    """Each job of the sweep: its overrides and its composed config (with the sweep's config search path)."""
+    search = [o for o in config.hydra.overrides.hydra if o.startswith("hydra.searchpath=")]
+    return [
+        (overrides, compose(config.hydra.job.config_name, overrides=[*search, *overrides]))
+        for overrides in job_overrides(config)
+    ]
+
+
+class SweepCallbacks(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        from .console import quiet
         from .tracking import Tracker
         from .validate import validate
 
-        jobs = job_overrides(config)
+        quiet(config.get("verbose", False))
+        try:
+            load_plugins(config.get("plugins"))
+        except ConfigError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+        try:
+            jobs = job_configs(config)
+        except Exception as err:  # Hydra would only warn about an exception raised here, and go on
+            print(f"error: the sweep's jobs do not compose: {err}", file=sys.stderr)
+            sys.exit(2)
         stores = {}
-        for number, overrides in enumerate(jobs):
-            cfg = compose(config.hydra.job.config_name, overrides=overrides)
+        for number, (overrides, cfg) in enumerate(jobs):
             try:
                 validate(cfg)
             except ConfigError as err:
@@ -46,3 +68,44 @@ class ValidateSweep(Callback):
             except ConfigError as err:
                 print(f"error: {err}", file=sys.stderr)
                 sys.exit(2)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        from dataclasses import replace
+
+        from .console import cells_table
+        from .masking_tags import flag_masking
+        from .record import finished_jobs, newest_per_cell
+        from .tracking import Tracker
+        from .training_cache import cell_key
+
+        load_plugins(config.get("plugins"))
+        cells, stores = {}, {}
+        for _, cfg in job_configs(config):
+            store = (cfg.tracking.uri, cfg.tracking.dir, cfg.study)
+            stores[store] = cfg
+            cells.setdefault(store, set()).add(cell_key(cfg))
+        for store, cfg in stores.items():
+            tracker = Tracker.from_config(cfg)
+            jobs, _ = newest_per_cell(finished_jobs(tracker.client, tracker.experiment_id))
+            mine = [j for j in jobs if j.cell_key in cells[store]]
+            flags = flag_masking(tracker, {j.training_run_id for j in mine})
+            shown = [
+                replace(j, masking=j.run_id in flags, masking_reasons="; ".join(flags.get(j.run_id, []))) for j in mine
+            ]
+            missing = len(cells[store]) - len(shown)
+            print(
+                f"\nstudy {cfg.study}: {len(shown)} of {len(cells[store])} cells finished"
+                + (f" ({missing} failed or not run: see the log above)" if missing else "")
+                + (
+                    f", {sum(1 for j in shown if j.run_id in flags)} flagged for possible gradient masking"
+                    if flags
+                    else ""
+                )
+            )
+            if shown:
+                print(cells_table(shown))
+        study = next(iter(stores.values())).study if len(stores) == 1 else "<study>"
+        print(
+            f"\nLook further:  make ui   (MLflow UI at http://127.0.0.1:5000)\n"
+            f"               make report STUDY={study}   (tables, figures and an HTML page)"
+        )

@@ -4,25 +4,34 @@ The embedded store is sqlite at <dir>/mlflow.db with artifacts in <dir>/artifact
 refuses plain file stores). With a tracking URI set (a server), the server decides where artifacts go.
 """
 
+import json
+import re
 import subprocess
+import tempfile
 import time
 import urllib.request
-import tempfile
 from pathlib import Path
 
 import mlflow
 import numpy as np
 from filelock import FileLock
-from mlflow.entities import Metric, Param, RunStatus
+from mlflow.entities import (
+    Dataset,
+    DatasetInput,
+    InputTag,
+    LoggedModelOutput,
+    LoggedModelStatus,
+    Metric,
+    Param,
+    RunStatus,
+)
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import MLFlowLogger
 
 from .errors import ConfigError
-
-TRAINING_ROLE = "training"
-JOB_ROLE = "attack"
-REPORT_ROLE = "report"
+from .record import JOB_ROLE, TRAINING_ROLE, Tags
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, str]:
@@ -39,8 +48,9 @@ def flatten(d: dict, prefix: str = "") -> dict[str, str]:
 def git_commit() -> str:
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, check=True
+        ).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -102,8 +112,9 @@ class Tracker:
     def _runs(self, role: str, tag: str, value: str, status: str = "FINISHED", max_results: int = 5000) -> list:
         return self.client.search_runs(
             [self.experiment_id],
-            f"tags.{tag} = '{value}' and tags.role = '{role}' and attributes.status = '{status}'",
-            max_results=max_results, order_by=["attributes.start_time DESC"],
+            f"tags.{tag} = '{value}' and tags.{Tags.ROLE} = '{role}' and attributes.status = '{status}'",
+            max_results=max_results,
+            order_by=["attributes.start_time DESC"],
         )
 
     def find_training(self, key: str) -> str | None:
@@ -125,29 +136,38 @@ class Tracker:
             self.end(run.info.run_id, ok=False, error="interrupted: its process ended before the run did")
         return len(runs)
 
-    def job_runs(self, parent_run_id: str) -> list:
-        """The finished job runs nested under one training run."""
-        return self._runs(JOB_ROLE, "mlflow.parentRunId", parent_run_id)
-
     def logger(self, run_name: str | None = None, tags: dict | None = None, run_id: str | None = None) -> MLFlowLogger:
         """A Lightning logger on a new run (run_name, tags) or an existing one (run_id)."""
-        return MLFlowLogger(experiment_name=self.experiment, run_name=run_name, tracking_uri=self.uri,
-                            tags=tags, run_id=run_id, log_model=False)
+        return MLFlowLogger(
+            experiment_name=self.experiment,
+            run_name=run_name,
+            tracking_uri=self.uri,
+            tags=tags,
+            run_id=run_id,
+            log_model=False,
+        )
 
     def start_job(self, parent_run_id: str, run_name: str, tags: dict) -> str:
         run = self.client.create_run(
-            self.experiment_id, run_name=run_name,
-            tags={"mlflow.parentRunId": parent_run_id, "role": JOB_ROLE, **tags},
+            self.experiment_id,
+            run_name=run_name,
+            tags={Tags.PARENT: parent_run_id, Tags.ROLE: JOB_ROLE, **tags},
         )
         return run.info.run_id
 
     def log_params(self, run_id: str, params: dict[str, str]) -> None:
         items = [Param(k, v[:6000]) for k, v in params.items()]
         for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
-            self.client.log_batch(run_id, params=items[i:i + 100])
+            self.client.log_batch(run_id, params=items[i : i + 100])
 
     def log_metrics(self, run_id: str, metrics: dict[str, float]) -> None:
-        self.client.log_batch(run_id, metrics=[Metric(k, float(v), int(time.time() * 1000), 0) for k, v in metrics.items()])
+        self.client.log_batch(
+            run_id, metrics=[Metric(k, float(v), int(time.time() * 1000), 0) for k, v in metrics.items()]
+        )
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        for name, value in tags.items():
+            self.client.set_tag(run_id, name, value)
 
     def log_config(self, run_id: str, cfg: DictConfig) -> None:
         self.client.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
@@ -163,5 +183,88 @@ class Tracker:
 
     def end(self, run_id: str, ok: bool, error: str | None = None) -> None:
         if error:
-            self.client.set_tag(run_id, "error", error[:5000])
+            self.client.set_tag(run_id, Tags.ERROR, error[:5000])
         self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED if ok else RunStatus.FAILED))
+
+    def log_dataset(self, run_id: str, info: dict, context: str = "test") -> None:
+        """The data a run saw as an MLflow dataset input: the runs list's Dataset column and filter.
+
+        info is CXRDataModule.dataset_info(). MLflow stores one dataset per name and digest in an
+        experiment, so the digest must determine the profile (split sizes, class counts).
+        The UI shows a "local" source as a path and lists the profile's top-level keys, so
+        the source goes into the profile too: other source types have no source line there.
+        """
+        source_type = info.get("source_type", "local")
+        source = {"uri": info["source"]} if source_type == "local" else {"description": info["source"]}
+        profile = {
+            "source": info["source"],
+            "images": sum(info["split_sizes"].values()),
+            "split_sizes": info["split_sizes"],
+            **{f"{split}_classes": counts for split, counts in info["class_counts"].items()},
+        }
+        if "image_size" in info:
+            profile["image_size"] = f"{info['image_size']} x {info['image_size']} grayscale"
+        if info.get("skipped"):
+            profile["skipped_unreadable"] = info["skipped"]
+        dataset = Dataset(
+            name=info["name"],
+            digest=info["digest"],
+            source_type=source_type,
+            source=json.dumps(source),
+            profile=json.dumps(profile),
+        )
+        self.client.log_inputs(run_id, datasets=[DatasetInput(dataset, [InputTag(MLFLOW_DATASET_CONTEXT, context)])])
+
+    def log_trained_model(
+        self,
+        run_id: str,
+        name: str,
+        params: dict[str, str],
+        metrics: dict[str, float] | None = None,
+        tags: dict | None = None,
+        dataset: dict | None = None,
+    ) -> str:
+        """A logged model (the experiment's Models tab) for the weights a training run made; its id.
+
+        No weights are uploaded: the checkpoint stays in the training cache, so its path belongs in
+        params or tags. MLflow rejects / : . % and quotes in model names; they become "-".
+        Model metrics are run metrics that name the model, so a metric the run already has is
+        logged again with its own step and timestamp, which the store keeps as one point.
+        dataset (a dataset_info) names the data the metrics were measured on, for the Models tab's
+        Dataset column.
+        """
+        model = self.client.create_logged_model(
+            self.experiment_id,
+            name=re.sub(r"[/:.%\"']", "-", name),
+            source_run_id=run_id,
+            params={k: str(v)[:6000] for k, v in params.items()},
+            tags={k: str(v)[:5000] for k, v in (tags or {}).items()},
+        )
+        if metrics:
+            self.client.log_batch(run_id, metrics=self._model_metrics(run_id, model.model_id, metrics, dataset))
+        self.client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=0)])
+        self.client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
+        return model.model_id
+
+    def _model_metrics(
+        self, run_id: str, model_id: str, metrics: dict[str, float], dataset: dict | None
+    ) -> list[Metric]:
+        """The metrics for a model, at the step and time of the run's equal latest value where it has one."""
+        latest = self.client.get_run(run_id).data.metrics
+        now, out = int(time.time() * 1000), []
+        for key, value in metrics.items():
+            at = (now, 0)
+            if latest.get(key) == float(value):
+                last = max(self.client.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp))
+                at = (last.timestamp, last.step)
+            out.append(
+                Metric(
+                    key,
+                    float(value),
+                    *at,
+                    model_id=model_id,
+                    dataset_name=dataset and dataset["name"],
+                    dataset_digest=dataset and dataset["digest"],
+                )
+            )
+        return out

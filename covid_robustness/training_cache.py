@@ -18,17 +18,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from .errors import ConfigError
 from .models.module import CXRClassifier
-from .transfer import transfer_source
-
-TRAINING_SECTIONS = ("data", "model", "optim", "trainer", "seed")
-# Settings that change how training runs, not what it produces.
-NOT_IN_KEY = {"data": ("num_workers", "cache", "cache_dir"), "trainer": ("enable_progress_bar", "log_every_n_steps")}
+from .record import transfer_source
+from .sections import CELL, NOT_IN_KEY, TRAINING
 
 
 def _parts(cfg: DictConfig, sections) -> dict:
     parts = {}
     for section in sections:
-        value = OmegaConf.to_container(cfg[section], resolve=True) if isinstance(cfg[section], DictConfig) else cfg[section]
+        value = (
+            OmegaConf.to_container(cfg[section], resolve=True) if isinstance(cfg[section], DictConfig) else cfg[section]
+        )
         if isinstance(value, dict):
             value = {k: v for k, v in value.items() if k not in NOT_IN_KEY.get(section, ())}
         parts[section] = value
@@ -41,7 +40,7 @@ def _hash(parts: dict) -> str:
 
 
 def _training_parts(cfg: DictConfig) -> dict:
-    parts = _parts(cfg, TRAINING_SECTIONS)
+    parts = _parts(cfg, TRAINING)
     # Added only when set, so the key of an undefended training is the same with or without the defense group.
     if (training := cfg.get("defense", {}).get("training")) is not None:
         parts["adversarial_training"] = OmegaConf.to_container(training, resolve=True)
@@ -54,7 +53,8 @@ def training_key(cfg: DictConfig) -> str:
 
 def cell_key(cfg: DictConfig) -> str:
     """A grid cell: everything that can change a job's numbers, whatever its position in a sweep."""
-    parts = {**_training_parts(cfg), **_parts(cfg, ("attack", "eval", "study"))}
+    # The defense joins the key only when there is one, as the adversarial training above.
+    parts = {**_training_parts(cfg), **_parts(cfg, [s for s in CELL if s not in (*TRAINING, "defense")])}
     # Not a transfer attack: the same cell as a white-box job, keyed as before the option existed.
     if "source_model" in parts["attack"] and transfer_source(cfg.model.name, parts["attack"]["source_model"]) is None:
         del parts["attack"]["source_model"]

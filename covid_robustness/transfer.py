@@ -1,23 +1,32 @@
 """Transfer attacks: the config of the model a job's examples are crafted on (attack.source_model).
 
 The source is trained like the target (same data, optimisation, trainer, seed and defense training)
-with the architecture of conf/model/<source_model>.yaml, so the train-once cache serves it: in a sweep
-over models, each source is the very model another job of the sweep trained.
+with the architecture of the `model` config group's option <source_model>, composed by Hydra as the job's
+own model was, so the train-once cache serves it: in a sweep over models, each source is the very model
+another job of the sweep trained.
 """
 
 from pathlib import Path
 
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
 from .errors import ConfigError
+from .record import transfer_source
 
-MODEL_CONFIGS = Path(__file__).resolve().parents[1] / "conf" / "model"
+CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
-def transfer_source(model: str, source: str | None) -> str | None:
-    """The source model of a transfer attack, or None when the examples are crafted on the model itself:
-    no source, or the model itself (the diagonal of a models x source_model sweep, a white-box job)."""
-    return None if source in (None, "None", model) else source
+def _model_config(name: str) -> DictConfig:
+    """The `model` group's option `name`, as Hydra composes it."""
+    if not GlobalHydra.instance().is_initialized():  # called outside a Hydra app (a script, a test)
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            return _model_config(name)
+    options = GlobalHydra.instance().config_loader().get_group_options("model")
+    if name not in options:
+        raise ConfigError(f"attack.source_model={name!r} is not a model config; choose one of {sorted(options)}.")
+    return compose("config", overrides=[f"model={name}"]).model
 
 
 def source_config(cfg: DictConfig) -> DictConfig | None:
@@ -29,11 +38,8 @@ def source_config(cfg: DictConfig) -> DictConfig | None:
     name = transfer_source(cfg.model.name, cfg.attack.get("source_model"))
     if name is None:
         return None
-    known = sorted(p.stem for p in MODEL_CONFIGS.glob("*.yaml"))
-    if name not in known:
-        raise ConfigError(f"attack.source_model={name!r} is not a model config; choose one of {known}.")
     source = cfg.copy()
     OmegaConf.set_struct(source, False)
-    source.model = OmegaConf.load(MODEL_CONFIGS / f"{name}.yaml")
+    source.model = _model_config(name)
     OmegaConf.set_struct(source, True)
     return source

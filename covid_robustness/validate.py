@@ -1,21 +1,47 @@
-"""Checks on a composed config that stop a job before any data is read or model trained."""
+"""Checks on a composed config that stop a job before any data is read or model trained.
 
+What the checks build (the defense, the transfer source's config) is returned for the job to use. The
+attack is built too, on a stand-in classifier of the job's input shape, so ART's own parameter checks
+run now rather than after training.
+"""
+
+from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
-from .attacks.factory import validate_attack
-from .defenses.transforms import build_defense
+from .attacks.factory import build_attack, build_classifier, in_pixels, validate_attack
 from .data.classes import task_classes
+from .defenses.transforms import Defense, build_defense
 from .errors import ConfigError
 from .models.registry import spec
 from .transfer import source_config
 
 
-def validate(cfg: DictConfig) -> None:
-    task_classes(cfg.data.task)
-    validate_attack(OmegaConf.to_container(cfg.attack, resolve=True))
-    build_defense(OmegaConf.to_container(cfg.defense, resolve=True))
+@dataclass
+class Plan:
+    """What validation built, for the job to reuse."""
+
+    defense: Defense
+    source: DictConfig | None  # the config of a transfer attack's source model
+
+
+def check_attack(attack: dict, image_size: int, num_classes: int) -> None:
+    """Build the attack on a linear stand-in model: ART's constructor checks its parameters."""
+    validate_attack(attack)
+    eps = attack.get("eps")
+    # A budget in std units is converted with the model's std, unknown before the data is read; a stand-in
+    # std that keeps it inside [0, 1] keeps eps and eps_step in proportion, which is what ART checks.
+    std = 1.0 / max(1.0, float(eps)) if attack.get("eps_unit") == "std" and eps else 1.0
+    pixels, _ = in_pixels(attack, std)
+    stand_in = nn.Sequential(nn.Flatten(), nn.Linear(image_size * image_size, num_classes))
+    build_attack(pixels, build_classifier(stand_in, image_size, num_classes))
+
+
+def validate(cfg: DictConfig) -> Plan:
+    classes = task_classes(cfg.data.task)
+    defense = build_defense(OmegaConf.to_container(cfg.defense, resolve=True))
     source = source_config(cfg)
     size = cfg.data.image_size
     for name in [cfg.model.name] + ([source.model.name] if source is not None else []):
@@ -24,13 +50,21 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(
                 f"data.image_size={size} is too small for {model.name}, which needs at least {model.min_size} px."
             )
+    check_attack(OmegaConf.to_container(cfg.attack, resolve=True), size, len(classes))
     if cfg.data.source == "folder":
         if cfg.data.root is None:
-            raise ConfigError("data.root is not set; give the folder that holds the class folders, e.g. data.root=/data/cxr.")
+            raise ConfigError(
+                "data.root is not set; give the folder that holds the class folders, e.g. data.root=/data/cxr."
+            )
         if not Path(cfg.data.root).is_dir():
-            raise ConfigError(f"data.root={cfg.data.root!r} is not a directory; point it at a folder with one sub-folder per class.")
+            raise ConfigError(
+                f"data.root={cfg.data.root!r} is not a directory; point it at a folder with one sub-folder per class."
+            )
     n = cfg.eval.max_images
     if n is not None and (not isinstance(n, int) or n < 1):
-        raise ConfigError(f"eval.max_images={n!r} must be a positive number of images, or null for the whole test split.")
+        raise ConfigError(
+            f"eval.max_images={n!r} must be a positive number of images, or null for the whole test split."
+        )
     if cfg.trainer.max_epochs is None or cfg.trainer.max_epochs < 1:
         raise ConfigError(f"trainer.max_epochs={cfg.trainer.max_epochs} must be at least 1.")
+    return Plan(defense, source)

@@ -1,11 +1,15 @@
 import os
+import socket
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
 
@@ -20,8 +24,15 @@ torch.set_num_threads(2)
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="covid-robustness-test-cache-")
 
 # Small everything: 32 px synthetic images, one short epoch, CPU.
-TINY = ["data.image_size=32", "data.n_images=160", "data.batch_size=16", "trainer.max_epochs=1",
-        "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "eval.batch_size=32"]
+TINY = [
+    "data.image_size=32",
+    "data.n_images=160",
+    "data.batch_size=16",
+    "trainer.max_epochs=1",
+    "trainer.accelerator=cpu",
+    "trainer.enable_progress_bar=false",
+    "eval.batch_size=32",
+]
 
 
 def make_cfg(*overrides: str, tmp_path: Path | None = None):
@@ -33,10 +44,67 @@ def make_cfg(*overrides: str, tmp_path: Path | None = None):
 def run_cli(*args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run([sys.executable, "-m", "covid_robustness", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "covid_robustness", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def quiet_trainer(**kwargs) -> pl.Trainer:
+    """A Lightning Trainer on the CPU that logs, checkpoints and prints nothing."""
+    options = dict(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    return pl.Trainer(**{**options, **kwargs})
+
+
+def store_runs(store: Path, study: str = "default", role: str | None = None) -> list:
+    """The runs of a study in a test's embedded store (tracking.dir=store), newest first; one role if given."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(study)
+    assert experiment is not None, f"no study {study!r} in {store}"
+    runs = client.search_runs([experiment.experiment_id], max_results=1000, order_by=["attributes.start_time DESC"])
+    return [r for r in runs if role is None or r.data.tags.get("role") == role]
 
 
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real MLflow tracking server, started as `make server` starts it, over tmp_path/server; its URI."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        ["make", "server", f"PORT={port}", f"STORE={tmp_path / 'server'}"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    uri, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 120
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(f"{uri}/health", timeout=2).read()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "the server did not start"
+                time.sleep(1)
+        yield uri
+    finally:
+        subprocess.run(["pkill", "-TERM", "-s", str(server.pid)])
+        server.wait(timeout=30)

@@ -10,10 +10,16 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from .conftest import TINY, run_cli
+from .conftest import TINY, run_cli, store_runs
 
-FOLDER = ["data=folder", "data.image_size=32", "data.batch_size=16", "trainer.max_epochs=1",
-          "trainer.enable_progress_bar=false", "eval.max_images=8"]
+FOLDER = [
+    "data=folder",
+    "data.image_size=32",
+    "data.batch_size=16",
+    "trainer.max_epochs=1",
+    "trainer.enable_progress_bar=false",
+    "eval.max_images=8",
+]
 
 
 def _images(folder: Path, n: int):
@@ -67,31 +73,38 @@ def _setup_too_few(root):
     _images(root / "COVID-19", 1)
 
 
-@pytest.mark.parametrize("setup, message", [
-    (_setup_missing_class, "for class 'COVID-19' does not exist"),
-    (_setup_empty_class, "holds no images"),
-    (_setup_no_images, "holds no images"),
-    (_setup_corrupt, "1 image(s) could not be read"),
-    (_setup_truncated, "cut.jpg"),
-    (_setup_too_few, "3 images {'Normal': 2, 'COVID-19': 1} are too few to split"),
-])
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        (_setup_missing_class, "for class 'COVID-19' does not exist"),
+        (_setup_empty_class, "holds no images"),
+        (_setup_no_images, "holds no images"),
+        (_setup_corrupt, "1 image(s) could not be read"),
+        (_setup_truncated, "cut.jpg"),
+        (_setup_too_few, "3 images {'Normal': 2, 'COVID-19': 1} are too few to split"),
+    ],
+)
 def test_bad_data_folders(tmp_path, setup, message):
     root = tmp_path / "cxr"
     setup(root)
-    result = run_cli(*FOLDER, f"data.root={root}", f"tracking.dir={tmp_path / 'mlruns'}",
-                     f"hydra.run.dir={tmp_path / 'out'}")
+    result = run_cli(
+        *FOLDER, f"data.root={root}", f"tracking.dir={tmp_path / 'mlruns'}", f"hydra.run.dir={tmp_path / 'out'}"
+    )
     _assert_clean_failure(result, tmp_path, message)
 
 
 def test_unreadable_images_can_be_skipped_and_are_counted(tmp_path):
     root = tmp_path / "cxr"
     _setup_corrupt(root)
-    result = run_cli(*FOLDER, f"data.root={root}", "data.skip_unreadable=true", f"tracking.dir={tmp_path / 'mlruns'}",
-                     f"hydra.run.dir={tmp_path / 'out'}")
+    result = run_cli(
+        *FOLDER,
+        f"data.root={root}",
+        "data.skip_unreadable=true",
+        f"tracking.dir={tmp_path / 'mlruns'}",
+        f"hydra.run.dir={tmp_path / 'out'}",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
-    job = [r for r in client.search_runs([client.get_experiment_by_name("default").experiment_id])
-           if r.data.tags["role"] == "attack"][0]
+    job = store_runs(tmp_path / "mlruns", role="attack")[0]
     assert job.data.params["data.skipped_images"] == "1"
 
 
@@ -106,8 +119,12 @@ def test_a_checkpoint_of_another_model_is_refused(tmp_path):
 
 
 def test_an_unreachable_tracking_server(tmp_path):
-    result = run_cli(*TINY, "tracking.uri=http://127.0.0.1:9", f"tracking.dir={tmp_path / 'mlruns'}",
-                     f"hydra.run.dir={tmp_path / 'out'}")
+    result = run_cli(
+        *TINY,
+        "tracking.uri=http://127.0.0.1:9",
+        f"tracking.dir={tmp_path / 'mlruns'}",
+        f"hydra.run.dir={tmp_path / 'out'}",
+    )
     _assert_clean_failure(result, tmp_path, "the MLflow tracking server at http://127.0.0.1:9 does not answer")
 
 

@@ -5,34 +5,42 @@ import pytest
 from .conftest import run_cli
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["attack.eps=-0.1"], "attack.eps=-0.1 is out of range"),
-    (["attack=pgd", "attack.eps=2"], "attack.eps=2 is out of range"),
-    (["attack=st", "attack.eps=0.03"], "attack st has no epsilon"),
-    (["model=inception_v3", "data.image_size=64"], "data.image_size=64 is too small for inception_v3, which needs at least 75 px"),
-    (["data=folder"], "data.root is not set"),
-    (["data=folder", "data.root=/no/such/folder"], "data.root='/no/such/folder' is not a directory"),
-    (["model.name=resnet19"], "model 'resnet19' is not registered"),
-    (["data.task=three_class"], "data.task='three_class' is not a task"),
-    (["defense=jpeg", "defense.preprocessor.apply_fit=true"], "a preprocessor defense applies when the model predicts"),
-    (["defense=gaussian_noise", "defense.evaluations=[oblivious]"], "its evaluations must include bpda_eot"),
-    (["defense=adv_train_pgd", "defense.training.method=trades"], "defense.training.method='trades' is not known"),
-    (["defense=jpeg", "defense.preprocessor._target_=art.defences.preprocessor.NoSuchThing"], "its preprocessor cannot be built"),
-    (["attack.source_model=resnet19"], "attack.source_model='resnet19' is not a model config"),
-    (["defense=jpeg", "defense.preprocessor._target_=os.system"], "is not one of ART's preprocessors"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["attack.eps=-0.1"], "attack.eps=-0.1 is out of range"),
+        (["attack=pgd", "attack.eps=2"], "attack.eps=2 is out of range"),
+        (["attack=st", "attack.eps=0.03"], "attack st has no epsilon"),
+        (["model=inception_v3", "data.image_size=64"], "too small for inception_v3, which needs at least 75 px"),
+        (["data=folder"], "data.root is not set"),
+        (["data=folder", "data.root=/no/such/folder"], "data.root='/no/such/folder' is not a directory"),
+        (["model.name=resnet19"], "model 'resnet19' is not registered"),
+        (["data.task=three_class"], "data.task='three_class' is not a task"),
+        (["defense=jpeg", "defense.preprocessor.apply_fit=true"], "applies when the model predicts"),
+        (["defense=gaussian_noise", "defense.evaluations=[oblivious]"], "its evaluations must include bpda_eot"),
+        (["defense=adv_train_pgd", "defense.training.method=trades"], "defense.training.method='trades' is not known"),
+        (["defense=jpeg", "defense.preprocessor._target_=art.defences.preprocessor.Nothing"], "cannot be built"),
+        (["attack.source_model=resnet19"], "attack.source_model='resnet19' is not a model config"),
+        (["defense=jpeg", "defense.preprocessor._target_=os.system"], "is not one of ART's preprocessors"),
+    ],
+)
 def test_bad_values_stop_before_training_with_one_sentence(tmp_path, overrides, message):
-    result = run_cli("trainer.max_epochs=1", f"tracking.dir={tmp_path / 'mlruns'}", f"hydra.run.dir={tmp_path / 'out'}", *overrides)
+    result = run_cli(
+        "trainer.max_epochs=1", f"tracking.dir={tmp_path / 'mlruns'}", f"hydra.run.dir={tmp_path / 'out'}", *overrides
+    )
     assert result.returncode == 2
     assert message in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: ")
     assert not (tmp_path / "mlruns").exists()  # stopped before any store, run or training
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["model=resnet19"], "Could not find 'model/resnet19'"),
-    (["attack.epss=0.1"], "Key 'epss' is not in struct"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["model=resnet19"], "Could not find 'model/resnet19'"),
+        (["attack.epss=0.1"], "Key 'epss' is not in struct"),
+    ],
+)
 def test_unknown_names_and_keys_are_refused_by_hydra(tmp_path, overrides, message):
     result = run_cli(f"tracking.dir={tmp_path / 'mlruns'}", f"hydra.run.dir={tmp_path / 'out'}", *overrides)
     assert result.returncode != 0 and message in result.stderr
@@ -47,8 +55,14 @@ def test_params_prints_table_one():
 
 
 def test_a_bad_job_stops_the_whole_sweep_before_any_training(tmp_path):
-    result = run_cli("-m", "attack=fgsm", "attack.eps=0.01,2", "trainer.max_epochs=1",
-                     f"tracking.dir={tmp_path / 'mlruns'}", f"hydra.sweep.dir={tmp_path / 'multirun'}")
+    result = run_cli(
+        "-m",
+        "attack=fgsm",
+        "attack.eps=0.01,2",
+        "trainer.max_epochs=1",
+        f"tracking.dir={tmp_path / 'mlruns'}",
+        f"hydra.sweep.dir={tmp_path / 'multirun'}",
+    )
     assert result.returncode == 2
     assert "job #1 of 2 (attack=fgsm attack.eps=2" in result.stderr and "is out of range" in result.stderr
     assert not (tmp_path / "mlruns").exists()  # job #0 did not run either

@@ -115,8 +115,12 @@ def test_folder_source_on_real_chest_xrays():
     assert len(test) == round(0.2 * n) and abs(test.mean() - 834 / n) < 0.01  # stratified 80/20
     assert len(dm.splits["val"].labels) == round(0.1 * (n - len(test)))
     # Four Normal images are posted twice; with dedupe off two of them leak into the test split.
-    assert dm.split_metrics() == {"test_near_duplicates_in_train": 2, "near_duplicate_groups": 4,
-                                  "near_duplicate_images": 8, "near_duplicate_groups_mixed_labels": 0}
+    assert dm.split_metrics() == {
+        "test_near_duplicates_in_train": 2,
+        "near_duplicate_groups": 4,
+        "near_duplicate_images": 8,
+        "near_duplicate_groups_mixed_labels": 0,
+    }
     deduped = CXRDataModule(source="folder", root=str(SHARED_CXR), task="binary", image_size=32, seed=0)
     deduped.setup()  # a cache hit: images and hashes come from the entry the first load wrote
     assert deduped.split_metrics()["test_near_duplicates_in_train"] == 0
@@ -182,8 +186,14 @@ def test_near_duplicates_are_grouped_and_unrelated_images_are_not(tmp_path):
     images, labels, paths, _ = read_folder(tmp_path, TASKS["binary"], {}, 32)
     groups = near_duplicate_groups(image_hashes(images), CXRDataModule.dedupe_distance)
     group_of = {p.stem: g for p, g in zip(paths, groups)}
-    for copy, original in (("0-copy0", "0"), ("0-copy1", "0"), ("1-copy1", "1"), ("2-copy2", "2"), ("8-copy0", "8"),
-                           ("3-filed-twice", "3")):
+    for copy, original in (
+        ("0-copy0", "0"),
+        ("0-copy1", "0"),
+        ("1-copy1", "1"),
+        ("2-copy2", "2"),
+        ("8-copy0", "8"),
+        ("3-filed-twice", "3"),
+    ):
         assert group_of[copy] == group_of[original], copy
     assert len(set(groups)) == 16  # 16 different images: no two of them share a group
     assert mixed_label_groups(labels, groups) == 1
@@ -200,8 +210,12 @@ def test_dedupe_keeps_near_duplicates_in_one_split(tmp_path):
     for k, name in enumerate(("train", "val", "test")):
         split_of[dm.indices[name]] = k
     assert all(len(set(split_of[dm.groups == g])) == 1 for g in range(30))  # no pair straddles two splits
-    assert dm.split_metrics() == {"test_near_duplicates_in_train": 0, "near_duplicate_groups": 30,
-                                  "near_duplicate_images": 60, "near_duplicate_groups_mixed_labels": 0}
+    assert dm.split_metrics() == {
+        "test_near_duplicates_in_train": 0,
+        "near_duplicate_groups": 30,
+        "near_duplicate_images": 60,
+        "near_duplicate_groups_mixed_labels": 0,
+    }
     assert {k: len(s.labels) for k, s in dm.splits.items()} == {"train": 42, "val": 6, "test": 12}
     assert np.bincount(dm.splits["test"].labels).tolist() == [6, 6]  # stratified by group
 

@@ -1,15 +1,10 @@
 """The same config and seed on the CPU give the same numbers, run after run, trained or loaded."""
 
-from mlflow.tracking import MlflowClient
-
-from .conftest import TINY, run_cli
+from .conftest import TINY, run_cli, store_runs
 
 
 def _metrics(store) -> list[dict]:
-    client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("default").experiment_id], "tags.role = 'attack'",
-                              order_by=["attributes.start_time ASC"])
-    return [r.data.metrics for r in runs]
+    return [r.data.metrics for r in reversed(store_runs(store, role="attack"))]
 
 
 def test_one_config_measures_the_same_in_a_new_store_and_from_the_cache(tmp_path):
@@ -17,8 +12,16 @@ def test_one_config_measures_the_same_in_a_new_store_and_from_the_cache(tmp_path
     and the attack (here with a random start) must not see the difference."""
     a, b = tmp_path / "a", tmp_path / "b"
     for store, run in ((a, "trains"), (b, "trains"), (a, "loads")):
-        result = run_cli(*TINY, "attack=pgd", "attack.num_random_init=1", "eval.max_images=32", "seed=7",
-                         "resume=false", f"tracking.dir={store}", f"hydra.run.dir={tmp_path / 'out'}")
+        result = run_cli(
+            *TINY,
+            "attack=pgd",
+            "attack.num_random_init=1",
+            "eval.max_images=32",
+            "seed=7",
+            "resume=false",
+            f"tracking.dir={store}",
+            f"hydra.run.dir={tmp_path / 'out'}",
+        )
         assert result.returncode == 0, result.stderr[-2000:]
         assert ("reusing the trained" in result.stdout + result.stderr) == (run == "loads")
     (first, loaded), (second,) = _metrics(a), _metrics(b)

@@ -4,12 +4,16 @@ import pytorch_lightning as pl
 import torch
 from art.attacks.attack import EvasionAttack
 
-from covid_robustness.attacks import factory
+from covid_robustness.attacks import ATTACKS
 from covid_robustness.data.datamodule import CXRDataModule
 from covid_robustness.evaluation.callback import AdversarialEvaluation
-from covid_robustness.evaluation.passes import PassCounter
 from covid_robustness.evaluation.checks import AttackCheckError, EvalModeGuard, check_adversarial_batch
+from covid_robustness.evaluation.evaluate import evaluate
+from covid_robustness.evaluation.passes import PassCounter
 from covid_robustness.models.module import CXRClassifier
+from covid_robustness.registry import Registry
+
+from .conftest import quiet_trainer
 
 
 def test_checks_pass_a_valid_batch_and_catch_each_violation():
@@ -67,10 +71,31 @@ def tiny():
 
 
 def _evaluate(dm, module, attack_cfg):
-    evaluation = AdversarialEvaluation(attack_cfg, 32, 2, dm.positive_class, max_images=24, batch_size=8)
-    pl.Trainer(accelerator="cpu", logger=False, callbacks=[evaluation], enable_progress_bar=False,
-               enable_model_summary=False).test(module, datamodule=dm, verbose=False)
-    return evaluation
+    """Through the Lightning callback, as a job runs it."""
+    evaluation = AdversarialEvaluation(attack_cfg, 2, dm.positive_class, max_images=24, batch_size=8)
+    quiet_trainer(callbacks=[evaluation]).test(module, datamodule=dm, verbose=False)
+    return evaluation.result
+
+
+def test_evaluate_needs_no_lightning_loop_and_agrees_with_the_callback(tiny):
+    dm, module = tiny
+    direct = evaluate(
+        module.net,
+        dm.splits["test"].tensors(),
+        {"name": "fgsm", "eps": 4 / 255},
+        2,
+        dm.positive_class,
+        max_images=24,
+        batch_size=8,
+        progress=False,
+    )
+    through_callback = _evaluate(dm, module, {"name": "fgsm", "eps": 4 / 255})
+    same = {k: v for k, v in direct.metrics.items() if k != "attack_seconds"}
+    assert same == {k: v for k, v in through_callback.metrics.items() if k != "attack_seconds"}
+    # The callback adds the test loop's accuracy to the untrained-model check's reasons.
+    assert {k: v for k, v in direct.tags.items() if k != "untrained_model_reason"} == {
+        k: v for k, v in through_callback.tags.items() if k != "untrained_model_reason"
+    }
 
 
 def test_pass_counter_counts_images_through_the_model():
@@ -96,14 +121,22 @@ def test_callback_measures_a_real_attack(tiny):
     assert all(p.requires_grad for p in module.parameters())  # weights frozen for the attack only
 
 
-@pytest.mark.parametrize("attack, message", [
-    (_LeavesTheBall, "left the epsilon ball"),
-    (_TrainsWhileAttacking, "training mode"),
-])
+@pytest.mark.parametrize(
+    "attack, message",
+    [
+        (_LeavesTheBall, "left the epsilon ball"),
+        (_TrainsWhileAttacking, "training mode"),
+    ],
+)
 def test_callback_stops_a_broken_attack(tiny, monkeypatch, attack, message):
     dm, module = tiny
-    builder = (lambda clf, eps, params: attack(clf, eps)) if attack is _LeavesTheBall else \
-        (lambda clf, eps, params: attack(estimator=clf))
-    monkeypatch.setitem(factory.BUILDERS, ("broken", "art"), (builder, False, True))
+    builder = (
+        (lambda clf, eps, params: attack(clf, eps))
+        if attack is _LeavesTheBall
+        else (lambda clf, eps, params: attack(estimator=clf))
+    )
+    broken = Registry("implementation of attack broken")
+    broken.register("art", needs_eps=False, takes_eps=True, label="broken")(builder)
+    monkeypatch.setitem(ATTACKS, "broken", broken)
     with pytest.raises(AttackCheckError, match=message):
         _evaluate(dm, module, {"name": "broken", "eps": 4 / 255})

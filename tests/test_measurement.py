@@ -3,7 +3,6 @@ ART's rule, untrained models, and BatchNorm statistics in adversarial training."
 
 import numpy as np
 import pytest
-import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
 from torch import nn
@@ -13,8 +12,8 @@ from covid_robustness.data.datamodule import CXRDataModule
 from covid_robustness.defenses.adversarial_training import adversarial_batch
 from covid_robustness.defenses.transforms import build_defense
 from covid_robustness.errors import ConfigError
-from covid_robustness.evaluation.callback import AdversarialEvaluation, untrained_reason
 from covid_robustness.evaluation.checks import AttackCheckError, check_not_above_clean
+from covid_robustness.evaluation.evaluate import evaluate, untrained_reason
 from covid_robustness.models.module import CXRClassifier, Normalized
 
 from .conftest import make_cfg
@@ -48,11 +47,17 @@ def weak(dm):
 
 
 def _evaluate(dm, module, attack: dict, defense=None, batch_size: int = 8, max_images: int = 32):
-    evaluation = AdversarialEvaluation(attack, 32, 2, dm.positive_class, max_images=max_images,
-                                       batch_size=batch_size, defense=defense)
-    pl.Trainer(accelerator="cpu", logger=False, callbacks=[evaluation], enable_progress_bar=False,
-               enable_model_summary=False).test(module, datamodule=dm, verbose=False)
-    return evaluation
+    return evaluate(
+        module.net,
+        dm.splits["test"].tensors(),
+        attack,
+        2,
+        dm.positive_class,
+        max_images=max_images,
+        batch_size=batch_size,
+        defense=defense,
+        progress=False,
+    )
 
 
 def test_an_attack_that_helps_the_model_cannot_raise_its_accuracy(dm, weak):
@@ -89,11 +94,13 @@ def test_a_random_defense_counts_no_noise_as_an_attack(dm, trained):
 
 def test_random_defense_predictions_are_majority_votes(dm, trained, monkeypatch):
     from covid_robustness.defenses import transforms
+
     defense = _noise(0.1, 7)
     calls = []
     original = transforms.PyTorchClassifier.predict
-    monkeypatch.setattr(transforms.PyTorchClassifier, "predict",
-                        lambda self, x, **kw: calls.append(len(x)) or original(self, x, **kw))
+    monkeypatch.setattr(
+        transforms.PyTorchClassifier, "predict", lambda self, x, **kw: calls.append(len(x)) or original(self, x, **kw)
+    )
     defended, _ = transforms.build_classifiers(trained.net, defense, 32, 2)
     x = dm.splits["test"].tensors().tensors[0][:10].numpy()
     state = np.random.get_state()[1].copy()
@@ -124,7 +131,11 @@ def test_st_at_arts_rule_takes_one_transform_for_all_attacked_images(dm, trained
     """ART's rule: one transform for the whole attacked set, so eval.batch_size cannot change the result."""
     cfg = OmegaConf.to_container(make_cfg("attack=st_art_rule", f"attack.impl={impl}").attack, resolve=True)
     if impl == "art":
-        cfg = {k: v for k, v in cfg.items() if k not in ("per_image", "vertical_translation", "interpolation", "batch_size")}
+        cfg = {
+            k: v
+            for k, v in cfg.items()
+            if k not in ("per_image", "vertical_translation", "interpolation", "batch_size")
+        }
     small, large = (_evaluate(dm, trained, cfg, batch_size=b) for b in (5, 32))
     assert small.metrics["adversarial_accuracy"] == large.metrics["adversarial_accuracy"]
     ex = small.examples
@@ -166,6 +177,8 @@ def test_the_attack_draws_the_same_random_numbers_whatever_ran_before(dm, traine
     for before in (1, 2):
         np.random.seed(before)
         torch.manual_seed(before)
-        results.append(_evaluate(dm, trained, {"name": "pgd", "eps": 8 / 255, "max_iter": 2, "num_random_init": 1}).metrics)
+        results.append(
+            _evaluate(dm, trained, {"name": "pgd", "eps": 8 / 255, "max_iter": 2, "num_random_init": 1}).metrics
+        )
     for name in ("adversarial_accuracy", "linf_mean", "l2_mean", "l2_max"):
         assert results[0][name] == results[1][name], name

@@ -1,21 +1,24 @@
 """Jobs in parallel processes share one store and one training, and lose nothing."""
 
-from mlflow.tracking import MlflowClient
-
 from .conftest import TINY, run_cli
-
-
-def _runs(store, study):
-    client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
-    exp = client.get_experiment_by_name(study)
-    return client.search_runs([exp.experiment_id], max_results=100)
+from .conftest import store_runs as _runs
 
 
 def test_four_joblib_workers_eight_jobs_one_store_one_training(tmp_path):
     store = tmp_path / "mlruns"
-    result = run_cli("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=4", "model=resnet18", "attack=fgsm,pgd",
-                     "attack.eps=0.01,0.02,0.03,0.04", *TINY, "eval.max_images=16", "study=parallel",
-                     f"tracking.dir={store}", f"hydra.sweep.dir={tmp_path / 'multirun'}")
+    result = run_cli(
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=4",
+        "model=resnet18",
+        "attack=fgsm,pgd",
+        "attack.eps=0.01,0.02,0.03,0.04",
+        *TINY,
+        "eval.max_images=16",
+        "study=parallel",
+        f"tracking.dir={store}",
+        f"hydra.sweep.dir={tmp_path / 'multirun'}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "database is locked" not in result.stdout + result.stderr
     runs = _runs(store, "parallel")
@@ -29,9 +32,18 @@ def test_four_joblib_workers_eight_jobs_one_store_one_training(tmp_path):
 
 def test_submitit_local_launcher_runs_the_jobs(tmp_path):
     store = tmp_path / "mlruns"
-    result = run_cli("-m", "hydra/launcher=submitit_local", "model=resnet18", "attack=fgsm", "attack.eps=0.01,0.03",
-                     *TINY, "eval.max_images=16", "study=submitit", f"tracking.dir={store}",
-                     f"hydra.sweep.dir={tmp_path / 'multirun'}")
+    result = run_cli(
+        "-m",
+        "hydra/launcher=submitit_local",
+        "model=resnet18",
+        "attack=fgsm",
+        "attack.eps=0.01,0.03",
+        *TINY,
+        "eval.max_images=16",
+        "study=submitit",
+        f"tracking.dir={store}",
+        f"hydra.sweep.dir={tmp_path / 'multirun'}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = [r for r in _runs(store, "submitit") if r.data.tags["role"] == "attack"]
     assert sorted(r.data.params["attack.eps"] for r in jobs) == ["0.01", "0.03"]

@@ -23,12 +23,27 @@ def _jobs(client, status=None):
 
 def test_sigkill_then_rerun_finishes_missing_cells_without_duplicates(tmp_path):
     store = tmp_path / "mlruns"
-    args = ["-m", "model=resnet18", "attack=fgsm", f"attack.eps={EPS}", *TINY, "eval.max_images=16", "study=resume",
-            f"tracking.dir={store}", f"hydra.sweep.dir={tmp_path / 'multirun'}"]
+    args = [
+        "-m",
+        "model=resnet18",
+        "attack=fgsm",
+        f"attack.eps={EPS}",
+        *TINY,
+        "eval.max_images=16",
+        "study=resume",
+        f"tracking.dir={store}",
+        f"hydra.sweep.dir={tmp_path / 'multirun'}",
+    ]
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     with open(tmp_path / "first.log", "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "covid_robustness", *args], cwd=ROOT, env=env,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "covid_robustness", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
     deadline = time.monotonic() + 600
     while True:  # kill as soon as two cells are done and a third has started
@@ -55,7 +70,7 @@ def test_sigkill_then_rerun_finishes_missing_cells_without_duplicates(tmp_path):
     assert len(failed) == 1 and failed[0].data.tags["error"].startswith("interrupted")
     assert failed[0].data.tags["cell_key"] in cells  # the interrupted cell was redone
     assert not _jobs(client, "RUNNING")
-    assert f"already finished" in result.stdout + result.stderr
+    assert "already finished" in result.stdout + result.stderr
     exp = client.get_experiment_by_name("resume")
     trainings = client.search_runs([exp.experiment_id], "tags.role = 'training'")
     assert [r.info.status for r in trainings] == ["FINISHED"]  # trained before the kill, reused after

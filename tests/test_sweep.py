@@ -4,22 +4,43 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from .conftest import TINY, run_cli
+from .conftest import TINY, run_cli, store_runs
 
-METRICS = {"clean_accuracy", "adversarial_accuracy", "attack_success_rate", "covid_sensitivity_clean",
-           "covid_sensitivity_adversarial", "linf_mean", "linf_max", "l2_mean", "l2_max", "attack_seconds",
-           "test/acc", "test/sensitivity", "test/specificity", "test/auroc"}
+METRICS = {
+    "clean_accuracy",
+    "adversarial_accuracy",
+    "attack_success_rate",
+    "covid_sensitivity_clean",
+    "covid_sensitivity_adversarial",
+    "linf_mean",
+    "linf_max",
+    "l2_mean",
+    "l2_max",
+    "attack_seconds",
+    "test/acc",
+    "test/sensitivity",
+    "test/specificity",
+    "test/auroc",
+}
 
 
 def test_multirun_trains_each_model_once_and_tracks_every_job(tmp_path):
     store = tmp_path / "mlruns"
-    result = run_cli("-m", "model=resnet18,wrn16_8", "attack=fgsm,pgd", "attack.eps=0.01,0.03", *TINY,
-                     "eval.max_images=16", "study=e2e", f"tracking.dir={store}", f"hydra.sweep.dir={tmp_path / 'multirun'}")
+    result = run_cli(
+        "-m",
+        "model=resnet18,wrn16_8",
+        "attack=fgsm,pgd",
+        "attack.eps=0.01,0.03",
+        *TINY,
+        "eval.max_images=16",
+        "study=e2e",
+        f"tracking.dir={store}",
+        f"hydra.sweep.dir={tmp_path / 'multirun'}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
 
+    runs = store_runs(store, "e2e")
     client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("e2e")
-    runs = client.search_runs([exp.experiment_id], max_results=100)
     training = {r.info.run_id: r for r in runs if r.data.tags.get("role") == "training"}
     jobs = [r for r in runs if r.data.tags.get("role") == "attack"]
     assert len(training) == 2 and len(jobs) == 8
@@ -47,3 +68,42 @@ def test_multirun_trains_each_model_once_and_tracks_every_job(tmp_path):
     for run in training.values():  # the training run holds the curves
         history = client.get_metric_history(run.info.run_id, "val/acc")
         assert len(history) == 1 and Path(run.data.tags["checkpoint"]).is_file()
+        assert run.data.metrics["model_parameters"] > 0 and run.data.tags["model_label"] in ("RN-18", "WRN-16-8")
+
+    # The UI names the data: a dataset input per run, the same digest for every job of one data config.
+    digests = {i.dataset.digest for j in jobs for i in client.get_run(j.info.run_id).inputs.dataset_inputs}
+    assert len(digests) == 1
+    # Each trained model is listed in the Models tab with its parameter counts.
+    models = client.search_logged_models([client.get_experiment_by_name("e2e").experiment_id])
+    assert sorted(m.source_run_id for m in models) == sorted(training)
+    assert all(int(m.params["parameters"]) > 0 for m in models)
+
+    # A quiet console that ends with the answer: no Lightning tip or banner, no ART INFO line, no deprecation.
+    console = result.stdout + result.stderr
+    for noise in ("Tip:", "GPU available", "Success rate of", "deprecated", "Testing DataLoader"):
+        assert noise not in console, noise
+    table = result.stdout[result.stdout.index("study e2e: 8 of 8 cells finished") :]
+    assert len([line for line in table.splitlines() if line.startswith(("resnet18 ", "wrn16_8 "))]) == 8
+    assert "make ui" in table and "make report STUDY=e2e" in table
+
+
+def test_jobs_of_a_sweep_leave_the_masking_flags_to_its_end(tmp_path):
+    from covid_robustness.masking_tags import flag_masking
+    from covid_robustness.run import run
+    from covid_robustness.tracking import Tracker
+
+    from .conftest import make_cfg
+
+    cfgs = [
+        make_cfg("attack=fgsm", f"attack.eps={eps}", "eval.max_images=16", tmp_path=tmp_path) for eps in (0.01, 0.03)
+    ]
+    for cfg in cfgs:
+        run(cfg, sweep=True)
+    jobs = store_runs(tmp_path / "mlruns", role="attack")
+    assert len(jobs) == 2 and not any("gradient_masking" in j.data.tags for j in jobs)  # no job wrote on another
+    flag_masking(Tracker.from_config(cfgs[0]))  # what the sweep's end does
+    assert all(
+        j.data.tags["gradient_masking"] in ("true", "false") for j in store_runs(tmp_path / "mlruns", role="attack")
+    )
+    run(make_cfg("attack=fgsm", "attack.eps=0.02", "eval.max_images=16", tmp_path=tmp_path))  # a job run alone
+    assert all("gradient_masking" in j.data.tags for j in store_runs(tmp_path / "mlruns", role="attack"))

@@ -31,7 +31,9 @@ def test_adversarial_training_is_in_the_training_key_and_test_time_defenses_are_
     from covid_robustness.training_cache import cell_key
 
     base = make_cfg()
-    assert training_key(make_cfg("defense=jpeg")) == training_key(make_cfg("defense=gaussian_noise")) == training_key(base)
+    assert (
+        training_key(make_cfg("defense=jpeg")) == training_key(make_cfg("defense=gaussian_noise")) == training_key(base)
+    )
     keys = {training_key(make_cfg(f"defense={d}")) for d in ("adv_train_pgd", "adv_train_pgd3", "adv_train_fgsm_rs")}
     assert len(keys) == 3 and training_key(base) not in keys
     cells = {cell_key(make_cfg(f"defense={d}")) for d in ("none", "jpeg", "gaussian_noise", "adv_train_pgd")}

@@ -27,12 +27,16 @@ def cache_key(root: Path, paths: list[Path], size: int, classes, class_dirs: dic
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
-def read_folder_cached(root, classes, class_dirs: dict, size: int, skip_unreadable: bool = False,
-                       cache_dir: str | Path | None = None):
+def read_folder_cached(
+    root, classes, class_dirs: dict, size: int, skip_unreadable: bool = False, cache_dir: str | Path | None = None
+):
     """(images, labels, perceptual hashes, skipped), decoded and hashed only when no entry matches."""
     root = Path(root)
     paths, _ = list_images(root, tuple(classes), dict(class_dirs))
-    path = Path(cache_dir or default_cache_dir()) / f"{cache_key(root, paths, size, classes, class_dirs, skip_unreadable)}.npz"
+    path = (
+        Path(cache_dir or default_cache_dir())
+        / f"{cache_key(root, paths, size, classes, class_dirs, skip_unreadable)}.npz"
+    )
     if path.is_file():
         with np.load(path) as f:
             return f["images"], f["labels"], f["hashes"], int(f["skipped"])

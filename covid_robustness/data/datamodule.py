@@ -7,7 +7,9 @@ Images stay uint8 in memory and become float [0, 1] tensors of shape 1 x H x W; 
 the model's job, so attacks and their epsilons live in pixel space.
 """
 
+import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
@@ -16,10 +18,17 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, TensorDataset
 
 from ..errors import ConfigError
-from .classes import COVID, task_classes
 from .cache import read_folder_cached
-from .duplicates import (HASH_BITS, count_leaked, group_labels, group_members, image_hashes,
-                         mixed_label_groups, near_duplicate_groups)
+from .classes import COVID, task_classes
+from .duplicates import (
+    HASH_BITS,
+    count_leaked,
+    group_labels,
+    group_members,
+    image_hashes,
+    mixed_label_groups,
+    near_duplicate_groups,
+)
 from .folder import read_folder
 from .synthetic import synthetic_dataset
 
@@ -64,14 +73,17 @@ class CXRDataModule(pl.LightningDataModule):
             if not 0 < getattr(self, name) < 1:
                 raise ConfigError(f"data.{name}={getattr(self, name)} must lie strictly between 0 and 1.")
         if not 0 <= self.dedupe_distance < HASH_BITS:
-            raise ConfigError(f"data.dedupe_distance={self.dedupe_distance} must be a number of differing hash bits "
-                              f"from 0 to {HASH_BITS - 1}; 28 groups re-encoded, brightened or resized copies, not different X-rays.")
+            raise ConfigError(
+                f"data.dedupe_distance={self.dedupe_distance} must be a number of differing hash bits "
+                f"from 0 to {HASH_BITS - 1}; 28 groups re-encoded, brightened or resized copies, not different X-rays."
+            )
         self.splits: dict[str, Split] = {}
         self.indices: dict[str, np.ndarray] = {}  # split -> indices into the source's images
         self.hashes: np.ndarray | None = None  # folder only: packed perceptual hash per image
         self.groups: np.ndarray | None = None  # folder only: near-duplicate group id per image
         self.labels: np.ndarray | None = None  # every image's label, in the source's order
         self.skipped = 0
+        self._digest: str | None = None
 
     @property
     def num_classes(self) -> int:
@@ -85,14 +97,18 @@ class CXRDataModule(pl.LightningDataModule):
         if self.source == "synthetic":
             return synthetic_dataset(self.n_images, self.classes, self.image_size, self.seed)
         if self.root is None:
-            raise ConfigError("data.root is not set; give the folder that holds the class folders, e.g. data.root=../shared/data/cxr.")
+            raise ConfigError(
+                "data.root is not set; give the folder that holds the class folders, e.g. data.root=../shared/data/cxr."
+            )
         if not self.cache:
             images, labels, _, self.skipped = read_folder(
-                self.root, self.classes, self.class_dirs, self.image_size, self.skip_unreadable)
+                self.root, self.classes, self.class_dirs, self.image_size, self.skip_unreadable
+            )
             self.hashes = image_hashes(images)
             return images, labels
         images, labels, self.hashes, self.skipped = read_folder_cached(
-            self.root, self.classes, self.class_dirs, self.image_size, self.skip_unreadable, self.cache_dir)
+            self.root, self.classes, self.class_dirs, self.image_size, self.skip_unreadable, self.cache_dir
+        )
         return images, labels
 
     def setup(self, stage: str | None = None):
@@ -110,18 +126,30 @@ class CXRDataModule(pl.LightningDataModule):
         members, unit_labels = group_members(units), group_labels(labels, units)
         idx = np.arange(len(members))
         try:
-            train, test = train_test_split(idx, test_size=self.test_fraction, stratify=unit_labels, random_state=self.seed)
-            train, val = train_test_split(train, test_size=self.val_fraction, stratify=unit_labels[train], random_state=self.seed)
+            train, test = train_test_split(
+                idx, test_size=self.test_fraction, stratify=unit_labels, random_state=self.seed
+            )
+            train, val = train_test_split(
+                train, test_size=self.val_fraction, stratify=unit_labels[train], random_state=self.seed
+            )
         except ValueError as err:
             counts = dict(zip(self.classes, np.bincount(labels, minlength=self.num_classes).tolist()))
-            grouped = (f"; near-duplicates make them {len(members)} groups that cannot be parted "
-                       "(data.dedupe=false splits single images)") if len(members) < len(labels) else ""
+            grouped = (
+                (
+                    f"; near-duplicates make them {len(members)} groups that cannot be parted "
+                    "(data.dedupe=false splits single images)"
+                )
+                if len(members) < len(labels)
+                else ""
+            )
             raise ConfigError(
                 f"{len(labels)} images {counts} are too few to split with test_fraction={self.test_fraction} and "
                 f"val_fraction={self.val_fraction}: every split needs images of every class{grouped} ({err})."
             ) from err
-        self.indices = {name: np.concatenate([members[u] for u in split])
-                        for name, split in (("train", train), ("val", val), ("test", test))}
+        self.indices = {
+            name: np.concatenate([members[u] for u in split])
+            for name, split in (("train", train), ("val", val), ("test", test))
+        }
         self.splits = {name: Split(images[i], labels[i]) for name, i in self.indices.items()}
 
     def split_metrics(self) -> dict[str, float]:
@@ -136,11 +164,60 @@ class CXRDataModule(pl.LightningDataModule):
             return {}
         sizes = np.bincount(self.groups)
         return {
-            "test_near_duplicates_in_train": float(count_leaked(
-                self.hashes, self.indices["test"], self.indices["train"], self.dedupe_distance)),
+            "test_near_duplicates_in_train": float(
+                count_leaked(self.hashes, self.indices["test"], self.indices["train"], self.dedupe_distance)
+            ),
             "near_duplicate_groups": float((sizes > 1).sum()),
             "near_duplicate_images": float(sizes[sizes > 1].sum()),
             "near_duplicate_groups_mixed_labels": float(mixed_label_groups(self.labels, self.groups)),
+        }
+
+    def digest(self) -> str:
+        """12 hex digits of a sha256 over the decoded images, their labels and the split each went to.
+
+        Hashes the arrays in memory, once: equal digests mean the same training and test images,
+        whatever folder they came from. The split is part of it because MLflow keeps one profile
+        (split sizes, class counts) per dataset name and digest.
+        """
+        self.setup()
+        if self._digest is None:
+            sha = hashlib.sha256()
+            for name, split in self.splits.items():
+                sha.update(f"{name} {split.images.shape} {split.images.dtype};".encode())
+                for array in (self.indices[name].astype(np.int64), split.images, split.labels.astype(np.int64)):
+                    sha.update(np.ascontiguousarray(array).data)
+            self._digest = sha.hexdigest()[:12]
+        return self._digest
+
+    def dataset_info(self) -> dict:
+        """What a run saw, for MLflow's dataset input: name, source, digest, classes and split sizes.
+
+        source_type "local" makes the MLflow UI show source as a path; the synthetic source is
+        described by the generator settings that determine its images.
+        """
+        self.setup()
+        if self.source == "folder":
+            root = Path(self.root).resolve()
+            name, source_type, source = f"{root.name}-{self.task}", "local", str(root)
+        else:
+            name, source_type = f"synthetic-{self.task}", "synthetic"
+            source = (
+                f"covid_robustness.data.synthetic(n_images={self.n_images}, "
+                f"image_size={self.image_size}, seed={self.seed})"
+            )
+        return {
+            "name": name,
+            "source_type": source_type,
+            "source": source,
+            "digest": self.digest(),
+            "classes": list(self.classes),
+            "image_size": self.image_size,
+            "skipped": self.skipped,
+            "split_sizes": {k: len(s.labels) for k, s in self.splits.items()},
+            "class_counts": {
+                k: dict(zip(self.classes, np.bincount(s.labels, minlength=self.num_classes).tolist()))
+                for k, s in self.splits.items()
+            },
         }
 
     def pixel_stats(self) -> tuple[float, float]:
@@ -152,7 +229,10 @@ class CXRDataModule(pl.LightningDataModule):
         gen = torch.Generator().manual_seed(self.seed)
         data = self.splits[split].tensors()
         return DataLoader(
-            data, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+            data,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
             generator=gen if shuffle else None,
             # A last training batch of one image breaks BatchNorm; the shuffle moves it every epoch.
             drop_last=shuffle and len(data) > self.batch_size,

@@ -31,8 +31,13 @@ def image_hashes(images: np.ndarray) -> np.ndarray:
 def within(a: np.ndarray, b: np.ndarray, max_distance: int) -> np.ndarray:
     """bool len(a) x len(b): which pairs of packed hashes differ in at most max_distance bits."""
     a, b = a.view(np.uint16), b.view(np.uint16)  # a 16-bit popcount table: half the lookups of 8-bit
-    return np.concatenate([_POPCOUNT[a[i:i + _ROWS, None] ^ b[None]].sum(-1, dtype=np.int32) <= max_distance
-                           for i in range(0, len(a), _ROWS)] or [np.zeros((0, len(b)), bool)])
+    return np.concatenate(
+        [
+            _POPCOUNT[a[i : i + _ROWS, None] ^ b[None]].sum(-1, dtype=np.int32) <= max_distance
+            for i in range(0, len(a), _ROWS)
+        ]
+        or [np.zeros((0, len(b)), bool)]
+    )
 
 
 def near_duplicate_groups(hashes: np.ndarray, max_distance: int) -> np.ndarray:

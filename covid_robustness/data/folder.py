@@ -14,14 +14,17 @@ EXTENSIONS = {".jpeg", ".jpg", ".jfif", ".png", ".webp"}
 def list_images(root: Path, classes: tuple[str, ...], class_dirs: dict) -> tuple[list[Path], np.ndarray]:
     """Image paths in a fixed (sorted) order and their labels; stops on a missing or empty class."""
     if not root.is_dir():
-        raise ConfigError(f"data.root={str(root)!r} is not a directory; point it at a folder with one sub-folder per class.")
+        raise ConfigError(
+            f"data.root={str(root)!r} is not a directory; point it at a folder with one sub-folder per class."
+        )
     paths, labels = [], []
     for label, cls in enumerate(classes):
         folder = root / class_dirs.get(cls, cls)
         if not folder.is_dir():
             raise ConfigError(
                 f"class folder {str(folder)!r} for class {cls!r} does not exist; "
-                f"set data.class_dirs.{cls} to its name (found: {sorted(p.name for p in root.iterdir() if p.is_dir())})."
+                f"set data.class_dirs.{cls} to its name "
+                f"(found: {sorted(p.name for p in root.iterdir() if p.is_dir())})."
             )
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in EXTENSIONS and p.is_file())
         if not files:

@@ -18,7 +18,9 @@ def check_adversarial_batch(x: np.ndarray, x_adv: np.ndarray, eps: float | None,
         raise AttackCheckError(f"attack {attack} returned non-finite pixels.")
     lo, hi = float(x_adv.min()), float(x_adv.max())
     if lo < -TOLERANCE or hi > 1 + TOLERANCE:
-        raise AttackCheckError(f"attack {attack} left the valid pixel range [0, 1]: its pixels span [{lo:.4f}, {hi:.4f}].")
+        raise AttackCheckError(
+            f"attack {attack} left the valid pixel range [0, 1]: its pixels span [{lo:.4f}, {hi:.4f}]."
+        )
     if eps is not None:
         linf = float(np.abs(x_adv - x).max())
         if linf > eps + TOLERANCE:
@@ -29,10 +31,11 @@ def check_adversarial_batch(x: np.ndarray, x_adv: np.ndarray, eps: float | None,
 
 def check_not_above_clean(clean_correct: np.ndarray, adversarial_correct: np.ndarray) -> None:
     """An attacked image counts as correct only if its clean image is: the clean image is candidate zero."""
-    if (gained := int((adversarial_correct & ~clean_correct).sum())):
+    if gained := int((adversarial_correct & ~clean_correct).sum()):
         raise AttackCheckError(
             f"{gained} image(s) wrong on the clean input count as correct under attack (adversarial accuracy "
-            f"{adversarial_correct.mean():.3f} vs clean {clean_correct.mean():.3f}); an adversary would submit the clean image."
+            f"{adversarial_correct.mean():.3f} vs clean {clean_correct.mean():.3f}); "
+            "an adversary would submit the clean image."
         )
 
 
@@ -48,13 +51,16 @@ class EvalModeGuard:
         self.offenders: set[str] = set()
 
     def __enter__(self):
-        self.handles = [m.register_forward_pre_hook(self._hook(name or "model")) for name, m in self.net.named_modules()]
+        self.handles = [
+            m.register_forward_pre_hook(self._hook(name or "model")) for name, m in self.net.named_modules()
+        ]
         return self
 
     def _hook(self, name):
         def hook(module, _):
             if module.training:
                 self.offenders.add(name)
+
         return hook
 
     def __exit__(self, *exc):

@@ -6,7 +6,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .callback import Examples  # noqa: E402
+from .evaluate import Examples  # noqa: E402
 
 
 def example_grid(ex: Examples, class_names: tuple[str, ...], title: str):

@@ -1,0 +1,77 @@
+"""What a job prints: one progress bar per training and per attack, warnings that matter, and at the
+end of a sweep a table of what it found. `verbose=true` brings back everything the libraries say."""
+
+import logging
+import warnings
+
+from pytorch_lightning.callbacks import TQDMProgressBar
+
+# Loggers whose INFO lines are banners, tips and per-batch chatter: Lightning's GPU/TPU banner and tips,
+# ART's "Success rate of ... attack" after every batch, MLflow's store set-up lines.
+CHATTY = (
+    "pytorch_lightning.utilities.rank_zero",
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning_fabric.utilities.rank_zero",
+    "art",
+    "mlflow",
+)
+
+
+def quiet(verbose: bool) -> None:
+    """Silence the libraries' banners, INFO lines and deprecation warnings unless verbose."""
+    if verbose:
+        return
+    for name in CHATTY:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for category in (DeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category)
+
+
+class TrainingBar(TQDMProgressBar):
+    """Lightning's bar for the training epochs only: no sanity-check, validation or test bars."""
+
+    def init_sanity_tqdm(self):
+        return self._hidden(super().init_sanity_tqdm())
+
+    def init_validation_tqdm(self):
+        return self._hidden(super().init_validation_tqdm())
+
+    def init_test_tqdm(self):
+        return self._hidden(super().init_test_tqdm())
+
+    @staticmethod
+    def _hidden(bar):
+        bar.disable = True
+        return bar
+
+
+def percent(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
+def cells_table(jobs) -> str:
+    """A sweep's cells, one line each: model, defense, attack, budget, clean and adversarial accuracy, flag."""
+    header = ("model", "defense", "attack", "eps", "clean %", "adversarial %", "masking")
+    rows = [header]
+    for j in sorted(jobs, key=lambda j: (j.model, j.defense, j.attack, j.eps_pixel or 0.0)):
+        budget = (
+            "–"
+            if j.eps is None
+            else (f"{j.eps:g} std" if j.params.get("attack.eps_unit") == "std" else f"{j.eps * 255:.3g}/255")
+        )
+        source = "" if j.source_model is None else f" from {j.source_model}"
+        rows.append(
+            (
+                j.model,
+                j.defense,
+                j.attack + source,
+                budget,
+                percent(j.metrics.get("clean_accuracy")),
+                percent(j.metrics.get("adversarial_accuracy")),
+                "⚠ " + j.masking_reasons[:60] if j.masking else "–",
+            )
+        )
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

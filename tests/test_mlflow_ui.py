@@ -1,0 +1,106 @@
+"""What the MLflow UI shows of a run: its data as a dataset input, its trained model as a logged model."""
+
+import json
+
+import numpy as np
+from mlflow.entities import LoggedModelStatus
+from PIL import Image
+
+from covid_robustness.data import datamodule
+from covid_robustness.data.datamodule import CXRDataModule
+from covid_robustness.tracking import Tracker
+
+TINY_DATA = {"n_images": 40, "image_size": 16, "seed": 1}
+
+
+def _log_dataset_and_model(tracker: Tracker) -> tuple[str, str, dict]:
+    info = CXRDataModule(**TINY_DATA).dataset_info()
+    run_id = tracker.client.create_run(tracker.experiment_id, run_name="train resnet18").info.run_id
+    tracker.log_metrics(run_id, {"val_accuracy": 0.75})
+    tracker.log_dataset(run_id, info)
+    model_id = tracker.log_trained_model(
+        run_id,
+        "resnet18 eps=0.3",
+        {"architecture": "resnet18", "parameters": "11170000", "checkpoint": "/c/k.pt"},
+        metrics={"val_accuracy": 0.75, "test_accuracy": 0.5},
+        tags={"training_key": "k"},
+        dataset=info,
+    )
+    return run_id, model_id, info
+
+
+def _check_store(tracker: Tracker, run_id: str, model_id: str, info: dict) -> None:
+    run = tracker.client.get_run(run_id)
+    [entry] = run.inputs.dataset_inputs
+    dataset = entry.dataset
+    assert (dataset.name, dataset.digest, dataset.source_type) == ("synthetic-binary", info["digest"], "synthetic")
+    assert json.loads(dataset.source) == {"description": info["source"]} and "seed=1" in info["source"]
+    profile = json.loads(dataset.profile)
+    assert profile["split_sizes"] == {"train": 28, "val": 4, "test": 8}
+    assert profile["test_classes"] == {"Normal": 4, "COVID-19": 4} and profile["source"] == info["source"]
+    assert {(t.key, t.value) for t in entry.tags} == {("mlflow.data.context", "test")}
+
+    [model] = tracker.client.search_logged_models([tracker.experiment_id])
+    assert (model.model_id, model.name, model.source_run_id) == (model_id, "resnet18 eps=0-3", run_id)
+    assert model.status == LoggedModelStatus.READY
+    assert model.params == {"architecture": "resnet18", "parameters": "11170000", "checkpoint": "/c/k.pt"}
+    assert model.tags["training_key"] == "k"
+    assert {m.key: m.value for m in model.metrics} == {"val_accuracy": 0.75, "test_accuracy": 0.5}
+    assert {(m.dataset_name, m.dataset_digest) for m in model.metrics} == {(info["name"], info["digest"])}
+    assert [o.model_id for o in run.outputs.model_outputs] == [model_id]
+    # The run's own metric keeps one point: the model's copy reuses its step and timestamp.
+    assert len(tracker.client.get_metric_history(run_id, "val_accuracy")) == 1
+
+
+def test_run_shows_its_dataset_and_trained_model(tmp_path):
+    tracker = Tracker(uri=None, root=tmp_path, experiment="x")
+    _check_store(tracker, *_log_dataset_and_model(tracker))
+
+
+def test_digest_is_equal_for_equal_data_and_changes_with_one_image(monkeypatch):
+    info = CXRDataModule(**TINY_DATA).dataset_info()
+    assert CXRDataModule(**TINY_DATA).dataset_info() == info
+    assert CXRDataModule(**{**TINY_DATA, "seed": 2}).digest() != info["digest"]  # another split, other test images
+    for split, size in info["split_sizes"].items():
+        assert sum(info["class_counts"][split].values()) == size
+    assert sum(info["split_sizes"].values()) == TINY_DATA["n_images"]
+
+    generate = datamodule.synthetic_dataset
+
+    def one_pixel_changed(*args):
+        images, labels = generate(*args)
+        images[7, 3, 3] ^= 1
+        return images, labels
+
+    monkeypatch.setattr(datamodule, "synthetic_dataset", one_pixel_changed)
+    changed = CXRDataModule(**TINY_DATA).dataset_info()
+    assert changed["digest"] != info["digest"] and changed["split_sizes"] == info["split_sizes"]
+
+
+def test_folder_digest_is_the_same_from_the_cache(tmp_path):
+    rng = np.random.default_rng(0)
+    for cls in ("COVID-19", "Normal"):
+        (tmp_path / "cxr" / cls).mkdir(parents=True)
+        for i in range(10):
+            image = rng.integers(0, 255, (20, 20), dtype=np.uint8)
+            Image.fromarray(image).save(tmp_path / "cxr" / cls / f"{i}.png")
+    settings = {
+        "source": "folder",
+        "root": str(tmp_path / "cxr"),
+        "image_size": 16,
+        "dedupe": False,
+        "cache_dir": str(tmp_path / "cache"),
+    }
+    info = CXRDataModule(**settings).dataset_info()
+    assert (info["name"], info["source_type"], info["source"]) == (
+        "cxr-binary",
+        "local",
+        str((tmp_path / "cxr").resolve()),
+    )
+    assert CXRDataModule(**settings).dataset_info()["digest"] == info["digest"]  # read back from the cache
+    assert CXRDataModule(**settings, cache=False).dataset_info()["digest"] == info["digest"]
+
+
+def test_dataset_and_model_through_the_tracking_server(mlflow_server, tmp_path):
+    tracker = Tracker(uri=mlflow_server, root=tmp_path / "local", experiment="x")
+    _check_store(tracker, *_log_dataset_and_model(tracker))
