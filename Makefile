@@ -5,7 +5,7 @@ STORE := $(CURDIR)/mlruns
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: install sweep test ui server params report clean-results
+.PHONY: install sweep test lint ui server params report clean-results
 
 install:  ## create .venv and install the package with its dev extras
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,11 @@ sweep:  ## the smoke study: 2 models x 2 attacks x 3 budgets on synthetic data, 
 
 test:  ## the test suite
 	$(BIN)/python -m pytest -q
+
+lint:  ## ruff (lint and format check) and the import contracts (pyproject.toml)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 ui:  ## the MLflow UI over mlruns/, on 127.0.0.1 only
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(STORE)/mlflow.db --default-artifact-root $(STORE)/artifacts --host $(HOST) --port $(PORT)
