@@ -18,7 +18,7 @@ from .estimate import Estimate, clean_on_test, measured, per_seed, pooled
 from .evalsets import EvalSet, evaluation_sets, key
 from .figures import COLORS, eps_axis, error_bars, seed_dots
 from .intervals import overlap
-from .summary import model_label, model_order
+from .labels import model_label, model_order
 from .tables import DASH, Table, cell, flag_notes, marks
 
 NONE = "none"

@@ -8,16 +8,16 @@ from statistics import mean
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
-from .collect import Job  # noqa: E402
-from .estimate import Estimate, measured  # noqa: E402
-from .labels import attack_label  # noqa: E402
-from .summary import CLEAN, Row, model_label, model_order, sweeps  # noqa: E402
-from .tables import UNTRAINED  # noqa: E402
+from .collect import Job
+from .estimate import Estimate, measured
+from .labels import attack_label, model_label, model_order
+from .summary import CLEAN, Row, sweeps
+from .tables import UNTRAINED
 
 COLORS = plt.get_cmap("tab10").colors
 

@@ -16,7 +16,8 @@ from matplotlib.lines import Line2D
 
 from .estimate import Estimate
 from .figures import COLORS
-from .summary import MODELS, PAPER_TABLE2, Row, model_label, sweeps
+from .labels import model_label
+from .summary import MODELS, PAPER_TABLE2, Row, sweeps
 from .tables import DASH, Table, flag_notes, marks
 
 ATTACKS = ("fgsm", "pgd")  # the paper's attacks that have an L-inf budget

@@ -9,7 +9,7 @@ from .collect import Job, Study
 from .estimate import ATTACKED, Estimate, measured
 from .evalsets import evaluation_sets
 from .evalsets import key as evaluation_key
-from .labels import attack_label
+from .labels import attack_label, model_label, model_order
 from .summary import (
     CLEAN,
     MODELS,
@@ -19,8 +19,6 @@ from .summary import (
     Row,
     average,
     clean_rows,
-    model_label,
-    model_order,
     paper_average,
     paper_label,
 )
