@@ -3,10 +3,10 @@
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from .evaluate import Examples  # noqa: E402
+from .evaluate import Examples
 
 
 def example_grid(ex: Examples, class_names: tuple[str, ...], title: str):
