@@ -29,8 +29,26 @@ ui:  ## the MLflow UI over mlruns/, on 127.0.0.1 only
 BACKEND ?= sqlite:///$(STORE)/mlflow.db
 ARTIFACTS ?= $(STORE)/artifacts
 
+SERVE = $(BIN)/mlflow server --backend-store-uri $(BACKEND) --artifacts-destination $(ARTIFACTS) --host $(HOST) --port $(PORT)
+AUTH_CONFIG = $(STORE)/basic_auth.ini
+
+# On 127.0.0.1 the server is reachable from this machine only. On any other host it runs MLflow's
+# basic-auth app: its admin is MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD from the environment
+# (the same variables a job logs with), written to a config readable by its owner only, beside the store;
+# its CSRF secret is MLFLOW_FLASK_SERVER_SECRET_KEY, or a fresh random one (set it for several servers).
 server:  ## an MLflow tracking server for jobs elsewhere (tracking.uri=http://HOST:PORT); BACKEND may be postgresql://...
-	$(BIN)/mlflow server --backend-store-uri $(BACKEND) --artifacts-destination $(ARTIFACTS) --host $(HOST) --port $(PORT)
+ifeq ($(HOST),127.0.0.1)
+	$(SERVE)
+else
+	@test -n "$$MLFLOW_TRACKING_USERNAME" -a -n "$$MLFLOW_TRACKING_PASSWORD" || { echo "error: a server on $(HOST) \
+	asks for credentials: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (its admin)" >&2; exit 2; }
+	@mkdir -p $(STORE)
+	@umask 077 && printf '[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///%s/basic_auth.db\nadmin_username = %s\nadmin_password = %s\nauthorization_function = mlflow.server.auth:authenticate_request_basic_auth\n' \
+	  "$(STORE)" "$$MLFLOW_TRACKING_USERNAME" "$$MLFLOW_TRACKING_PASSWORD" > $(AUTH_CONFIG)
+	MLFLOW_AUTH_CONFIG_PATH=$(AUTH_CONFIG) \
+	MLFLOW_FLASK_SERVER_SECRET_KEY=$${MLFLOW_FLASK_SERVER_SECRET_KEY:-$$($(BIN)/python -c 'import secrets; print(secrets.token_hex(32))')} \
+	$(SERVE) --app-name basic-auth
+endif
 
 params:  ## parameter counts beside the paper's Table I
 	$(BIN)/python -m covid_robustness params

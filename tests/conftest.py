@@ -1,4 +1,6 @@
+import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -41,8 +43,8 @@ def make_cfg(*overrides: str, tmp_path: Path | None = None):
         return compose("config", overrides=[*TINY, *extra, *overrides])
 
 
-def run_cli(*args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def run_cli(*args: str, cwd: Path = ROOT, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     env.pop("MLFLOW_TRACKING_URI", None)
     return subprocess.run(
         [sys.executable, "-m", "covid_robustness", *args],
@@ -82,18 +84,23 @@ def rng():
     return np.random.default_rng(0)
 
 
-@pytest.fixture
-def mlflow_server(tmp_path):
-    """A real MLflow tracking server, started as `make server` starts it, over tmp_path/server; its URI."""
+def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def served(store: Path, backend: str | None = None, host: str = "127.0.0.1", env: dict | None = None):
+    """A real MLflow tracking server, started as `make server` starts it; yields its URI on 127.0.0.1."""
+    port = _free_port()
+    make = ["make", "server", f"PORT={port}", f"STORE={store}", f"HOST={host}"] + (
+        [f"BACKEND={backend}"] if backend else []
+    )
+    store.mkdir(parents=True, exist_ok=True)
+    log = open(store.parent / f"{store.name}.log", "w")
     server = subprocess.Popen(
-        ["make", "server", f"PORT={port}", f"STORE={tmp_path / 'server'}"],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+        make, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     uri, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 120
     try:
@@ -102,9 +109,60 @@ def mlflow_server(tmp_path):
                 urllib.request.urlopen(f"{uri}/health", timeout=2).read()
                 break
             except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, "the server did not start"
+                started = server.poll() is None and time.monotonic() < deadline
+                assert started, f"the server did not start: {Path(log.name).read_text()[-3000:]}"
                 time.sleep(1)
         yield uri
     finally:
         subprocess.run(["pkill", "-TERM", "-s", str(server.pid)])
         server.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A tracking server over tmp_path/server (sqlite); its URI."""
+    with served(tmp_path / "server") as uri:
+        yield uri
+
+
+def _postgres_bin() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    assert found, "PostgreSQL's server is not installed (.ci/run installs the distribution's package)"
+    return found[-1].parent
+
+
+@pytest.fixture
+def postgres():
+    """A throwaway PostgreSQL cluster on 127.0.0.1 with a database `mlflow`; its URI.
+
+    The server refuses to run as root, so as root it runs as the distribution's `postgres` user.
+    """
+    bindir = _postgres_bin()
+    as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    data = Path(tempfile.mkdtemp(prefix="covid-robustness-pg-"))
+    if as_owner:
+        shutil.chown(data, "postgres", "postgres")
+    port = _free_port()
+
+    def pg(tool: str, *args: str) -> None:
+        subprocess.run([*as_owner, str(bindir / tool), *args], check=True, capture_output=True, cwd=data)
+
+    pg("initdb", "-D", str(data / "db"), "-U", "mlflow", "--auth=trust")
+    pg(
+        "pg_ctl",
+        "-D",
+        str(data / "db"),
+        "-l",
+        str(data / "log"),
+        "-w",
+        "start",
+        "-o",
+        f"-p {port} -h 127.0.0.1 -k {data}",
+    )
+    try:
+        pg("createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "mlflow", "mlflow")
+        yield f"postgresql://mlflow@127.0.0.1:{port}/mlflow"
+    finally:
+        pg("pg_ctl", "-D", str(data / "db"), "-m", "fast", "-w", "stop")
+        shutil.rmtree(data, ignore_errors=True)
