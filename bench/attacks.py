@@ -3,8 +3,8 @@
     .venv/bin/python bench/attacks.py [--model resnet18 --image-size 64 --batch 32 --device cpu]
 
 One model (trained for --train-steps SGD steps on synthetic images, 0: randomly initialised) and one
-batch of synthetic chest X-rays. For FGSM and PGD (ART), C&W L-inf (ART and ours) and the spatial
-transformation (ART and ours) it measures:
+batch of synthetic chest X-rays. For FGSM, PGD and APGD (ART and ours), C&W L-inf (ART and ours) and
+the spatial transformation (ART and ours) it measures (--attacks picks some):
 
 - wall: seconds for attack.generate(x, y) on the batch;
 - fwd, fwd+bwd: image-passes the attack made through the model (a pass on n images counts n), counted
@@ -16,14 +16,19 @@ transformation (ART and ours) it measures:
   forward + loss.backward() that also fills the weights' gradients, which is what ART's classifier does
   when the model's parameters require gradients. The evaluation callback freezes the weights while it
   attacks, and so does this bench, so the plain floor is the one to meet;
-- x floor: wall / floor; speedup vs ART: ART's wall / ours (per image where ART's C&W ran on fewer images).
+- x floor: wall / floor; speedup vs ART: ART's wall / ours (per image where ART's C&W ran on fewer images);
+  ART/ours passes: ART's fwd+bwd passes / ours, and ART's passes of both kinds / ours.
 
 ART's C&W attacks one image at a time (~10 s per image for ResNet-18 at 64 px on a 2-core CPU), so it
 runs on the first --cw-art-images images and its wall and passes are scaled to the batch, as the
-output says. Attack settings are the project's configs: FGSM/PGD at eps 8/255 (PGD: 10 steps of
-2.5 eps / 10, no random start), C&W at ART's defaults with no budget, ST on the paper's grid (rotations
--30..30 by 10 degrees, translations -10 %, 0, 10 %). Ours: ST per image with vertical translations too
-(3 x 3 x 7 = 63 transforms against ART's 3 x 7 = 21).
+output says. FGSM, PGD and APGD run at two budgets: one where most images fall, ART's PGD defaults read
+in std units as the paper's PGD row (eps 0.3 std of the model's normalisation, steps of 0.1 std, 100
+iterations), and one where most stand (1/255, 10 steps of 2.5 eps / 10); APGD takes as many steps as
+PGD. Ours stop on an image at its first fooling iterate (early_stop, apgd.py); ART's FGSM and PGD step
+every image to the end, ART's own AutoProjectedGradientDescent too (our impl art is its algorithm with
+fooled images leaving, two passes a step; impl fast one). C&W at ART's defaults with no budget, ST on the
+paper's grid (rotations -30..30 by 10 degrees, translations -10 %, 0, 10 %). Ours: ST per image with
+vertical translations too (3 x 3 x 7 = 63 transforms against ART's 3 x 7 = 21).
 """
 
 import argparse
@@ -37,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from art.attacks.evasion import CarliniLInfMethod
+from art.attacks.evasion import AutoProjectedGradientDescent, CarliniLInfMethod
 from art.estimators.classification import PyTorchClassifier
 from torch import nn
 
@@ -50,7 +55,8 @@ from covid_robustness.evaluation.passes import PassCounter  # noqa: E402
 from covid_robustness.models.module import Normalized  # noqa: E402
 from covid_robustness.models.registry import create  # noqa: E402
 
-EPS = 8 / 255
+GROUPS = ("fgsm", "pgd", "apgd", "cw", "st")
+NORMALISATION = (0.5, 0.25)  # the bench model's mean and std: eps_unit std is in units of this std
 ST_GRID = dict(max_rotation=30.0, num_rotations=7, max_translation=10.0, num_translations=3)
 # ART's own defaults, read from its signature, given to both implementations.
 CW_ART_DEFAULTS = {
@@ -127,8 +133,14 @@ def main(argv=None):
         "whose near-constant outputs C&W cannot flip)",
     )
     ap.add_argument("--cw-art-images", type=int, default=4, help="images ART's C&W runs on (scaled to the batch)")
+    ap.add_argument(
+        "--attacks", default=",".join(GROUPS), help=f"comma-separated attacks to time, of {', '.join(GROUPS)}"
+    )
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    groups = set(args.attacks.split(","))
+    if unknown := groups - set(GROUPS):
+        ap.error(f"--attacks: unknown {sorted(unknown)}; choose from {', '.join(GROUPS)}")
 
     if args.threads and args.device == "cpu":
         torch.set_num_threads(args.threads)
@@ -140,7 +152,7 @@ def main(argv=None):
     images, labels = synthetic_dataset(b + (256 if args.train_steps else 0), (NORMAL, COVID), size, args.seed)
     x_all = torch.from_numpy(images[:, None].astype(np.float32) / 255).to(device)
     y_all = torch.from_numpy(labels).to(device)
-    net = Normalized(create(args.model, 2), 0.5, 0.25).to(device)
+    net = Normalized(create(args.model, 2), *NORMALISATION).to(device)
     if args.train_steps:
         train(net, x_all[b:], y_all[b:], args.train_steps, b)
     net.eval()
@@ -166,7 +178,8 @@ def main(argv=None):
             return float((net(torch.from_numpy(xa).to(device)).argmax(1).cpu().numpy() == y).mean())
 
     def run(cfg, n_images=b):
-        attack = build_attack(dict(cfg), clf)
+        attack = build_attack(dict(cfg), clf) if isinstance(cfg, dict) else cfg
+        np.random.seed(args.seed)  # the same random starts for ART's APGD and ours
         with PassCounter(net) as counter:  # the project's counter (evaluation/passes.py)
             start = time.perf_counter()
             adv = attack.generate(x[:n_images], y[:n_images])
@@ -186,8 +199,11 @@ def main(argv=None):
 
     rows = []
 
-    def add(name, impl, wall, fwd, fb, acc, note="", art_wall=None):
+    def add(name, impl, wall, fwd, fb, acc, note="", art_wall=None, art_passes=None):
         floor, floor_full = fwd * t_fwd + fb * t_fb, fwd * t_fwd + fb * t_fb_full
+        ratio = ""
+        if art_passes:  # fwd counts forward-only passes: all passes = fwd + fwd+bwd
+            ratio = f"{art_passes[1] / max(fb, 1):.1f}x, {sum(art_passes) / max(fwd + fb, 1):.1f}x"
         rows.append(
             (
                 name,
@@ -195,82 +211,102 @@ def main(argv=None):
                 wall,
                 fwd,
                 fb,
+                fb / b,
                 floor,
                 wall / floor,
                 wall / floor_full,
                 (art_wall / wall) if art_wall else None,
+                ratio,
                 acc,
                 note,
             )
         )
 
-    # FGSM and PGD: ART, on the batch
-    adv, wall, fwd, fb, _ = run({"name": "fgsm", "impl": "art", "eps": EPS, "batch_size": b})
-    add("FGSM", "art", wall, fwd, fb, accuracy(adv))
-    adv, wall, fwd, fb, _ = run(
-        {
-            "name": "pgd",
-            "impl": "art",
-            "eps": EPS,
-            "eps_step": None,
-            "max_iter": 10,
-            "num_random_init": 0,
-            "batch_size": b,
-        }
+    std = NORMALISATION[1]
+    budgets = (  # (label, eps, PGD eps_step, iterations): most images fall; most stand
+        ("eps 0.3 std", 0.3 * std, 0.1 * std, 100),
+        ("eps 1/255", 1 / 255, 2.5 / 255 / 10, 10),
     )
-    add("PGD-10", "art", wall, fwd, fb, accuracy(adv))
+    for label, eps, step, iters in budgets:
+        note = f"{label} = {eps * 255:.1f}/255"
+        attacks = []
+        if "fgsm" in groups:
+            attacks.append(("FGSM", {"name": "fgsm", "eps": eps, "batch_size": b}))
+        if "pgd" in groups:
+            pgd = {"name": "pgd", "eps": eps, "eps_step": step, "max_iter": iters, "num_random_init": 0}
+            attacks.append((f"PGD-{iters}", {**pgd, "batch_size": b}))
+        for name, cfg in attacks:
+            adv, art_wall, fwd, fb, _ = run({**cfg, "impl": "art"})
+            art = (fwd, fb)
+            add(name, "art", art_wall, fwd, fb, accuracy(adv), note)
+            adv, wall, fwd, fb, ours = run({**cfg, "impl": "fast", "early_stop": True})
+            assert (fwd, fb) == (ours.passes["forward"], ours.passes["backward"]), "pass counts disagree"
+            add(name, "fast", wall, fwd, fb, accuracy(adv), "early_stop", art_wall, art)
+        if "apgd" in groups:
+            kw = dict(norm=np.inf, eps=eps, eps_step=2 * eps, max_iter=iters, nb_random_init=1, batch_size=b)
+            adv, art_wall, fwd, fb, _ = run(AutoProjectedGradientDescent(clf, verbose=False, **kw))
+            art = (fwd, fb)
+            add(f"APGD-{iters}", "ART's class", art_wall, fwd, fb, accuracy(adv), f"{note}; judges the last iterate")
+            apgd = {"name": "apgd", "eps": eps, "max_iter": iters, "nb_random_init": 1, "batch_size": b}
+            for impl, what in (("art", "fooled leave, 2 passes a step"), ("fast", "fooled leave, 1 pass a step")):
+                adv, wall, fwd, fb, _ = run({**apgd, "impl": impl})
+                add(f"APGD-{iters}", impl, wall, fwd, fb, accuracy(adv), what, art_wall, art)
 
-    # C&W L-inf, unbounded, ART's defaults: ART on a few images, scaled; ours on the batch
-    k = min(args.cw_art_images, b)
-    art_adv, art_wall, fwd, fb, _ = run(
-        {"name": "cw", "impl": "art", "eps": None, "batch_size": 1, **CW_ART_DEFAULTS}, n_images=k
-    )
-    scale = b / k
-    add(
-        "C&W-Linf",
-        "art",
-        art_wall * scale,
-        round(fwd * scale),
-        round(fb * scale),
-        None,
-        f"timed on {k} images, wall and passes x{scale:g}",
-    )
-    adv, wall, fwd, fb, ours = run({"name": "cw", "impl": "fast", "eps": None, "batch_size": b, **CW_ART_DEFAULTS})
-    add("C&W-Linf", "ours", wall, fwd, fb, accuracy(adv), art_wall=art_wall * scale)
-    assert (fwd, fb) == (ours.passes["forward"], ours.passes["backward"]), "pass counts disagree"
-    linf = np.abs(adv - x).reshape(b, -1).max(1).astype(np.float64)
-    art_linf = np.abs(art_adv - x[:k]).reshape(k, -1).max(1).astype(np.float64)
-    cw_note = (
-        f"C&W on the {k} images both ran: max |ours - ART| = {np.abs(adv[:k] - art_adv).max():.2e}; "
-        f"L-inf ours {np.round(linf[:k], 4).tolist()} ART {np.round(art_linf, 4).tolist()}; "
-        f"ours on all {b}: median L-inf {np.median(linf[linf > 0]) if (linf > 0).any() else 0:.4f}, "
-        f"{int((linf > 0).sum())} images changed"
-    )
+    notes = []
+    if "cw" in groups:
+        # C&W L-inf, unbounded, ART's defaults: ART on a few images, scaled; ours on the batch
+        k = min(args.cw_art_images, b)
+        art_adv, art_wall, fwd, fb, _ = run(
+            {"name": "cw", "impl": "art", "eps": None, "batch_size": 1, **CW_ART_DEFAULTS}, n_images=k
+        )
+        scale = b / k
+        add(
+            "C&W-Linf",
+            "art",
+            art_wall * scale,
+            round(fwd * scale),
+            round(fb * scale),
+            None,
+            f"timed on {k} images, wall and passes x{scale:g}",
+        )
+        adv, wall, fwd, fb, ours = run({"name": "cw", "impl": "fast", "eps": None, "batch_size": b, **CW_ART_DEFAULTS})
+        add("C&W-Linf", "ours", wall, fwd, fb, accuracy(adv), art_wall=art_wall * scale)
+        assert (fwd, fb) == (ours.passes["forward"], ours.passes["backward"]), "pass counts disagree"
+        linf = np.abs(adv - x).reshape(b, -1).max(1).astype(np.float64)
+        art_linf = np.abs(art_adv - x[:k]).reshape(k, -1).max(1).astype(np.float64)
+        notes.append(
+            f"C&W on the {k} images both ran: max |ours - ART| = {np.abs(adv[:k] - art_adv).max():.2e}; "
+            f"L-inf ours {np.round(linf[:k], 4).tolist()} ART {np.round(art_linf, 4).tolist()}; "
+            f"ours on all {b}: median L-inf {np.median(linf[linf > 0]) if (linf > 0).any() else 0:.4f}, "
+            f"{int((linf > 0).sum())} images changed"
+        )
 
-    # Spatial transformation, the paper's grid
-    art_adv, art_st_wall, fwd, fb, _ = run({"name": "st", "impl": "art", "eps": None, **ST_GRID})
-    add("ST", "art", art_st_wall, fwd, fb, accuracy(art_adv), "one transform for the batch, 21 transforms")
-    adv, wall, fwd, fb, st = run({"name": "st", "impl": "fast", "eps": None, "batch_size": b, **ST_GRID})
-    add("ST", "ours", wall, fwd, fb, accuracy(adv), "per image, 63 transforms (vertical too)", art_wall=art_st_wall)
-    n_grid = len(st.grid(size, size))
-    worst = (n_grid + 1) * b * t_fwd
-    st_note = (
-        f"ST ours stops on an image at its first misclassifying transform: {fwd} passes here; with no image "
-        f"fooled it would make {(n_grid + 1) * b} ({n_grid} transforms + the clean pass), floor {worst:.2f} s, "
-        f"then only about {art_st_wall / worst:.1f}x faster than ART's wall here"
-    )
-    adv, wall, fwd, fb, _ = run(
-        {
-            "name": "st",
-            "impl": "fast",
-            "eps": None,
-            "batch_size": b,
-            "per_image": False,
-            "vertical_translation": False,
-            **ST_GRID,
-        }
-    )
-    add("ST", "ours-joint", wall, fwd, fb, accuracy(adv), "ART's rule and grid (21 transforms)", art_wall=art_st_wall)
+    if "st" in groups:
+        # Spatial transformation, the paper's grid
+        art_adv, art_st_wall, fwd, fb, _ = run({"name": "st", "impl": "art", "eps": None, **ST_GRID})
+        add("ST", "art", art_st_wall, fwd, fb, accuracy(art_adv), "one transform for the batch, 21 transforms")
+        adv, wall, fwd, fb, st = run({"name": "st", "impl": "fast", "eps": None, "batch_size": b, **ST_GRID})
+        add("ST", "ours", wall, fwd, fb, accuracy(adv), "per image, 63 transforms (vertical too)", art_wall=art_st_wall)
+        n_grid = len(st.grid(size, size))
+        worst = (n_grid + 1) * b * t_fwd
+        notes.append(
+            f"ST ours stops on an image at its first misclassifying transform: {fwd} passes here; with no image "
+            f"fooled it would make {(n_grid + 1) * b} ({n_grid} transforms + the clean pass), floor {worst:.2f} s, "
+            f"then only about {art_st_wall / worst:.1f}x faster than ART's wall here"
+        )
+        adv, wall, fwd, fb, _ = run(
+            {
+                "name": "st",
+                "impl": "fast",
+                "eps": None,
+                "batch_size": b,
+                "per_image": False,
+                "vertical_translation": False,
+                **ST_GRID,
+            }
+        )
+        joint = "ART's rule and grid (21 transforms)"
+        add("ST", "ours-joint", wall, fwd, fb, accuracy(adv), joint, art_wall=art_st_wall)
 
     header = (
         "attack",
@@ -278,34 +314,38 @@ def main(argv=None):
         "wall s",
         "fwd",
         "fwd+bwd",
+        "fwd+bwd/img",
         "floor s",
         "x floor",
         "x floor w/ weight grads",
         "speedup vs ART",
+        "ART/ours passes (fwd+bwd, all)",
         "acc after",
         "note",
     )
     print()
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join("---" for _ in header) + "|")
-    for name, impl, wall, fwd, fb, floor, ratio, ratio_full, speedup, acc, note in rows:
+    for name, impl, wall, fwd, fb, fb_per_image, floor, ratio, ratio_full, speedup, passes, acc, note in rows:
         cells = (
             name,
             impl,
             f"{wall:.2f}",
             str(fwd),
             str(fb),
+            f"{fb_per_image:.1f}",
             f"{floor:.2f}",
             f"{ratio:.2f}",
             f"{ratio_full:.2f}",
             f"{speedup:.1f}x" if speedup else "",
+            passes,
             "" if acc is None else f"{acc:.3f}",
             note,
         )
         print("| " + " | ".join(cells) + " |")
     print()
-    print(cw_note)
-    print(st_note)
+    for note in notes:
+        print(note)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

@@ -1,4 +1,4 @@
-"""The torch attacks (attacks/cw.py, attacks/spatial.py) against ART's own implementations.
+"""Our attacks (attacks/cw.py, spatial.py, gradient.py, apgd.py's one-pass APGD) against ART's own.
 
 A small CNN trained for a few seconds on synthetic 32 px chest X-rays, so that attacks have something to
 break; everything is seeded and runs on the CPU.
@@ -7,17 +7,27 @@ break; everything is seeded and runs on the CPU.
 import numpy as np
 import pytest
 import torch
-from art.attacks.evasion import CarliniLInfMethod, SpatialTransformation
+from art.attacks.evasion import (
+    CarliniLInfMethod,
+    FastGradientMethod,
+    ProjectedGradientDescent,
+    SpatialTransformation,
+)
+from art.defences.preprocessor import JpegCompression
 from scipy.ndimage import rotate as scipy_rotate
 from scipy.ndimage import shift as scipy_shift
 from torch import nn
 
+from covid_robustness.attacks.apgd import APGD
 from covid_robustness.attacks.bounded import BoundedAttack
 from covid_robustness.attacks.cw import CarliniLInfBatched
 from covid_robustness.attacks.factory import build_attack, build_classifier
+from covid_robustness.attacks.gradient import FGSM, PGD
 from covid_robustness.attacks.spatial import SpatialTransformationPerImage
 from covid_robustness.data.classes import COVID, NORMAL
 from covid_robustness.data.synthetic import synthetic_dataset
+from covid_robustness.defenses.transforms import BPDA
+from covid_robustness.errors import ConfigError
 from covid_robustness.evaluation.passes import PassCounter
 
 SIZE = 32
@@ -286,3 +296,152 @@ def test_st_fast_from_config(data, classifier):
     assert isinstance(attack, SpatialTransformationPerImage) and attack.per_image
     adv = attack.generate(data[0][:8], data[1][:8])
     assert adv.shape == (8, 1, SIZE, SIZE)
+
+
+# ------------------------------------------------------------------------------ FGSM, PGD and APGD, early stop
+
+EPS = 8 / 255
+
+
+def _art_pgd(clf, eps=EPS, max_iter=10, **kw):
+    return ProjectedGradientDescent(
+        clf, norm=np.inf, eps=eps, eps_step=2.5 * eps / 10, max_iter=max_iter, verbose=False, **kw
+    )
+
+
+def _fools(clf, x_adv, y, targeted=False):
+    pred = _pred(clf, x_adv)
+    return pred == y if targeted else pred != y
+
+
+@pytest.mark.parametrize("targeted", [False, True])
+def test_without_early_stop_pgd_and_fgsm_return_arts_images(data, classifier, targeted):
+    x = data[0][:64]
+    y = 1 - _pred(classifier, x) if targeted else data[1][:64]
+    art = _art_pgd(classifier, batch_size=32, targeted=targeted).generate(x, y)
+    ours = PGD(classifier, EPS, 2.5 * EPS / 10, max_iter=10, batch_size=32, targeted=targeted, early_stop=False)
+    np.testing.assert_allclose(ours.generate(x, y), art, rtol=0, atol=1e-6)
+    art = FastGradientMethod(classifier, norm=np.inf, eps=EPS, batch_size=32, targeted=targeted).generate(x, y)
+    fgsm = FGSM(classifier, eps=EPS, batch_size=32, targeted=targeted, early_stop=False).generate(x, y)
+    np.testing.assert_allclose(fgsm, art, rtol=0, atol=1e-6)
+    if not targeted:  # without labels both attack the model's predictions
+        no_labels = PGD(classifier, eps=EPS, eps_step=2.5 * EPS / 10, max_iter=10, batch_size=32, early_stop=False)
+        np.testing.assert_allclose(no_labels.generate(x), _art_pgd(classifier, batch_size=32).generate(x), atol=1e-6)
+        assert no_labels.passes["forward"] == len(x)  # the prediction pass
+
+
+@pytest.fixture(scope="module")
+def pgd_trajectory(data, classifier):
+    """ART's PGD iterates 0..10 at 2/255 (where some images stand), and ours with early stopping."""
+    x, y = data
+    eps = 2 / 255
+    iterates = [x] + [_art_pgd(classifier, eps, max_iter=k, batch_size=64).generate(x, y) for k in range(1, 11)]
+    with PassCounter(classifier.model) as art_passes:
+        _art_pgd(classifier, eps, batch_size=64).generate(x, y)
+    attack = PGD(classifier, eps=eps, eps_step=2.5 * eps / 10, max_iter=10, batch_size=64, verbose=False)
+    with PassCounter(classifier.model) as passes:
+        adv = attack.generate(x, y)
+    return x, y, eps, np.stack(iterates), adv, attack, passes, art_passes
+
+
+def test_early_stop_returns_the_first_fooling_iterate_and_pays_only_for_images_standing(pgd_trajectory, classifier):
+    x, y, eps, iterates, adv, attack, passes, art_passes = pgd_trajectory
+    fools = np.stack([_fools(classifier, it, y) for it in iterates])  # (iterate, image)
+    assert fools[0].any() and fools[-1].sum() < len(y), "want images already wrong and images that stand"
+    first = np.where(fools.any(0), fools.argmax(0), len(iterates) - 1)
+    np.testing.assert_allclose(adv, iterates[first, np.arange(len(y))], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(adv[fools[0]], x[fools[0]])  # already misclassified: the clean image
+    # ART fools at its last iterate a subset of the images some iterate fools
+    assert (_fools(classifier, adv, y) | ~fools[-1]).all()
+    assert _linf(adv, x).max() <= eps + 1e-6 and adv.min() >= 0 and adv.max() <= 1 and adv.dtype == np.float32
+    # one gradient pass per iterate seen: j + 1 for an image first fooled at iterate j < 10, else 10
+    cost = np.where(first < 10, first + 1, 10).sum()
+    assert attack.passes == {"forward": 0, "backward": cost}
+    assert passes.backward == passes.forward == cost  # the project's hooks on the network agree
+    assert art_passes.backward == 10 * len(y) and cost < 0.7 * art_passes.backward
+
+
+def test_targeted_early_stop_reaches_every_target_art_reaches(data, classifier):
+    x = data[0][:64]
+    target = 1 - _pred(classifier, x)
+    target[:4] = _pred(classifier, x[:4])  # already the target: returned unchanged
+    eps = 2 / 255
+    art = _art_pgd(classifier, eps, batch_size=64, targeted=True).generate(x, target)
+    attack = PGD(classifier, eps=eps, eps_step=2.5 * eps / 10, max_iter=10, batch_size=64, targeted=True)
+    adv = attack.generate(x, target)
+    reached, art_reached = _fools(classifier, adv, target, True), _fools(classifier, art, target, True)
+    assert 0 < art_reached.sum() < len(x) and (reached | ~art_reached).all()
+    np.testing.assert_array_equal(adv[:4], x[:4])
+    assert attack.passes["backward"] < 10 * len(x)
+    with pytest.raises(ValueError, match="Target labels"):
+        attack.generate(x)
+
+
+def test_pgd_goes_through_preprocessing_defences_as_arts_does(data, classifier):
+    """BPDA: ART's numpy PGD path (loss_gradient on arrays); the defended prediction decides early stops."""
+    x, y = data[0][:16], data[1][:16]
+    jpeg = JpegCompression(clip_values=(0.0, 1.0), quality=50, channels_first=True, apply_predict=True)
+    clf = build_classifier(classifier.model, SIZE, 2, preprocessing_defences=[BPDA(jpeg)])
+    eps = 4 / 255
+    art = _art_pgd(clf, eps, batch_size=8).generate(x, y)
+    ours = PGD(clf, eps=eps, eps_step=2.5 * eps / 10, max_iter=10, batch_size=8, early_stop=False, verbose=False)
+    np.testing.assert_allclose(ours.generate(x, y), art, rtol=0, atol=1e-6)
+    attack = PGD(clf, eps=eps, eps_step=2.5 * eps / 10, max_iter=10, batch_size=8, verbose=False)
+    adv = attack.generate(x, y)
+    assert (_fools(clf, adv, y) | ~_fools(clf, art, y)).all()
+    assert attack.passes["backward"] < 10 * len(x)
+
+
+def test_restarts_attack_only_the_images_still_standing(data, classifier):
+    x, y = data[0][:32], data[1][:32]
+    eps = 1 / 255
+    attack = PGD(classifier, eps=eps, eps_step=eps / 4, max_iter=5, num_random_init=3, batch_size=32, verbose=False)
+    np.random.seed(0)
+    adv = attack.generate(x, y)
+    assert _linf(adv, x).max() <= eps + 1e-6 and adv.min() >= 0 and adv.max() <= 1
+    np.random.seed(0)
+    np.testing.assert_array_equal(attack.generate(x, y), adv)  # ART's random starts: numpy's global generator
+    fooled = _fools(classifier, adv, y)
+    assert 0 < fooled.sum() < len(y)
+    # each restart: at most 5 gradient passes per image still standing, and a look at its last iterates
+    assert attack.passes["backward"] <= 3 * 5 * len(y) and 0 < attack.passes["forward"] <= 3 * len(y)
+
+
+def test_fast_apgd_takes_the_same_steps_with_one_pass_each(data, classifier):
+    x, y = data[0][:64], data[1][:64]
+    eps = 2 / 255
+    adv, counts = {}, {}
+    for one in (False, True):
+        attack = APGD(classifier, eps=eps, eps_step=2 * eps, max_iter=20, batch_size=64, verbose=False, one_pass=one)
+        np.random.seed(0)
+        with PassCounter(classifier.model) as counts[one]:
+            adv[one] = attack.generate(x, y)
+    np.testing.assert_allclose(adv[True], adv[False], rtol=0, atol=1e-6)
+    assert 0 < _fools(classifier, adv[True], y).sum() < len(y)
+    forward_only = {k: c.forward - c.backward for k, c in counts.items()}
+    # the two-pass version predicts every iterate; the one-pass one only the last
+    assert forward_only[True] * 5 <= forward_only[False]
+    assert counts[True].backward <= counts[False].backward + len(x)  # its first pass is a gradient pass
+    assert counts[True].forward < 0.6 * counts[False].forward
+
+
+def test_fast_gradient_attacks_from_config(classifier):
+    pgd = build_attack({"name": "pgd", "impl": "fast", "eps": EPS, "eps_step": None, "max_iter": 10}, classifier)
+    assert isinstance(pgd, PGD) and pgd.early_stop and pgd.eps_step == pytest.approx(2.5 * EPS / 10)
+    fgsm = build_attack({"name": "fgsm", "impl": "fast", "eps": EPS, "early_stop": False}, classifier)
+    assert isinstance(fgsm, FGSM) and not fgsm.early_stop and fgsm.eps_step == EPS
+    apgd = build_attack({"name": "apgd", "impl": "fast", "eps": EPS, "eps_step": None, "max_iter": 10}, classifier)
+    assert isinstance(apgd, APGD) and apgd.one_pass and apgd.eps_step == pytest.approx(2 * EPS)
+    assert not build_attack({"name": "apgd", "eps": EPS}, classifier).one_pass
+    # ART's attacks step every image: early_stop=false is theirs, true is refused by name
+    art = build_attack({"name": "pgd", "eps": EPS, "early_stop": False}, classifier)
+    assert isinstance(art, ProjectedGradientDescent)
+    with pytest.raises(ConfigError, match="early_stop=true needs attack.impl=fast"):
+        build_attack({"name": "pgd", "impl": "art", "eps": EPS, "early_stop": True}, classifier)
+    for bad in (
+        {"name": "pgd", "max_iter": -3},
+        {"name": "pgd", "early_stop": "yes"},
+        {"name": "fgsm", "minimal": True},
+    ):
+        with pytest.raises(ConfigError):
+            build_attack({"impl": "fast", "eps": EPS, **bad}, classifier)

@@ -113,7 +113,7 @@ def test_table2_holds_the_mlflow_metrics_of_the_newest_run_per_cell(store):
         if (r["model"], r["attack"], r["setting"]) == ("resnet18", "fgsm", "budget")
         and abs(float(r["eps"]) - 8 / 255) < 1e-9
     )
-    assert lines["FGSM eps=8/255"][1].split()[0] == f"{100 * float(fgsm['accuracy']):.2f}"
+    assert lines["FGSM eps=8/255 [fast]"][1].split()[0] == f"{100 * float(fgsm['accuracy']):.2f}"
     # The paper's FGSM compares with ART's defaults in std units; the pixel-unit row stays beside it.
     std = next(v for k, v in lines.items() if re.fullmatch(r"FGSM eps=0\.3 std = [\d.]+/255 \(ART default\)", k))
     assert std[2] == "51.90" and std[-1] == "FGSM"
@@ -241,7 +241,7 @@ def test_gradient_masking_flags_are_shown_with_their_reasons(store, tmp_path):
     finally:
         client.log_metric(run.info.run_id, "adversarial_accuracy", original)
     md = (tmp_path / "report.md").read_text()
-    pgd = next(line for line in md.splitlines() if line.startswith("| PGD eps=0.01 |")).split(" | ")
+    pgd = next(line for line in md.splitlines() if line.startswith("| PGD eps=0.01 [fast] |")).split(" | ")
     # WRN-16-8 flagged after its interval; RN-18 as the sweep flagged it: the two compute the flags alike.
     assert re.fullmatch(r"100.00 \[[\d.]+, [\d.]+\] ⚠( ∅)?", pgd[3])
     assert ("⚠" in pgd[1]) == (other.data.tags["gradient_masking"] == "true")

@@ -13,6 +13,13 @@ the iterates against ART's), and differs in:
 - an image is followed no further once fooled (images do not interact: per-image steps, eval mode);
 - each restart starts from a fresh random point around the clean image (reference; ART's restarts
   start from its previous output).
+
+`one_pass=True` (impl fast) reads an iterate's loss and prediction off the pass that computes its gradient,
+which the next step needs anyway (the gradient at an image's best point is kept for a restart there), so
+a step costs one forward+backward pass instead of that and a forward pass; the last iterate gets a forward
+pass only. The iterates are the same (a test compares them). Where a gradient takes several passes (EOT
+over a random defence) the loss is their mean and an image counts as fooled when every draw misclassifies
+it, where the two-pass version reads one prediction.
 """
 
 import math
@@ -23,6 +30,9 @@ from art.attacks.evasion import AutoProjectedGradientDescent
 from art.config import ART_NUMPY_DTYPE
 from art.estimators.classification import PyTorchClassifier
 from art.utils import check_and_transform_label_format, get_labels_np_array, projection, random_sphere
+
+from . import register_attack
+from .own import model_outputs
 
 
 def checkpoints(max_iter: int) -> list[int]:
@@ -37,9 +47,22 @@ def checkpoints(max_iter: int) -> list[int]:
 
 
 class APGD(AutoProjectedGradientDescent):
-    """ART's AutoProjectedGradientDescent (same parameters) whose generate() keeps fooling iterates."""
+    """ART's AutoProjectedGradientDescent (same parameters) whose generate() keeps fooling iterates;
+    one_pass: one forward+backward pass per step (module docstring)."""
 
     _estimator_requirements = (PyTorchClassifier,)  # the loss of an iterate is read from its logits
+
+    def __init__(self, *args, one_pass: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.one_pass = one_pass
+
+    @classmethod
+    def from_config(cls, clf, eps, params, one_pass: bool = False) -> "APGD":
+        """APGD-CE on the classifier's own loss. loss_type=None keeps the classifier given, defenses and
+        EOT included; ART's loss_type options would rebuild a plain PyTorchClassifier around the model."""
+        if params.get("eps_step") is None:
+            params["eps_step"] = 2 * eps  # AutoAttack's initial step
+        return cls(clf, norm=np.inf, eps=eps, loss_type=None, verbose=False, one_pass=one_pass, **params)
 
     def generate(self, x: np.ndarray, y: np.ndarray | None = None, **kwargs) -> np.ndarray:
         if self.targeted or self.norm not in (np.inf, "inf") or kwargs.get("mask") is not None:
@@ -57,17 +80,25 @@ class APGD(AutoProjectedGradientDescent):
                     robust[rows] = ~fooled
         return x_adv
 
-    def _evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per image, the classifier's loss and whether it misclassifies, from one forward pass."""
+    def _evaluate(self, x: np.ndarray, y: np.ndarray, gradient: bool = False):
+        """Per image, the classifier's loss and whether it misclassifies, from one forward pass; and with
+        `gradient`, from the passes of the loss gradient at x, which is returned too (else None)."""
         clf = self.estimator
-        logits = clf.predict(x, batch_size=len(x))
+        labels = torch.from_numpy(clf.reduce_labels(y)).to(clf.device)
+        if gradient:
+            with model_outputs(clf) as outputs:
+                grad = clf.loss_gradient(x, y)
+        else:
+            grad, outputs = None, [torch.from_numpy(clf.predict(x, batch_size=len(x))).to(clf.device)]
         loss, reduction = clf.loss, clf.loss.reduction
         loss.reduction = "none"
         try:
-            f = loss(*(torch.from_numpy(a).to(clf.device) for a in (logits, clf.reduce_labels(y)))).cpu().numpy()
+            f = torch.stack([loss(logits, labels) for logits in outputs]).mean(0).cpu().numpy()
         finally:
             loss.reduction = reduction
-        return f, logits.argmax(1) != y.argmax(1)
+        classes = torch.from_numpy(y.argmax(1)).to(clf.device)  # labels: one-hot for a loss ART does not know
+        wrong = torch.stack([logits.argmax(1) != classes for logits in outputs]).all(0).cpu().numpy()
+        return f, wrong, grad
 
     def _run(self, x0: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One run on correctly classified images: per image the point to return, and whether it fools."""
@@ -79,11 +110,13 @@ class APGD(AutoProjectedGradientDescent):
 
         noise = random_sphere(n, x0[0].size, self.eps, self.norm).reshape(x0.shape).astype(ART_NUMPY_DTYPE)
         x = project(x0 + noise)
-        f_best, wrong = self._evaluate(x, y)
+        f_best, wrong, g = self._evaluate(x, y, gradient=self.one_pass and self.max_iter > 0)
         out, fooled = x.copy(), wrong.copy()
         idx = np.arange(n)
         # ART's state per image; best_prev (the iterate before the best) starts at the clean image as in ART.
         prev, best, best_prev = x, x.copy(), x0.copy()
+        # one_pass: g is the gradient at x, g_best the one at best (a halving restarts x there).
+        g_best = None if g is None else g.copy()
         eta = np.full(n, self.eps_step, dtype=ART_NUMPY_DTYPE)
         count, eta_check, f_check = np.zeros(n), eta.copy(), f_best.copy()
         checks = checkpoints(self.max_iter)
@@ -94,16 +127,21 @@ class APGD(AutoProjectedGradientDescent):
                     a[keep]
                     for a in (x0, y, x, prev, best, best_prev, f_best, eta, count, eta_check, f_check, idx, wrong)
                 )
+                if g is not None:
+                    g, g_best = g[keep], g_best[keep]
             if not len(idx):
                 break
-            z = project(x + eta.reshape(shape) * np.sign(self.estimator.loss_gradient(x, y)))
+            grad = self.estimator.loss_gradient(x, y) if g is None else g
+            z = project(x + eta.reshape(shape) * np.sign(grad))
             if k:  # momentum; ART's first step has none
                 z = project(x + 0.75 * (z - x) + 0.25 * (x - prev))
-            f, wrong = self._evaluate(z, y)
+            f, wrong, g = self._evaluate(z, y, gradient=self.one_pass and k + 1 < self.max_iter)
             out[idx[wrong]], fooled[idx[wrong]] = z[wrong], True
             better = f >= f_best if k == 0 else f > f_best
             count += better
             best[better], f_best[better] = z[better], f[better]
+            if g is not None:
+                g_best[better] = g[better]
             if k:
                 best_prev[better] = x[better]
             prev, x = x, z
@@ -114,6 +152,14 @@ class APGD(AutoProjectedGradientDescent):
                 halve = (count < 0.75 * (k - last)) | ((eta_check == eta) & (f_check == f_best))
                 eta[halve] /= 2
                 x[halve], prev[halve] = best[halve], best_prev[halve]
+                if g is not None:
+                    g[halve] = g_best[halve]
                 count[:], eta_check, f_check = 0, eta.copy(), f_best.copy()
         out[idx[~wrong]] = best[~wrong]
         return out, fooled
+
+
+@register_attack("apgd", "fast", needs_eps=True, takes_eps=True, label="APGD")
+def _build(classifier, eps, params):
+    """APGD with one forward+backward pass per step (APGD one_pass); impl art: two passes, as ART."""
+    return APGD.from_config(classifier, eps, params, one_pass=True)

@@ -9,9 +9,9 @@ attacks) names the model the examples are crafted on and `whole_set` asks for al
 call; the callback handles both.
 
 The attacks are registered builders (attacks/__init__.py: ART's here, the fast ones beside their
-classes). A config may instead name any ART evasion attack with `_target_` (e.g.
-art.attacks.evasion.DeepFool) and a `name` of its own: it is built as `cls(classifier, **params)`, with
-`eps=` when eps is not null and `verbose=False` when the class takes it.
+classes in cw.py, spatial.py, gradient.py and apgd.py). A config may instead name any ART evasion attack
+with `_target_` (e.g. art.attacks.evasion.DeepFool) and a `name` of its own: it is built as
+`cls(classifier, **params)`, with `eps=` when eps is not null and `verbose=False` when the class takes it.
 """
 
 import importlib
@@ -36,6 +36,7 @@ from ..errors import ConfigError
 from . import ATTACKS, cw, register_attack, spatial  # noqa: F401  (cw and spatial register impl fast)
 from .apgd import APGD
 from .bounded import bounded
+from .gradient import pgd_step
 from .margin import MarginLoss
 
 META_KEYS = ("name", "impl", "setting", "eps", "eps_unit", "source_model", "whole_set")
@@ -77,16 +78,26 @@ def with_loss(clf: PyTorchClassifier, loss: nn.Module) -> PyTorchClassifier:
     return type(clf)(**params)
 
 
+def _every_step(name: str, params: dict) -> None:
+    """ART's FGSM and PGD step every image to the end: early_stop=false is their behaviour, true is refused."""
+    if params.pop("early_stop", False):
+        raise ConfigError(
+            f"attack {name}: attack.early_stop=true needs attack.impl=fast (ART's attack steps every image "
+            f"max_iter times); set attack.early_stop=false, or use attack={name}_art."
+        )
+
+
 @register_attack("fgsm", needs_eps=True, takes_eps=True, label="FGSM")
 def _fgsm(clf, eps, params):
+    _every_step("fgsm", params)
     return FastGradientMethod(clf, norm=np.inf, eps=eps, **params)
 
 
 @register_attack("pgd", needs_eps=True, takes_eps=True, label="PGD")
 def _pgd(clf, eps, params):
+    _every_step("pgd", params)
     if params.get("eps_step") is None:
-        # Madry et al.: a step of 2.5 eps / iterations lets an iterate cross the ball and come back.
-        params["eps_step"] = 2.5 * eps / params.get("max_iter", 100)
+        params["eps_step"] = pgd_step(eps, params.get("max_iter", 100))
     return ProjectedGradientDescent(clf, norm=np.inf, eps=eps, verbose=False, **params)
 
 
@@ -94,13 +105,11 @@ def _pgd(clf, eps, params):
 def _apgd(clf, eps, params):
     """APGD (Croce & Hein 2020) on the classifier's own loss: cross-entropy, so APGD-CE.
 
-    apgd.APGD: ART's algorithm, but an image fooled at any iterate stays fooled (ART judges the last).
-    loss_type=None keeps the classifier given, defenses and EOT included; ART's loss_type options would
-    rebuild a plain PyTorchClassifier around the model.
+    apgd.APGD: ART's algorithm and passes (a gradient and a prediction per step), but an image fooled at
+    any iterate stays fooled and leaves (ART judges the last iterate). impl fast (apgd.py) takes the same
+    steps with one pass each.
     """
-    if params.get("eps_step") is None:
-        params["eps_step"] = 2 * eps  # AutoAttack's initial step
-    return APGD(clf, norm=np.inf, eps=eps, loss_type=None, verbose=False, **params)
+    return APGD.from_config(clf, eps, params)
 
 
 @register_attack("autoattack_binary", needs_eps=True, takes_eps=True, label="AutoAttack-2")
