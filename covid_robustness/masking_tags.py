@@ -13,9 +13,15 @@ from .tracking import Tracker
 log = logging.getLogger(__name__)
 
 
-def flag_masking(tracker: Tracker, training_runs: set[str] | None = None) -> dict[str, list[str]]:
-    """Check the jobs of the given training runs (all of the study's when None); write what changed."""
-    jobs, _ = newest_per_cell(finished_jobs(tracker.client, tracker.experiment_id))
+def flag_masking(
+    tracker: Tracker, training_runs: set[str] | None = None, jobs: list | None = None
+) -> dict[str, list[str]]:
+    """Check the jobs of the given training runs (all of the study's when None); write what changed.
+
+    jobs: the study's newest job per cell, when the caller has read them already.
+    """
+    if jobs is None:
+        jobs, _ = newest_per_cell(finished_jobs(tracker.client, tracker.experiment_id))
     if training_runs is not None:
         jobs = [j for j in jobs if j.training_run_id in training_runs]
     flags = study_flags(jobs)

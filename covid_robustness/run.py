@@ -84,7 +84,7 @@ def train(cfg: DictConfig, dm: CXRDataModule, tracker: Tracker, key: str, tags: 
     tracker.log_metrics(run_id, {"training_seconds": time.perf_counter() - start})
     path = tracker.checkpoint_path(key)
     save_checkpoint(module, path)
-    tracker.client.set_tag(run_id, Tags.CHECKPOINT, str(path))
+    tracker.set_tags(run_id, {Tags.CHECKPOINT: str(path)})
     tracker.log_trained_model(
         run_id,
         f"{cfg.model.name} {kind}",

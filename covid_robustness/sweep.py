@@ -38,6 +38,8 @@ def job_configs(config: DictConfig) -> list[tuple[list[str], DictConfig]]:
 
 
 class SweepCallbacks(Callback):
+    jobs: list[tuple[list[str], DictConfig]] = []  # the sweep's jobs, composed once when it starts
+
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         from .console import quiet
         from .tracking import Tracker
@@ -50,7 +52,7 @@ class SweepCallbacks(Callback):
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
         try:
-            jobs = job_configs(config)
+            jobs = self.jobs = job_configs(config)
         except Exception as err:  # Hydra would only warn about an exception raised here, and go on
             print(f"error: the sweep's jobs do not compose: {err}", file=sys.stderr)
             sys.exit(2)
@@ -78,9 +80,8 @@ class SweepCallbacks(Callback):
         from .tracking import Tracker
         from .training_cache import cell_key
 
-        load_plugins(config.get("plugins"))
         cells, stores = {}, {}
-        for _, cfg in job_configs(config):
+        for _, cfg in self.jobs:  # composed and validated when the sweep started
             store = (cfg.tracking.uri, cfg.tracking.dir, cfg.study)
             stores[store] = cfg
             cells.setdefault(store, set()).add(cell_key(cfg))
@@ -88,19 +89,15 @@ class SweepCallbacks(Callback):
             tracker = Tracker.from_config(cfg)
             jobs, _ = newest_per_cell(finished_jobs(tracker.client, tracker.experiment_id))
             mine = [j for j in jobs if j.cell_key in cells[store]]
-            flags = flag_masking(tracker, {j.training_run_id for j in mine})
+            flags = flag_masking(tracker, {j.training_run_id for j in mine}, jobs)
             shown = [
                 replace(j, masking=j.run_id in flags, masking_reasons="; ".join(flags.get(j.run_id, []))) for j in mine
             ]
-            missing = len(cells[store]) - len(shown)
+            missing, flagged = len(cells[store]) - len(shown), sum(j.masking for j in shown)
             print(
                 f"\nstudy {cfg.study}: {len(shown)} of {len(cells[store])} cells finished"
                 + (f" ({missing} failed or not run: see the log above)" if missing else "")
-                + (
-                    f", {sum(1 for j in shown if j.run_id in flags)} flagged for possible gradient masking"
-                    if flags
-                    else ""
-                )
+                + (f", {flagged} flagged for possible gradient masking" if flagged else "")
             )
             if shown:
                 print(cells_table(shown))
