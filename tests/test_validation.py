@@ -14,6 +14,8 @@ BAD = [
     ("fgsm", "attack.batch_size=0"),
     ("pgd", "attack.max_iter=-3"),
     ("pgd_art_std", "attack.max_iter=-3"),
+    ("fgsm_art_fast", "attack.batch_size=0"),
+    ("pgd_art_fast_std", "attack.max_iter=-3"),
     ("apgd", "attack.max_iter=-3"),
     ("autoattack_binary", "attack.max_iter=-3"),
     ("cw", "attack.max_iter=-3"),
@@ -29,6 +31,8 @@ def test_every_attack_config_has_a_bad_parameter_case():
         "fgsm_art",
         "fgsm_art_std",
         "pgd_art",
+        "fgsm_art_fast_std",
+        "pgd_art_fast",
         "cw_art_fast",
         "st_art_rule",
     }  # variants of a config above
