@@ -10,10 +10,12 @@ from dataclasses import asdict
 
 import matplotlib.pyplot as plt
 import pytorch_lightning as pl
+import torch
 from filelock import Timeout
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor
 
+from .accelerator import evaluation_batch_size, job_device, trainer_options
 from .attacks.factory import attack_label
 from .console import TrainingBar, quiet
 from .data.datamodule import CXRDataModule
@@ -36,15 +38,21 @@ def _container(node) -> dict:
     return OmegaConf.to_container(node, resolve=True)
 
 
-def _trainer(cfg: DictConfig, logger, callbacks, progress: bool) -> pl.Trainer:
-    options = {**_container(cfg.trainer), "enable_progress_bar": progress}
+def _trainer(cfg: DictConfig, plan: Plan, logger, callbacks, progress: bool, training: bool) -> pl.Trainer:
+    options = {
+        **_container(cfg.trainer),
+        "enable_progress_bar": progress,
+        **trainer_options(plan.device, plan.gpu, training),
+    }
     bar = [TrainingBar()] if progress else []
     return pl.Trainer(
         **options, logger=logger, callbacks=[*callbacks, *bar], enable_checkpointing=False, enable_model_summary=False
     )
 
 
-def train(cfg: DictConfig, dm: CXRDataModule, tracker: Tracker, key: str, tags: dict) -> tuple[CXRClassifier, str]:
+def train(
+    cfg: DictConfig, plan: Plan, dm: CXRDataModule, tracker: Tracker, key: str, tags: dict
+) -> tuple[CXRClassifier, str]:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the same weights whichever job trains them
     mean, std = dm.pixel_stats()
     model_kwargs = {k: v for k, v in _container(cfg.model).items() if k != "name"}
@@ -59,6 +67,8 @@ def train(cfg: DictConfig, dm: CXRDataModule, tracker: Tracker, key: str, tags: 
         adversarial=adversarial,
         **_container(cfg.optim),
     )
+    if plan.device.type == "cuda" and plan.gpu.channels_last:
+        module = module.to(memory_format=torch.channels_last)
     kind = "plain" if adversarial is None else f"adversarial ({adversarial['method']})"
     logger = tracker.logger(
         run_name=f"train {cfg.model.name}" + ("" if adversarial is None else f" {adversarial['method']}"),
@@ -80,7 +90,8 @@ def train(cfg: DictConfig, dm: CXRDataModule, tracker: Tracker, key: str, tags: 
     info = dm.dataset_info()
     tracker.log_dataset(run_id, info, context="training")
     start = time.perf_counter()
-    _trainer(cfg, logger, [LearningRateMonitor("epoch")], cfg.trainer.enable_progress_bar).fit(module, datamodule=dm)
+    trainer = _trainer(cfg, plan, logger, [LearningRateMonitor("epoch")], cfg.trainer.enable_progress_bar, True)
+    trainer.fit(module, datamodule=dm)
     tracker.log_metrics(run_id, {"training_seconds": time.perf_counter() - start})
     path = tracker.checkpoint_path(key)
     save_checkpoint(module, path)
@@ -101,7 +112,7 @@ def train(cfg: DictConfig, dm: CXRDataModule, tracker: Tracker, key: str, tags: 
     return module, run_id
 
 
-def obtain_model(cfg: DictConfig, dm: CXRDataModule, tracker: Tracker, key: str, tags: dict):
+def obtain_model(cfg: DictConfig, plan: Plan, dm: CXRDataModule, tracker: Tracker, key: str, tags: dict):
     """The trained model of this key and its training run: trained here, or loaded from its checkpoint.
 
     The lock makes a job that needs a checkpoint another process is training wait for it, instead of
@@ -115,7 +126,7 @@ def obtain_model(cfg: DictConfig, dm: CXRDataModule, tracker: Tracker, key: str,
         if interrupted := tracker.fail_interrupted(TRAINING_ROLE, Tags.TRAINING_KEY, key):
             log.warning("marked %d interrupted training run(s) of key %s as failed", interrupted, key)
         log.info("training %s (key %s)", cfg.model.name, key)
-        return train(cfg, dm, tracker, key, tags)
+        return train(cfg, plan, dm, tracker, key, tags)
 
 
 def job_name(cfg: DictConfig) -> str:
@@ -161,17 +172,20 @@ def attack_and_track(
         tracker.log_params(run_id, {**flatten(_container(cfg)), "data.skipped_images": str(dm.skipped)})
         tracker.log_config(run_id, cfg)
         tracker.log_dataset(run_id, dm.dataset_info(), context="test")
+        n_attacked = min(len(dm.splits["test"].labels), cfg.eval.max_images or len(dm.splits["test"].labels))
+        net = module.net.to(plan.device)
+        batch = evaluation_batch_size(cfg.eval.batch_size, net, dm.image_size, n_attacked, plan.device)
         evaluation = AdversarialEvaluation(
             attack,
             dm.num_classes,
             dm.positive_class,
-            **_container(cfg.eval),
+            **{**_container(cfg.eval), "batch_size": batch},
             defense=plan.defense,
             source=None if source is None else source.net,
             seed=cfg.seed,
             progress=cfg.trainer.enable_progress_bar,
         )
-        trainer = _trainer(cfg, False, [evaluation], progress=False)
+        trainer = _trainer(cfg, plan, False, [evaluation], progress=False, training=False)
         trainer.test(module, datamodule=dm, verbose=False)
         result = evaluation.result
         test_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
@@ -201,6 +215,7 @@ def run(cfg: DictConfig, overrides: str = "", sweep: bool = False) -> dict[str, 
     quiet(cfg.get("verbose", False))
     load_plugins(cfg.get("plugins"))
     plan = validate(cfg)
+    plan.device = job_device(cfg.trainer.accelerator)
     tracker = Tracker.from_config(cfg)
     key, cell = training_key(cfg), cell_key(cfg)
     lock = tracker.lock(f"cell-{cell}")
@@ -218,6 +233,8 @@ def run(cfg: DictConfig, overrides: str = "", sweep: bool = False) -> dict[str, 
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         dm = CXRDataModule(**_container(cfg.data))
         dm.setup()
+        if plan.device.type == "cuda" and plan.gpu.data_on_device:
+            dm.on_device(plan.device, plan.gpu.channels_last)
         if dm.skipped:
             log.warning("left out %d unreadable image(s)", dm.skipped)
         tags = {
@@ -227,12 +244,13 @@ def run(cfg: DictConfig, overrides: str = "", sweep: bool = False) -> dict[str, 
             Tags.MODEL_LABEL: spec(cfg.model.name).label,
             Tags.TRAINING_KEY: key,
         }
-        module, parent_id = obtain_model(cfg, dm, tracker, key, tags)
+        module, parent_id = obtain_model(cfg, plan, dm, tracker, key, tags)
         source = None
         if plan.source is not None:
             source_key = training_key(plan.source)
             source, source_run = obtain_model(
                 plan.source,
+                plan,
                 dm,
                 tracker,
                 source_key,

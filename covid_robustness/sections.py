@@ -6,13 +6,17 @@ attack, the evaluation settings and the defense (an input transformation acts at
 both, within one study: two runs of one cell are reruns of one another.
 """
 
-TRAINING = ("data", "model", "optim", "trainer", "seed")
+TRAINING = ("data", "model", "optim", "trainer", "gpu", "seed")
 DEFENSE_TRAINING = "defense.training"  # the one part of the defense that changes the weights
 EVALUATION = ("attack", "eval", "defense")
 CELL = (*TRAINING, *EVALUATION, "study")
 SCALARS = ("seed", "study")  # sections that are one value; the others are groups, logged as section.key
 # Settings that change how a job runs or what it shows, not its numbers.
-NOT_IN_KEY = {"data": ("num_workers", "cache", "cache_dir"), "trainer": ("enable_progress_bar", "log_every_n_steps")}
+NOT_IN_KEY = {
+    "data": ("num_workers", "cache", "cache_dir"),
+    "trainer": ("enable_progress_bar", "log_every_n_steps"),
+    "gpu": ("data_on_device",),  # the same batches from the device as from the host
+}
 NOT_NUMBERS = ("eval.n_examples", "data.skipped_images")
 
 

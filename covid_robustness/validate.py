@@ -5,12 +5,14 @@ attack is built too, on a stand-in classifier of the job's input shape, so ART's
 run now rather than after training.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from .accelerator import GpuSettings
 from .attacks.factory import build_attack, build_classifier, in_pixels, validate_attack
 from .data.classes import task_classes
 from .defenses.transforms import Defense, build_defense
@@ -25,6 +27,8 @@ class Plan:
 
     defense: Defense
     source: DictConfig | None  # the config of a transfer attack's source model
+    gpu: GpuSettings = field(default_factory=GpuSettings)  # what the job does differently on CUDA
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # set by the job (job_device)
 
 
 def check_attack(attack: dict, image_size: int, num_classes: int) -> None:
@@ -65,6 +69,12 @@ def validate(cfg: DictConfig) -> Plan:
         raise ConfigError(
             f"eval.max_images={n!r} must be a positive number of images, or null for the whole test split."
         )
+    b = cfg.eval.batch_size
+    if b != "auto" and (isinstance(b, bool) or not isinstance(b, int) or b < 1):
+        raise ConfigError(f"eval.batch_size={b!r} must be a positive number of images, or auto.")
+    gpu = cfg.get("gpu") or {}
+    if unknown := sorted(set(gpu) - {f.name for f in fields(GpuSettings)}):
+        raise ConfigError(f"gpu has no setting(s) {unknown}; it takes {[f.name for f in fields(GpuSettings)]}.")
     if cfg.trainer.max_epochs is None or cfg.trainer.max_epochs < 1:
         raise ConfigError(f"trainer.max_epochs={cfg.trainer.max_epochs} must be at least 1.")
-    return Plan(defense, source)
+    return Plan(defense, source, GpuSettings(**gpu))

@@ -17,6 +17,7 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, TensorDataset
 
+from ..accelerator import DeviceLoader
 from ..errors import ConfigError
 from .cache import read_folder_cached
 from .classes import COVID, task_classes
@@ -84,6 +85,12 @@ class CXRDataModule(pl.LightningDataModule):
         self.labels: np.ndarray | None = None  # every image's label, in the source's order
         self.skipped = 0
         self._digest: str | None = None
+        self.device: torch.device | None = None  # on_device: batches sliced from images kept there
+        self.channels_last = False
+
+    def on_device(self, device: torch.device, channels_last: bool = False) -> None:
+        """Keep every split's uint8 images on `device` and cut the batches there (accelerator.DeviceLoader)."""
+        self.device, self.channels_last = device, channels_last
 
     @property
     def num_classes(self) -> int:
@@ -225,17 +232,30 @@ class CXRDataModule(pl.LightningDataModule):
         x = self.splits["train"].images.astype(np.float64) / 255
         return float(x.mean()), float(x.std())
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, shuffle: bool) -> DataLoader | DeviceLoader:
         gen = torch.Generator().manual_seed(self.seed)
-        data = self.splits[split].tensors()
+        data = self.splits[split]
+        # A last training batch of one image breaks BatchNorm; the shuffle moves it every epoch.
+        drop_last = shuffle and len(data.labels) > self.batch_size
+        if self.device is not None:
+            return DeviceLoader(
+                data.images,
+                data.labels,
+                self.batch_size,
+                shuffle,
+                gen if shuffle else None,
+                drop_last,
+                self.device,
+                self.channels_last,
+                dataset=data.tensors() if split == "test" else None,
+            )
         return DataLoader(
-            data,
+            data.tensors(),
             batch_size=self.batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,
             generator=gen if shuffle else None,
-            # A last training batch of one image breaks BatchNorm; the shuffle moves it every epoch.
-            drop_last=shuffle and len(data) > self.batch_size,
+            drop_last=drop_last,
         )
 
     def train_dataloader(self):

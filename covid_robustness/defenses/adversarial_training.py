@@ -105,5 +105,6 @@ def running_stats_frozen(net: nn.Module):
 
 def adversarial_batch(net: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: dict) -> torch.Tensor:
     params = {k: v for k, v in cfg.items() if k != "method"}
-    with running_stats_frozen(net):
-        return METHODS.get(cfg["method"]).obj(net, x, y, **params)
+    # Crafted in fp32 like every attack, also when training runs under bf16 autocast on a GPU.
+    with running_stats_frozen(net), torch.autocast(x.device.type, enabled=False):
+        return METHODS.get(cfg["method"]).obj(net, x.float(), y, **params)
