@@ -7,8 +7,8 @@ With CUDA (and `gpu` settings on, the default), a job
   (`DeviceLoader`: the same batches, in the same order, as the CPU path's DataLoader, with no host
   copy per batch; the whole curated set at 255 px is under 1 GB);
 - trains under bf16 autocast (Lightning's bf16-mixed precision) with the model and batches in
-  channels_last and cuDNN's autotuner on; attacks and every evaluation stay fp32, where the checks and
-  the agreement with ART were measured;
+  channels_last and cuDNN's autotuner on (off while attacking); attacks and every evaluation stay
+  fp32, where the checks and the agreement with ART were measured;
 - sizes its evaluation batches to the GPU's free memory when `eval.batch_size=auto`.
 A CPU run uses none of this: its numbers are those of the plain DataLoader path.
 """
@@ -99,7 +99,9 @@ def trainer_options(device: torch.device, gpu: GpuSettings, training: bool) -> d
     """Extra pytorch_lightning.Trainer arguments for this device; none on the CPU."""
     if device.type != "cuda":
         return {}
-    options = {"accelerator": "gpu", "devices": [device.index], "benchmark": gpu.cudnn_benchmark}
+    # cuDNN's autotuner pays off on training's fixed batch shape; attacks shrink their batches as images
+    # fall, and every new shape would be tuned again.
+    options = {"accelerator": "gpu", "devices": [device.index], "benchmark": gpu.cudnn_benchmark and training}
     if training and gpu.bf16_training:
         options["precision"] = "bf16-mixed"
     return options

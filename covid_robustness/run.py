@@ -181,7 +181,7 @@ def attack_and_track(
             dm.positive_class,
             **{**_container(cfg.eval), "batch_size": batch},
             defense=plan.defense,
-            source=None if source is None else source.net,
+            source=None if source is None else source.net.to(plan.device),
             seed=cfg.seed,
             progress=cfg.trainer.enable_progress_bar,
         )

@@ -103,7 +103,8 @@ def test_trainer_options_train_in_bf16_on_the_claimed_gpu_and_change_nothing_on_
         "benchmark": True,
         "precision": "bf16-mixed",
     }
-    assert "precision" not in trainer_options(cuda, gpu, training=False)  # evaluation stays fp32
+    evaluation = trainer_options(cuda, gpu, training=False)
+    assert "precision" not in evaluation and not evaluation["benchmark"]  # fp32; no autotuning per batch shape
     assert "precision" not in trainer_options(cuda, GpuSettings(bf16_training=False), training=True)
 
 

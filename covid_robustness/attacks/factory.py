@@ -19,7 +19,6 @@ import inspect
 from functools import partial
 
 import numpy as np
-import torch
 from art.attacks.attack import EvasionAttack
 from art.attacks.evasion import (
     AutoAttack,
@@ -57,7 +56,12 @@ def build_classifier(
     cls: type = PyTorchClassifier,
     **extra,
 ) -> PyTorchClassifier:
-    """ART's view of a model that takes [0, 1] pixels (normalisation is inside `net`), optionally defended."""
+    """ART's view of a model that takes [0, 1] pixels (normalisation is inside `net`), optionally defended.
+
+    On the device the network is on: ART moves a "gpu" classifier's network to the current CUDA device,
+    so a job told to compute on the CPU on a GPU machine attacks on the CPU too.
+    """
+    on_gpu = any(p.is_cuda for p in net.parameters())
     return cls(
         model=net,
         loss=loss if loss is not None else nn.CrossEntropyLoss(),
@@ -65,7 +69,7 @@ def build_classifier(
         nb_classes=num_classes,
         clip_values=(0.0, 1.0),
         preprocessing_defences=preprocessing_defences,
-        device_type="gpu" if torch.cuda.is_available() else "cpu",
+        device_type="gpu" if on_gpu else "cpu",
         **extra,
     )
 
@@ -73,7 +77,7 @@ def build_classifier(
 def with_loss(clf: PyTorchClassifier, loss: nn.Module) -> PyTorchClassifier:
     """The same classifier (model, defenses, class) with another loss for its loss gradients."""
     params = clf.get_params()
-    params.update(loss=loss, device_type="gpu" if torch.cuda.is_available() else "cpu")
+    params.update(loss=loss, device_type="gpu" if clf.device.type == "cuda" else "cpu")
     params.pop("preprocessing", None)  # ART's default identity standardisation: normalisation is inside the model
     return type(clf)(**params)
 
