@@ -361,6 +361,39 @@ def test_early_stop_returns_the_first_fooling_iterate_and_pays_only_for_images_s
     assert art_passes.backward == 10 * len(y) and cost < 0.7 * art_passes.backward
 
 
+class Saturated(nn.Module):
+    """The test model with its logits scaled up: where it is confident, float32 softmax is exactly one-hot
+    and the loss gradient exactly zero (a masked gradient, as on a model whose softmax saturates)."""
+
+    def __init__(self, net: nn.Module, scale: float = 1e4):
+        super().__init__()
+        self.net, self.scale = net, scale
+
+    def forward(self, x):
+        return self.net(x) * self.scale
+
+
+def test_an_image_at_a_fixed_point_leaves_with_the_point_art_returns(data, classifier):
+    x, y = data[0][:64], data[1][:64]
+    clf = build_classifier(Saturated(classifier.model), SIZE, 2)
+    zero = np.abs(clf.loss_gradient(x, np.eye(2, dtype=np.float32)[y])).reshape(len(x), -1).max(1) == 0
+    assert zero.sum() >= 10 and (_pred(clf, x[zero]) == y[zero]).all(), "want correct images with no gradient"
+    eps = 16 / 255
+    art = _art_pgd(clf, eps, max_iter=10, batch_size=64).generate(x, y)
+    ours = PGD(clf, eps=eps, eps_step=2.5 * eps / 10, max_iter=10, batch_size=64, verbose=False)
+    adv = ours.generate(x, y)
+    # a zero gradient never moves an image: ART returns it unchanged after 10 passes, ours after one
+    np.testing.assert_array_equal(art[zero], x[zero])
+    np.testing.assert_array_equal(adv[zero], x[zero])
+    assert ours.passes["backward"] <= zero.sum() + 10 * (~zero).sum()
+    assert ours.passes["backward"] < 10 * len(x) - 9 * zero.sum() + 1
+    # and nothing ART fools is left standing
+    assert (_fools(clf, adv, y) | ~_fools(clf, art, y)).all()
+    # a preprocessing defence may draw anew at every call: there no image leaves early
+    noisy = build_classifier(Saturated(classifier.model), SIZE, 2, preprocessing_defences=[JpegCompression((0, 1))])
+    assert not PGD(noisy, eps=eps)._deterministic() and PGD(clf, eps=eps)._deterministic()
+
+
 def test_targeted_early_stop_reaches_every_target_art_reaches(data, classifier):
     x = data[0][:64]
     target = 1 - _pred(classifier, x)

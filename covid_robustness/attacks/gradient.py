@@ -13,7 +13,10 @@ return the last iterate, however early an image fell. Here, per batch of `batch_
 
 So an image whose iterate j first fools the model costs j + 1 gradient passes instead of max_iter, an
 image misclassified at the start returns its start (the clean image, without random start) after the
-one pass that saw it, and no pass is spent on anything else (ART also predicts the clean and the final
+one pass that saw it, an image whose step does not move it (a fixed point: a zero gradient, as on a
+model whose softmax saturates, or every pixel pinned at an edge) leaves with that point, which every
+later step would repeat (with early_stop, and only where the gradient is deterministic: no
+preprocessing defence), and no pass is spent on anything else (ART also predicts the clean and the final
 images to log its success rate). "Fools" is the untargeted test pred != y; targeted, pred == y (the
 target). With several passes per gradient (EOT averages random preprocessing draws) every draw must agree.
 
@@ -155,7 +158,18 @@ class PGD(OwnEvasionAttack):
                 idx, x, x_init, y, labels, grad = (a[keep] for a in (idx, x, x_init, y, labels, grad))
                 if not len(idx):
                     return out, hit
-            x = self._step(x, x_init, grad)
+            stepped = self._step(x, x_init, grad)
+            if self.early_stop and self._deterministic():
+                # An image whose step left it where it was (a zero gradient, or every pixel pinned at
+                # the ball's or the pixel range's edge) is at a fixed point: the same gradient would
+                # repeat the same step to max_iter, so it leaves now with the point ART would return.
+                moved = (stepped != x).flatten(1).any(1)
+                if not moved.all():
+                    out[idx[~moved]] = x[~moved]
+                    idx, stepped, x_init, y, labels = (a[moved] for a in (idx, stepped, x_init, y, labels))
+                    if not len(idx):
+                        return out, hit
+            x = stepped
         out[idx] = x
         if judge_last and len(idx):
             with model_outputs(self.estimator) as outputs:
@@ -163,6 +177,11 @@ class PGD(OwnEvasionAttack):
             self._count("forward", outputs)
             hit[idx] = self._fools(outputs, labels)
         return out, hit
+
+    def _deterministic(self) -> bool:
+        """Whether a point's gradient is the same at every call: no preprocessing defence (a random one,
+        or EOT, draws anew each time), and the model in eval mode (checked by the evaluation)."""
+        return not self.estimator.preprocessing_defences
 
     def _fools(self, outputs: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
         """Whether every pass in outputs (one, or one per EOT draw) fools the model on each image."""
