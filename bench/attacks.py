@@ -66,21 +66,27 @@ CW_ART_DEFAULTS = {
 }
 
 
-def median_time(fn, repeats=5) -> float:
+def median_time(fn, repeats=5, device: torch.device | None = None) -> float:
+    """Median seconds of fn over `repeats` calls after a warm-up call, waiting for a CUDA device's work."""
+
+    def sync():
+        if device is not None and device.type == "cuda":
+            torch.cuda.synchronize(device)
+
     fn()
     times = []
     for _ in range(repeats):
+        sync()
         start = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
 
-def pass_costs(net, x, y) -> tuple[float, float, float]:
-    """Seconds per image at batch len(x) of: a forward pass; a forward pass + backward to the input only
-    (torch.autograd.grad, what our attacks do); a forward pass + loss.backward() that also fills the
-    weights' gradients (what ART's PyTorchClassifier.loss_gradient / class_gradient do when the model's
-    parameters require gradients, as a trained model's do)."""
+def input_pass_costs(net, x, y, repeats=5, device=None) -> tuple[float, float]:
+    """Seconds per image at batch len(x) of a forward pass and of a forward pass + backward to the input
+    only (torch.autograd.grad, what our attacks do)."""
 
     def forward():
         with torch.no_grad():
@@ -90,12 +96,20 @@ def pass_costs(net, x, y) -> tuple[float, float, float]:
         xg = x.clone().requires_grad_(True)
         torch.autograd.grad(F.cross_entropy(net(xg), y), xg)
 
+    return tuple(median_time(f, repeats, device) / len(x) for f in (forward, forward_backward_input))
+
+
+def pass_costs(net, x, y) -> tuple[float, float, float]:
+    """input_pass_costs, and a forward pass + loss.backward() that also fills the weights' gradients (what
+    ART's PyTorchClassifier.loss_gradient / class_gradient do when the model's parameters require
+    gradients, as a trained model's do)."""
+
     def forward_backward_full():
         xg = x.clone().requires_grad_(True)
         net.zero_grad()
         F.cross_entropy(net(xg), y).backward()
 
-    return tuple(median_time(f) / len(x) for f in (forward, forward_backward_input, forward_backward_full))
+    return (*input_pass_costs(net, x, y), median_time(forward_backward_full) / len(x))
 
 
 def train(net, x, y, steps, batch):

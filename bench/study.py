@@ -65,7 +65,6 @@ import json
 import logging
 import math
 import os
-import statistics
 import sys
 import time
 import warnings
@@ -79,6 +78,9 @@ from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from attacks import input_pass_costs  # noqa: E402  (bench/attacks.py)
 
 import covid_robustness  # noqa: E402, F401  (registers the ${px:} resolver)
 from covid_robustness.accelerator import (  # noqa: E402
@@ -235,33 +237,14 @@ def plain_speed(module, dm, device, gpu, warmup, steps) -> float:
 
 
 def pass_costs(net, x, y, device, repeats) -> tuple[float, float]:
-    """Seconds per image of a forward pass and of a forward + backward to the input, at batch len(x)."""
-
-    def forward():
-        with torch.no_grad():
-            net(x)
-
-    def forward_backward():
-        xg = x.clone().requires_grad_(True)
-        torch.autograd.grad(F.cross_entropy(net(xg), y), xg)
-
-    def per_image(fn):
-        fn()
-        times = []
-        for _ in range(repeats):
-            sync(device)
-            start = time.perf_counter()
-            fn()
-            sync(device)
-            times.append(time.perf_counter() - start)
-        return statistics.median(times) / len(x)
-
+    """Seconds per image of a forward pass and of a forward + backward to the input, at batch len(x),
+    with the weights frozen as a job's attacks see them (bench/attacks.py times the passes)."""
     weights = [p for p in net.parameters() if p.requires_grad]
     for p in weights:
         p.requires_grad_(False)
     try:
         net.eval()
-        return per_image(forward), per_image(forward_backward)
+        return input_pass_costs(net, x, y, repeats, device)
     finally:
         for p in weights:
             p.requires_grad_(True)

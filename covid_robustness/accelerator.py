@@ -39,6 +39,10 @@ class GpuSettings:
     cudnn_benchmark: bool = True
     data_on_device: bool = True
 
+    def on(self, device: torch.device) -> "GpuSettings":
+        """These settings where they apply: on a CUDA device; on any other, all off."""
+        return self if device.type == "cuda" else GpuSettings(False, False, False, False)
+
 
 def uses_cuda(accelerator: str = "auto") -> bool:
     """Whether a job with this trainer.accelerator computes on a CUDA device."""

@@ -67,7 +67,7 @@ def train(
         adversarial=adversarial,
         **_container(cfg.optim),
     )
-    if plan.device.type == "cuda" and plan.gpu.channels_last:
+    if plan.gpu.channels_last:
         module = module.to(memory_format=torch.channels_last)
     kind = "plain" if adversarial is None else f"adversarial ({adversarial['method']})"
     logger = tracker.logger(
@@ -172,7 +172,8 @@ def attack_and_track(
         tracker.log_params(run_id, {**flatten(_container(cfg)), "data.skipped_images": str(dm.skipped)})
         tracker.log_config(run_id, cfg)
         tracker.log_dataset(run_id, dm.dataset_info(), context="test")
-        n_attacked = min(len(dm.splits["test"].labels), cfg.eval.max_images or len(dm.splits["test"].labels))
+        n_test = len(dm.splits["test"].labels)
+        n_attacked = min(n_test, cfg.eval.max_images or n_test)
         net = module.net.to(plan.device)
         batch = evaluation_batch_size(cfg.eval.batch_size, net, dm.image_size, n_attacked, plan.device)
         evaluation = AdversarialEvaluation(
@@ -216,6 +217,7 @@ def run(cfg: DictConfig, overrides: str = "", sweep: bool = False) -> dict[str, 
     load_plugins(cfg.get("plugins"))
     plan = validate(cfg)
     plan.device = job_device(cfg.trainer.accelerator)
+    plan.gpu = plan.gpu.on(plan.device)  # all off on a CPU
     tracker = Tracker.from_config(cfg)
     key, cell = training_key(cfg), cell_key(cfg)
     lock = tracker.lock(f"cell-{cell}")
@@ -233,7 +235,7 @@ def run(cfg: DictConfig, overrides: str = "", sweep: bool = False) -> dict[str, 
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         dm = CXRDataModule(**_container(cfg.data))
         dm.setup()
-        if plan.device.type == "cuda" and plan.gpu.data_on_device:
+        if plan.gpu.data_on_device:
             dm.on_device(plan.device, plan.gpu.channels_last)
         if dm.skipped:
             log.warning("left out %d unreadable image(s)", dm.skipped)

@@ -38,7 +38,8 @@ def job_configs(config: DictConfig) -> list[tuple[list[str], DictConfig]]:
 
 
 class SweepCallbacks(Callback):
-    jobs: list[tuple[list[str], DictConfig]] = []  # the sweep's jobs, composed once when it starts
+    def __init__(self) -> None:
+        self.jobs: list[tuple[list[str], DictConfig]] = []  # the sweep's jobs, composed once when it starts
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         from .console import quiet
