@@ -28,7 +28,7 @@ from .plugins import load_plugins
 from .record import JOB_ROLE, TRAINING_ROLE, Metrics, Tags, transfer_source
 from .sections import is_evaluation_param
 from .tracking import Tracker, flatten, git_commit
-from .training_cache import cell_key, load_checkpoint, save_checkpoint, training_key
+from .training_cache import cell_key, job_settings, load_checkpoint, save_checkpoint, training_key
 from .validate import Plan, validate
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def train(
     )
     run_id = logger.run_id
     # What made these weights: not the attack, the evaluation or a test-time defense that may reuse them.
-    tracker.log_params(run_id, {k: v for k, v in flatten(_container(cfg)).items() if not is_evaluation_param(k)})
+    tracker.log_params(run_id, {k: v for k, v in flatten(job_settings(cfg)).items() if not is_evaluation_param(k)})
     params, with_stats = count_params(module.net.net)
     paper = spec(cfg.model.name).paper_params
     tracker.log_metrics(
@@ -169,7 +169,7 @@ def attack_and_track(
         },
     )
     try:
-        tracker.log_params(run_id, {**flatten(_container(cfg)), "data.skipped_images": str(dm.skipped)})
+        tracker.log_params(run_id, {**flatten(job_settings(cfg)), "data.skipped_images": str(dm.skipped)})
         tracker.log_config(run_id, cfg)
         tracker.log_dataset(run_id, dm.dataset_info(), context="test")
         n_test = len(dm.splits["test"].labels)

@@ -16,18 +16,32 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from .accelerator import uses_cuda
 from .errors import ConfigError
 from .models.module import CXRClassifier
 from .record import transfer_source
 from .sections import CELL, NOT_IN_KEY, TRAINING
 
 
+def job_settings(cfg: DictConfig) -> dict:
+    """The resolved config less what this job ignores: on a CPU, the gpu section.
+
+    GPU settings change no CPU job's weights or numbers, so they join neither its keys nor its params:
+    a CPU job finds the trainings and cells of a store written before the section existed.
+    """
+    settings = OmegaConf.to_container(cfg, resolve=True)
+    if not uses_cuda(cfg.trainer.accelerator):
+        settings.pop("gpu", None)
+    return settings
+
+
 def _parts(cfg: DictConfig, sections) -> dict:
+    settings = job_settings(cfg)
     parts = {}
     for section in sections:
-        value = (
-            OmegaConf.to_container(cfg[section], resolve=True) if isinstance(cfg[section], DictConfig) else cfg[section]
-        )
+        if section not in settings:
+            continue
+        value = settings[section]
         if isinstance(value, dict):
             value = {k: v for k, v in value.items() if k not in NOT_IN_KEY.get(section, ())}
         parts[section] = value

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from covid_robustness.models.module import CXRClassifier
-from covid_robustness.training_cache import load_checkpoint, save_checkpoint, training_key
+from covid_robustness.training_cache import cell_key, job_settings, load_checkpoint, save_checkpoint, training_key
 
 from .conftest import make_cfg
 
@@ -13,6 +13,17 @@ def test_key_ignores_attack_and_evaluation_but_not_training():
     assert base == training_key(make_cfg("data.num_workers=2", "trainer.enable_progress_bar=true"))
     for change in ("model=resnet50", "seed=1", "data.image_size=48", "optim.lr=0.1", "trainer.max_epochs=2"):
         assert training_key(make_cfg(change)) != base, change
+
+
+def test_gpu_settings_join_the_keys_and_params_of_gpu_jobs_only(monkeypatch):
+    off = ("gpu.bf16_training=false", "gpu.channels_last=false", "gpu.cudnn_benchmark=false")
+    cpu, cpu_off = make_cfg("trainer.accelerator=cpu"), make_cfg("trainer.accelerator=cpu", *off)
+    assert training_key(cpu) == training_key(cpu_off) and cell_key(cpu) == cell_key(cpu_off)
+    assert "gpu" not in job_settings(cpu) and "trainer" in job_settings(cpu)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    gpu, gpu_off = make_cfg("trainer.accelerator=gpu"), make_cfg("trainer.accelerator=gpu", *off)
+    assert training_key(gpu) != training_key(gpu_off) and cell_key(gpu) != cell_key(gpu_off)
+    assert job_settings(gpu)["gpu"]["bf16_training"] is True
 
 
 def test_checkpoint_round_trip_is_exact_and_atomic(tmp_path):
