@@ -20,6 +20,7 @@ from .attacks.factory import attack_label
 from .console import TrainingBar, quiet
 from .data.datamodule import CXRDataModule
 from .evaluation.callback import AdversarialEvaluation
+from .evaluation.external import external_evaluation
 from .evaluation.figures import example_grid
 from .masking_tags import flag_masking
 from .models.module import CXRClassifier
@@ -190,7 +191,22 @@ def attack_and_track(
         trainer.test(module, datamodule=dm, verbose=False)
         result = evaluation.result
         test_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
-        tracker.log_metrics(run_id, {**test_metrics, **result.metrics, **dm.split_metrics()})
+        metrics = {**test_metrics, **result.metrics, **dm.split_metrics()}
+        if dm.external is not None:
+            metrics |= dm.external_metrics() | external_evaluation(
+                net,
+                dm.external.tensors(),
+                attack,
+                dm.num_classes,
+                dm.positive_class,
+                defense=plan.defense,
+                source=None if source is None else source.net.to(plan.device),
+                max_images=cfg.eval.max_images,
+                batch_size=batch,
+                seed=cfg.seed,
+                progress=cfg.trainer.enable_progress_bar,
+            )
+        tracker.log_metrics(run_id, metrics)
         tracker.set_tags(run_id, result.tags)
         if result.examples is not None:
             tracker.log_arrays(run_id, asdict(result.examples), "examples.npz")

@@ -18,6 +18,8 @@ NOT_IN_KEY = {
     "gpu": ("data_on_device",),  # the same batches from the device as from the host
 }
 NOT_NUMBERS = ("eval.n_examples", "data.skipped_images")
+# Data settings that say which other images a job evaluates on, not what its model trains on.
+EXTERNAL_DATA = ("external_root", "external_class_dirs")
 
 
 def section(key: str) -> str:
@@ -27,11 +29,15 @@ def section(key: str) -> str:
 
 def is_training_param(key: str) -> bool:
     """Whether a flattened param is a setting of the training (logged on the training run)."""
+    if _external(key):
+        return False
     return key.startswith(f"{DEFENSE_TRAINING}.") or (section(key) in TRAINING and not _ignored(key))
 
 
 def is_evaluation_param(key: str) -> bool:
     """Whether a flattened param says how the model was attacked (the defense's training excluded)."""
+    if _external(key):
+        return True
     return section(key) in EVALUATION and "." in key and not key.startswith(f"{DEFENSE_TRAINING}.")
 
 
@@ -39,6 +45,10 @@ def is_numbers_param(key: str) -> bool:
     """Whether a flattened param can change a job's numbers: a setting of its cell."""
     in_cell = key in SCALARS or ("." in key and section(key) in CELL)
     return in_cell and not _ignored(key) and key not in NOT_NUMBERS
+
+
+def _external(key: str) -> bool:
+    return any(key == f"data.{name}" or key.startswith(f"data.{name}.") for name in EXTERNAL_DATA)
 
 
 def _ignored(key: str) -> bool:

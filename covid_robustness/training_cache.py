@@ -20,18 +20,22 @@ from .accelerator import uses_cuda
 from .errors import ConfigError
 from .models.module import CXRClassifier
 from .record import transfer_source
-from .sections import CELL, NOT_IN_KEY, TRAINING
+from .sections import CELL, EXTERNAL_DATA, NOT_IN_KEY, TRAINING
 
 
 def job_settings(cfg: DictConfig) -> dict:
-    """The resolved config less what this job ignores: on a CPU, the gpu section.
+    """The resolved config less what this job ignores: on a CPU, the gpu section; without an external
+    test set, its settings.
 
-    GPU settings change no CPU job's weights or numbers, so they join neither its keys nor its params:
-    a CPU job finds the trainings and cells of a store written before the section existed.
+    What a job ignores changes none of its weights or numbers, so it joins neither its keys nor its
+    params: a job finds the trainings and cells of a store written before those settings existed.
     """
     settings = OmegaConf.to_container(cfg, resolve=True)
     if not uses_cuda(cfg.trainer.accelerator):
         settings.pop("gpu", None)
+    if settings["data"].get("external_root") is None:
+        for name in EXTERNAL_DATA:
+            settings["data"].pop(name, None)
     return settings
 
 
@@ -55,6 +59,9 @@ def _hash(parts: dict) -> str:
 
 def _training_parts(cfg: DictConfig) -> dict:
     parts = _parts(cfg, TRAINING)
+    # The external test set is evaluated on, never trained on: it joins the cell, not the training.
+    for name in EXTERNAL_DATA:
+        parts["data"].pop(name, None)
     # Added only when set, so the key of an undefended training is the same with or without the defense group.
     if (training := cfg.get("defense", {}).get("training")) is not None:
         parts["adversarial_training"] = OmegaConf.to_container(training, resolve=True)
@@ -69,6 +76,8 @@ def cell_key(cfg: DictConfig) -> str:
     """A grid cell: everything that can change a job's numbers, whatever its position in a sweep."""
     # The defense joins the key only when there is one, as the adversarial training above.
     parts = {**_training_parts(cfg), **_parts(cfg, [s for s in CELL if s not in (*TRAINING, "defense")])}
+    if (data := job_settings(cfg)["data"]).get("external_root") is not None:
+        parts["external"] = {name: data[name] for name in EXTERNAL_DATA}
     # Not a transfer attack: the same cell as a white-box job, keyed as before the option existed.
     if "source_model" in parts["attack"] and transfer_source(cfg.model.name, parts["attack"]["source_model"]) is None:
         del parts["attack"]["source_model"]

@@ -64,6 +64,12 @@ def validate(cfg: DictConfig) -> Plan:
             raise ConfigError(
                 f"data.root={cfg.data.root!r} is not a directory; point it at a folder with one sub-folder per class."
             )
+    external = cfg.data.get("external_root")
+    if external is not None and not Path(external).is_dir():
+        raise ConfigError(
+            f"data.external_root={external!r} is not a directory; point it at another source's folder with one "
+            "sub-folder per class (data.external_class_dirs names them), or leave it null."
+        )
     n = cfg.eval.max_images
     if n is not None and (not isinstance(n, int) or n < 1):
         raise ConfigError(

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .duplicates import HASH_NAME, image_hashes
-from .folder import list_images, read_folder
+from .folder import TRAINING_FOLDER, list_images, read_folder
 
 
 def default_cache_dir() -> Path:
@@ -28,11 +28,17 @@ def cache_key(root: Path, paths: list[Path], size: int, classes, class_dirs: dic
 
 
 def read_folder_cached(
-    root, classes, class_dirs: dict, size: int, skip_unreadable: bool = False, cache_dir: str | Path | None = None
+    root,
+    classes,
+    class_dirs: dict,
+    size: int,
+    skip_unreadable: bool = False,
+    cache_dir: str | Path | None = None,
+    settings: tuple[str, str] = TRAINING_FOLDER,
 ):
     """(images, labels, perceptual hashes, skipped), decoded and hashed only when no entry matches."""
     root = Path(root)
-    paths, _ = list_images(root, tuple(classes), dict(class_dirs))
+    paths, _ = list_images(root, tuple(classes), dict(class_dirs), settings)
     path = (
         Path(cache_dir or default_cache_dir())
         / f"{cache_key(root, paths, size, classes, class_dirs, skip_unreadable)}.npz"
@@ -40,7 +46,7 @@ def read_folder_cached(
     if path.is_file():
         with np.load(path) as f:
             return f["images"], f["labels"], f["hashes"], int(f["skipped"])
-    images, labels, _, skipped = read_folder(root, classes, class_dirs, size, skip_unreadable)
+    images, labels, _, skipped = read_folder(root, classes, class_dirs, size, skip_unreadable, settings)
     hashes = image_hashes(images)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")

@@ -29,8 +29,9 @@ from .duplicates import (
     image_hashes,
     mixed_label_groups,
     near_duplicate_groups,
+    within,
 )
-from .folder import read_folder
+from .folder import EXTERNAL_FOLDER, TRAINING_FOLDER, read_folder
 from .synthetic import synthetic_dataset
 
 SOURCES = ("synthetic", "folder")
@@ -64,6 +65,8 @@ class CXRDataModule(pl.LightningDataModule):
     cache_dir: str | None = None  # null: $XDG_CACHE_HOME/covid-robustness or ~/.cache/covid-robustness
     dedupe: bool = True  # folder only: keep each group of near-duplicates in one split
     dedupe_distance: int = 28  # folder only: most differing bits (of 256) between near-duplicates
+    external_root: str | None = None  # another source's folder in the same layout: evaluated on, never trained on
+    external_class_dirs: dict = field(default_factory=dict)  # class -> folder name under external_root
 
     def __post_init__(self):
         super().__init__()
@@ -84,6 +87,9 @@ class CXRDataModule(pl.LightningDataModule):
         self.groups: np.ndarray | None = None  # folder only: near-duplicate group id per image
         self.labels: np.ndarray | None = None  # every image's label, in the source's order
         self.skipped = 0
+        self.external: Split | None = None  # external_root's images, in a seeded random order
+        self.external_hashes: np.ndarray | None = None
+        self.external_skipped = 0
         self._digest: str | None = None
         self.device: torch.device | None = None  # on_device: batches sliced from images kept there
         self.channels_last = False
@@ -107,20 +113,37 @@ class CXRDataModule(pl.LightningDataModule):
             raise ConfigError(
                 "data.root is not set; give the folder that holds the class folders, e.g. data.root=../shared/data/cxr."
             )
-        if not self.cache:
-            images, labels, _, self.skipped = read_folder(
-                self.root, self.classes, self.class_dirs, self.image_size, self.skip_unreadable
-            )
-            self.hashes = image_hashes(images)
-            return images, labels
-        images, labels, self.hashes, self.skipped = read_folder_cached(
-            self.root, self.classes, self.class_dirs, self.image_size, self.skip_unreadable, self.cache_dir
+        images, labels, self.hashes, self.skipped = self._read(
+            self.root, self.class_dirs, self.skip_unreadable, TRAINING_FOLDER
         )
         return images, labels
+
+    def _read(self, root, class_dirs: dict, skip_unreadable: bool, settings: tuple[str, str]):
+        """(images, labels, perceptual hashes, skipped) of a folder, from the cache when data.cache is on."""
+        if not self.cache:
+            images, labels, _, skipped = read_folder(
+                root, self.classes, class_dirs, self.image_size, skip_unreadable, settings
+            )
+            return images, labels, image_hashes(images), skipped
+        return read_folder_cached(
+            root, self.classes, class_dirs, self.image_size, skip_unreadable, self.cache_dir, settings
+        )
+
+    def _load_external(self) -> None:
+        """external_root's images at this image size, shuffled once with the seed: the first N of them
+        (eval.max_images) are a random draw of both classes, not the first class folder."""
+        images, labels, hashes, self.external_skipped = self._read(
+            self.external_root, self.external_class_dirs, self.skip_unreadable, EXTERNAL_FOLDER
+        )
+        order = np.random.default_rng(self.seed).permutation(len(labels))
+        self.external = Split(images[order], labels[order])
+        self.external_hashes = hashes[order]
 
     def setup(self, stage: str | None = None):
         if self.splits:
             return
+        if self.external_root is not None:
+            self._load_external()
         images, labels = self._load()
         self.labels = labels
         if self.hashes is not None:
@@ -178,6 +201,25 @@ class CXRDataModule(pl.LightningDataModule):
             "near_duplicate_images": float(sizes[sizes > 1].sum()),
             "near_duplicate_groups_mixed_labels": float(mixed_label_groups(self.labels, self.groups)),
         }
+
+    def external_metrics(self) -> dict[str, float]:
+        """The external test set's size and class counts, and how many of its images have a near-duplicate
+        in the training split (a copy of a training image measures memory, not transfer); {} without one.
+        """
+        self.setup()
+        if self.external is None:
+            return {}
+        counts = np.bincount(self.external.labels, minlength=self.num_classes)
+        metrics = {
+            "external_images": float(len(self.external.labels)),
+            "external_skipped": float(self.external_skipped),
+        }
+        metrics |= {f"external_images_{c}": float(n) for c, n in zip(self.classes, counts)}
+        train = self.splits["train"].images if self.hashes is None else None
+        train_hashes = image_hashes(train) if train is not None else self.hashes[self.indices["train"]]
+        leaked = within(self.external_hashes, train_hashes, self.dedupe_distance).any(1).sum()
+        metrics["external_near_duplicates_in_train"] = float(leaked)
+        return metrics
 
     def digest(self) -> str:
         """12 hex digits of a sha256 over the decoded images, their labels and the split each went to.

@@ -11,11 +11,18 @@ from ..errors import ConfigError
 EXTENSIONS = {".jpeg", ".jpg", ".jfif", ".png", ".webp"}
 
 
-def list_images(root: Path, classes: tuple[str, ...], class_dirs: dict) -> tuple[list[Path], np.ndarray]:
+# The settings that name a folder and its class folders, for the error messages.
+TRAINING_FOLDER = ("data.root", "data.class_dirs")
+EXTERNAL_FOLDER = ("data.external_root", "data.external_class_dirs")
+
+
+def list_images(
+    root: Path, classes: tuple[str, ...], class_dirs: dict, settings: tuple[str, str] = TRAINING_FOLDER
+) -> tuple[list[Path], np.ndarray]:
     """Image paths in a fixed (sorted) order and their labels; stops on a missing or empty class."""
     if not root.is_dir():
         raise ConfigError(
-            f"data.root={str(root)!r} is not a directory; point it at a folder with one sub-folder per class."
+            f"{settings[0]}={str(root)!r} is not a directory; point it at a folder with one sub-folder per class."
         )
     paths, labels = [], []
     for label, cls in enumerate(classes):
@@ -23,7 +30,7 @@ def list_images(root: Path, classes: tuple[str, ...], class_dirs: dict) -> tuple
         if not folder.is_dir():
             raise ConfigError(
                 f"class folder {str(folder)!r} for class {cls!r} does not exist; "
-                f"set data.class_dirs.{cls} to its name "
+                f"set {settings[1]}.{cls} to its name "
                 f"(found: {sorted(p.name for p in root.iterdir() if p.is_dir())})."
             )
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in EXTENSIONS and p.is_file())
@@ -46,9 +53,11 @@ def decode(path: Path, size: int) -> np.ndarray:
     return np.asarray(gray, dtype=np.uint8)
 
 
-def read_folder(root: Path, classes, class_dirs: dict, size: int, skip_unreadable: bool = False):
+def read_folder(
+    root: Path, classes, class_dirs: dict, size: int, skip_unreadable: bool = False, settings=TRAINING_FOLDER
+):
     """Decode every image; returns (uint8 N x size x size, labels, the paths kept)."""
-    paths, labels = list_images(Path(root), tuple(classes), dict(class_dirs))
+    paths, labels = list_images(Path(root), tuple(classes), dict(class_dirs), settings)
     images, keep, bad = [], [], []
     for i, path in enumerate(tqdm(paths, desc=f"decoding {Path(root).name}", unit="img", leave=False)):
         try:

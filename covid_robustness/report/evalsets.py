@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from statistics import mean
 
 from ..record import Job, numbers_params
-from ..sections import TRAINING, section
+from ..sections import is_training_param
 from .labels import ATTACKS, attack_label
 
 MISSING = "–"  # a param one run logged and another did not
@@ -47,7 +47,7 @@ def key(job: Job) -> tuple:
 
 def training_key(job: Job) -> tuple:
     """The settings its trained model depends on, less the model and seed: what a clean row groups by."""
-    return tuple(sorted((k, v) for k, v in settings(job).items() if section(k) in TRAINING))
+    return tuple(sorted((k, v) for k, v in settings(job).items() if is_training_param(k)))
 
 
 def grey_levels(eps: float) -> str:
