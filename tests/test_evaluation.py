@@ -140,3 +140,18 @@ def test_callback_stops_a_broken_attack(tiny, monkeypatch, attack, message):
     monkeypatch.setitem(ATTACKS, "broken", broken)
     with pytest.raises(AttackCheckError, match=message):
         _evaluate(dm, module, {"name": "broken", "eps": 4 / 255})
+
+
+def test_attack_none_returns_the_images_as_they_are_at_no_cost(tiny):
+    dm, module = tiny
+    metrics = evaluate(
+        module.net,
+        dm.splits["test"].tensors(),
+        {"name": "none", "impl": "identity"},
+        2,
+        dm.positive_class,
+        batch_size=8,
+        progress=False,
+    ).metrics
+    assert metrics["adversarial_accuracy"] == metrics["clean_accuracy"] and metrics["attack_images"] == 32
+    assert metrics["linf_max"] == 0 and metrics["attack_forward_passes"] == metrics["attack_backward_passes"] == 0

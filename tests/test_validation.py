@@ -23,6 +23,7 @@ BAD = [
     ("st", "attack.max_translation=-5"),
     ("st_art", "attack.max_translation=-5"),
     ("deepfool_art", "attack.max_iter=-3"),
+    ("none", "+attack.max_iter=3"),  # no attack takes no setting
 ]
 
 

@@ -91,6 +91,22 @@ def _every_step(name: str, params: dict) -> None:
         )
 
 
+class NoAttack(EvasionAttack):
+    """The images as they are: a job with attack=none measures clean (or corrupted) accuracy alone."""
+
+    _estimator_requirements = ()
+
+    def generate(self, x: np.ndarray, y: np.ndarray | None = None, **kwargs) -> np.ndarray:
+        return x.copy()
+
+
+@register_attack("none", "identity", needs_eps=False, takes_eps=False, label="None")
+def _none(clf, eps, params):
+    if params:
+        raise TypeError(f"attack none takes no setting, got {sorted(params)}")
+    return NoAttack(estimator=clf)
+
+
 @register_attack("fgsm", needs_eps=True, takes_eps=True, label="FGSM")
 def _fgsm(clf, eps, params):
     _every_step("fgsm", params)
