@@ -1,5 +1,5 @@
 """Entry point: `python -m covid_robustness [overrides]` runs the Hydra app; `params` prints Table I,
-`report --study NAME` builds a study's report from MLflow."""
+`report --study NAME` builds a study's report from MLflow; `probe [overrides]` runs both shortcut probes."""
 
 import logging
 import sys
@@ -32,6 +32,14 @@ def app(cfg: DictConfig) -> dict[str, float]:
         sys.exit(3)
 
 
+def probe_arguments(args: list[str]) -> list[str]:
+    """`probe <overrides>` as the multirun it stands for: both shortcut probes of the given model and data."""
+    if taken := [a for a in args if a.split("=")[0].lstrip("+~") == "probe"]:
+        print(f"error: `probe` runs probe=border,statistics itself; leave out {' '.join(taken)}", file=sys.stderr)
+        sys.exit(2)
+    return ["-m", *(a for a in args if a not in ("-m", "--multirun")), "probe=border,statistics"]
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "params":
         from .table1 import main as params
@@ -41,6 +49,9 @@ def main() -> None:
         from .report import main as report
 
         report(sys.argv[2:])
+    elif len(sys.argv) > 1 and sys.argv[1] == "probe":
+        sys.argv = [sys.argv[0], *probe_arguments(sys.argv[2:])]
+        app()  # the sweep's end (sweep.SweepCallbacks) prints the verdict table
     else:
         app()
 

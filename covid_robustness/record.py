@@ -16,6 +16,7 @@ from .sections import is_numbers_param
 TRAINING_ROLE = "training"
 JOB_ROLE = "attack"
 REPORT_ROLE = "report"
+PROBE_ROLE = "probe"  # a shortcut probe's result (probe.py)
 
 
 class Tags:
@@ -41,6 +42,20 @@ class Tags:
     MASKING = "gradient_masking"
     MASKING_REASONS = "gradient_masking_reasons"
     ERROR = "error"
+    PROBE = "probe"  # border or statistics, on a probe's run and on a border probe's training run
+
+
+class ProbeMetrics:
+    """What a probe job logs, on the test split."""
+
+    ACCURACY = "probe_accuracy"
+    SENSITIVITY = "probe_sensitivity"
+    SPECIFICITY = "probe_specificity"
+    CHANCE = "majority_class_accuracy"  # always answering the test split's majority class
+    ABOVE_CHANCE = "probe_above_chance"  # ACCURACY - CHANCE
+    FILL = "probe_fill_pixel"  # border probe: the constant (0-255) its blanked interior is set to
+    FRAME = "probe_frame_pixels"  # border probe: the visible frame's width on each side, in pixels
+    FULL_MODEL = "test/acc"  # what a normal job logs: its model's clean accuracy on the whole test split
 
 
 class Metrics:

@@ -26,8 +26,10 @@ from .masking_tags import flag_masking
 from .models.module import CXRClassifier
 from .models.registry import count_params, spec
 from .plugins import load_plugins
+from .probe import run_probe
 from .record import JOB_ROLE, TRAINING_ROLE, Metrics, Tags, transfer_source
 from .sections import is_evaluation_param
+from .shortcut import probe_name
 from .tracking import Tracker, flatten, git_commit
 from .training_cache import cell_key, job_settings, load_checkpoint, save_checkpoint, training_key
 from .validate import Plan, validate
@@ -72,7 +74,9 @@ def train(
         module = module.to(memory_format=torch.channels_last)
     kind = "plain" if adversarial is None else f"adversarial ({adversarial['method']})"
     logger = tracker.logger(
-        run_name=f"train {cfg.model.name}" + ("" if adversarial is None else f" {adversarial['method']}"),
+        run_name=f"train {cfg.model.name}"
+        + ("" if adversarial is None else f" {adversarial['method']}")
+        + ("" if probe_name(cfg) == "none" else f" ({probe_name(cfg)} probe)"),
         tags={Tags.ROLE: TRAINING_ROLE, Tags.TRAINING: kind, **tags},
     )
     run_id = logger.run_id
@@ -235,6 +239,8 @@ def run(cfg: DictConfig, overrides: str = "", sweep: bool = False) -> dict[str, 
     plan.device = job_device(cfg.trainer.accelerator)
     plan.gpu = plan.gpu.on(plan.device)  # all off on a CPU
     tracker = Tracker.from_config(cfg)
+    if probe_name(cfg) != "none":  # a shortcut probe instead of train + attack
+        return run_probe(cfg, plan, tracker, overrides, obtain_model)
     key, cell = training_key(cfg), cell_key(cfg)
     lock = tracker.lock(f"cell-{cell}")
     try:

@@ -9,7 +9,10 @@ both, within one study: two runs of one cell are reruns of one another.
 TRAINING = ("data", "model", "optim", "trainer", "gpu", "seed")
 DEFENSE_TRAINING = "defense.training"  # the one part of the defense that changes the weights
 EVALUATION = ("attack", "eval", "defense")
-CELL = (*TRAINING, *EVALUATION, "study")
+# A shortcut probe (probe.py) in place of the attack: absent from a normal job's settings (probe.name=none),
+# so it changes none of their keys or params. A border probe's settings change its weights: a training param.
+PROBE = "probe"
+CELL = (*TRAINING, *EVALUATION, PROBE, "study")
 SCALARS = ("seed", "study")  # sections that are one value; the others are groups, logged as section.key
 # Settings that change how a job runs or what it shows, not its numbers.
 NOT_IN_KEY = {
@@ -31,6 +34,8 @@ def is_training_param(key: str) -> bool:
     """Whether a flattened param is a setting of the training (logged on the training run)."""
     if _external(key):
         return False
+    if section(key) == PROBE:
+        return True
     return key.startswith(f"{DEFENSE_TRAINING}.") or (section(key) in TRAINING and not _ignored(key))
 
 

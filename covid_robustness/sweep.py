@@ -7,7 +7,8 @@ does lets us stop first. It also creates the MLflow store and experiments before
 parallel jobs racing to create a sqlite schema or an experiment fail.
 
 After: the gradient-masking checks run once over the jobs of the sweep's trained models and are written
-on the runs they concern, and the sweep's cells are printed as a table.
+on the runs they concern, and the sweep's cells are printed as a table; shortcut probe jobs (probe=border,
+statistics) are printed as a verdict table instead.
 """
 
 import sys
@@ -77,12 +78,17 @@ class SweepCallbacks(Callback):
 
         from .console import cells_table
         from .masking_tags import flag_masking
+        from .probe import probe_summary
         from .record import finished_jobs, newest_per_cell
+        from .shortcut import probe_name
         from .tracking import Tracker
         from .training_cache import cell_key
 
         cells, stores = {}, {}
+        probes = [cfg for _, cfg in self.jobs if probe_name(cfg) != "none"]
         for _, cfg in self.jobs:  # composed and validated when the sweep started
+            if probe_name(cfg) != "none":
+                continue
             store = (cfg.tracking.uri, cfg.tracking.dir, cfg.study)
             stores[store] = cfg
             cells.setdefault(store, set()).add(cell_key(cfg))
@@ -102,7 +108,11 @@ class SweepCallbacks(Callback):
             )
             if shown:
                 print(cells_table(shown))
-        study = next(iter(stores.values())).study if len(stores) == 1 else "<study>"
+        if probes:
+            print("\nshortcut probes: test accuracy without the lungs (full model: a normal job of the same training)")
+            print(probe_summary(probes))
+        studies = {cfg.study for _, cfg in self.jobs}
+        study = next(iter(studies)) if len(studies) == 1 else "<study>"
         print(
             f"\nLook further:  make ui   (MLflow UI at http://127.0.0.1:5000)\n"
             f"               make report STUDY={study}   (tables, figures and an HTML page)"

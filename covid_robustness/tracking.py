@@ -124,9 +124,9 @@ class Tracker:
         runs = self._runs(TRAINING_ROLE, "training_key", key, max_results=1)
         return runs[0].info.run_id if runs else None
 
-    def find_job(self, cell: str):
-        """The finished job run of this grid cell, if any."""
-        runs = self._runs(JOB_ROLE, "cell_key", cell, max_results=1)
+    def find_job(self, cell: str, role: str = JOB_ROLE):
+        """The finished job run (or run of another role: a probe's) of this grid cell, if any."""
+        runs = self._runs(role, "cell_key", cell, max_results=1)
         return runs[0] if runs else None
 
     def fail_interrupted(self, role: str, tag: str, value: str) -> int:
@@ -147,11 +147,13 @@ class Tracker:
             log_model=False,
         )
 
-    def start_job(self, parent_run_id: str, run_name: str, tags: dict) -> str:
+    def start_job(self, parent_run_id: str | None, run_name: str, tags: dict) -> str:
+        """A job's run, nested under its training run (none: a top-level run); tags may set another role."""
+        parent = {} if parent_run_id is None else {Tags.PARENT: parent_run_id}
         run = self.client.create_run(
             self.experiment_id,
             run_name=run_name,
-            tags={Tags.PARENT: parent_run_id, Tags.ROLE: JOB_ROLE, **tags},
+            tags={**parent, Tags.ROLE: JOB_ROLE, **tags},
         )
         return run.info.run_id
 

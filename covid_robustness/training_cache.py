@@ -20,7 +20,8 @@ from .accelerator import uses_cuda
 from .errors import ConfigError
 from .models.module import CXRClassifier
 from .record import transfer_source
-from .sections import CELL, EXTERNAL_DATA, NOT_IN_KEY, TRAINING
+from .sections import CELL, EXTERNAL_DATA, NOT_IN_KEY, PROBE, TRAINING
+from .shortcut import probe_name
 
 
 def job_settings(cfg: DictConfig) -> dict:
@@ -36,6 +37,8 @@ def job_settings(cfg: DictConfig) -> dict:
     if settings["data"].get("external_root") is None:
         for name in EXTERNAL_DATA:
             settings["data"].pop(name, None)
+    if probe_name(cfg) == "none":  # a normal job: keyed and logged as before the probe group existed
+        settings.pop(PROBE, None)
     return settings
 
 
@@ -65,6 +68,9 @@ def _training_parts(cfg: DictConfig) -> dict:
     # Added only when set, so the key of an undefended training is the same with or without the defense group.
     if (training := cfg.get("defense", {}).get("training")) is not None:
         parts["adversarial_training"] = OmegaConf.to_container(training, resolve=True)
+    # A probe's training (the border probe's, on blanked images) is its own, never the full-image model's.
+    if probe_name(cfg) != "none":
+        parts[PROBE] = job_settings(cfg)[PROBE]
     return parts
 
 
@@ -74,6 +80,8 @@ def training_key(cfg: DictConfig) -> str:
 
 def cell_key(cfg: DictConfig) -> str:
     """A grid cell: everything that can change a job's numbers, whatever its position in a sweep."""
+    if probe_name(cfg) != "none":
+        return _probe_cell_key(cfg)
     # The defense joins the key only when there is one, as the adversarial training above.
     parts = {**_training_parts(cfg), **_parts(cfg, [s for s in CELL if s not in (*TRAINING, "defense")])}
     if (data := job_settings(cfg)["data"]).get("external_root") is not None:
@@ -84,6 +92,17 @@ def cell_key(cfg: DictConfig) -> str:
     if (defense := cfg.get("defense")) is not None and defense.get("name", "none") != "none":
         parts["defense"] = OmegaConf.to_container(defense, resolve=True)
     return _hash(parts)
+
+
+def _probe_cell_key(cfg: DictConfig) -> str:
+    """A probe's cell: what its numbers depend on, never an attack's. The border probe depends on its
+    training (which holds the probe's settings); the statistics probe only on the data and its split, so
+    one statistics probe serves every model of a sweep (the other models' jobs find it finished)."""
+    settings = job_settings(cfg)
+    parts = _training_parts(cfg)
+    if probe_name(cfg) == "statistics":
+        parts = {"data": parts["data"], "seed": settings["seed"], PROBE: settings[PROBE]}
+    return _hash({**parts, "study": settings["study"]})
 
 
 def save_checkpoint(module: CXRClassifier, path: Path) -> None:

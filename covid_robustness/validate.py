@@ -18,6 +18,7 @@ from .data.classes import task_classes
 from .defenses.transforms import Defense, build_defense
 from .errors import ConfigError
 from .models.registry import spec
+from .shortcut import PROBES, probe_name
 from .transfer import source_config
 
 
@@ -41,6 +42,19 @@ def check_attack(attack: dict, image_size: int, num_classes: int) -> None:
     pixels, _ = in_pixels(attack, std)
     stand_in = nn.Sequential(nn.Flatten(), nn.Linear(image_size * image_size, num_classes))
     build_attack(pixels, build_classifier(stand_in, image_size, num_classes))
+
+
+def check_probe(cfg: DictConfig) -> None:
+    name = probe_name(cfg)
+    if name not in ("none", *PROBES):
+        raise ConfigError(f"probe.name={name!r} is not a probe; choose none, {', '.join(PROBES)}.")
+    border = cfg.probe.get("border") if name == "border" else None
+    bad = isinstance(border, bool) or not isinstance(border, int | float) or not 0 <= border < 0.5
+    if name == "border" and bad:
+        raise ConfigError(
+            f"probe.border={border!r} must be a share of the image side from 0 to below 0.5: the frame left "
+            "visible on each side (0 blanks the whole image)."
+        )
 
 
 def validate(cfg: DictConfig) -> Plan:
@@ -83,4 +97,5 @@ def validate(cfg: DictConfig) -> Plan:
         raise ConfigError(f"gpu has no setting(s) {unknown}; it takes {[f.name for f in fields(GpuSettings)]}.")
     if cfg.trainer.max_epochs is None or cfg.trainer.max_epochs < 1:
         raise ConfigError(f"trainer.max_epochs={cfg.trainer.max_epochs} must be at least 1.")
+    check_probe(cfg)
     return Plan(defense, source, GpuSettings(**gpu))

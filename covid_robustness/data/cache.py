@@ -2,7 +2,9 @@
 
 The key hashes the image size, the class mapping, the skip setting, the perceptual hash's name and
 every file's path, size and modification time, so a changed, added or removed file makes a new entry
-instead of a stale hit. Each entry holds the images' perceptual hashes too: a warm run hashes nothing.
+instead of a stale hit. Each entry holds the images' perceptual hashes and the files' statistics
+(data/filestats.py) too: a warm run hashes nothing and reads no file. An entry written before the
+statistics existed (or with other statistics) is decoded and written again.
 """
 
 import hashlib
@@ -14,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .duplicates import HASH_NAME, image_hashes
+from .filestats import FILE_STATS
 from .folder import TRAINING_FOLDER, list_images, read_folder
 
 
@@ -36,7 +39,8 @@ def read_folder_cached(
     cache_dir: str | Path | None = None,
     settings: tuple[str, str] = TRAINING_FOLDER,
 ):
-    """(images, labels, perceptual hashes, skipped), decoded and hashed only when no entry matches."""
+    """(images, labels, perceptual hashes, skipped, file statistics), decoded and hashed only when no entry
+    with these statistics matches."""
     root = Path(root)
     paths, _ = list_images(root, tuple(classes), dict(class_dirs), settings)
     path = (
@@ -45,12 +49,23 @@ def read_folder_cached(
     )
     if path.is_file():
         with np.load(path) as f:
-            return f["images"], f["labels"], f["hashes"], int(f["skipped"])
-    images, labels, _, skipped = read_folder(root, classes, class_dirs, size, skip_unreadable, settings)
+            if "stats" in f.files and tuple(f["stats_names"].tolist()) == FILE_STATS:
+                return f["images"], f["labels"], f["hashes"], int(f["skipped"]), f["stats"]
+    images, labels, _, skipped, stats = read_folder(
+        root, classes, class_dirs, size, skip_unreadable, settings, stats=True
+    )
     hashes = image_hashes(images)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     with os.fdopen(fd, "wb") as f:
-        np.savez(f, images=images, labels=labels, hashes=hashes, skipped=skipped)
+        np.savez(
+            f,
+            images=images,
+            labels=labels,
+            hashes=hashes,
+            skipped=skipped,
+            stats=stats,
+            stats_names=np.array(FILE_STATS),
+        )
     os.replace(tmp, path)  # readers never see a half-written entry
-    return images, labels, hashes, skipped
+    return images, labels, hashes, skipped, stats

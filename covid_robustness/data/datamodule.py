@@ -31,6 +31,7 @@ from .duplicates import (
     near_duplicate_groups,
     within,
 )
+from .filestats import array_statistics
 from .folder import EXTERNAL_FOLDER, TRAINING_FOLDER, read_folder
 from .synthetic import synthetic_dataset
 
@@ -86,6 +87,7 @@ class CXRDataModule(pl.LightningDataModule):
         self.hashes: np.ndarray | None = None  # folder only: packed perceptual hash per image
         self.groups: np.ndarray | None = None  # folder only: near-duplicate group id per image
         self.labels: np.ndarray | None = None  # every image's label, in the source's order
+        self.file_stats: np.ndarray | None = None  # every image's file statistics (data/filestats.py), same order
         self.skipped = 0
         self.external: Split | None = None  # external_root's images, in a seeded random order
         self.external_hashes: np.ndarray | None = None
@@ -108,23 +110,26 @@ class CXRDataModule(pl.LightningDataModule):
 
     def _load(self) -> tuple[np.ndarray, np.ndarray]:
         if self.source == "synthetic":
-            return synthetic_dataset(self.n_images, self.classes, self.image_size, self.seed)
+            images, labels = synthetic_dataset(self.n_images, self.classes, self.image_size, self.seed)
+            self.file_stats = array_statistics(images)  # no files: the generated image's size, mode L, mean, std
+            return images, labels
         if self.root is None:
             raise ConfigError(
                 "data.root is not set; give the folder that holds the class folders, e.g. data.root=../shared/data/cxr."
             )
-        images, labels, self.hashes, self.skipped = self._read(
+        images, labels, self.hashes, self.skipped, self.file_stats = self._read(
             self.root, self.class_dirs, self.skip_unreadable, TRAINING_FOLDER
         )
         return images, labels
 
     def _read(self, root, class_dirs: dict, skip_unreadable: bool, settings: tuple[str, str]):
-        """(images, labels, perceptual hashes, skipped) of a folder, from the cache when data.cache is on."""
+        """(images, labels, perceptual hashes, skipped, file statistics) of a folder, from the cache when
+        data.cache is on."""
         if not self.cache:
-            images, labels, _, skipped = read_folder(
-                root, self.classes, class_dirs, self.image_size, skip_unreadable, settings
+            images, labels, _, skipped, stats = read_folder(
+                root, self.classes, class_dirs, self.image_size, skip_unreadable, settings, stats=True
             )
-            return images, labels, image_hashes(images), skipped
+            return images, labels, image_hashes(images), skipped, stats
         return read_folder_cached(
             root, self.classes, class_dirs, self.image_size, skip_unreadable, self.cache_dir, settings
         )
@@ -132,7 +137,7 @@ class CXRDataModule(pl.LightningDataModule):
     def _load_external(self) -> None:
         """external_root's images at this image size, shuffled once with the seed: the first N of them
         (eval.max_images) are a random draw of both classes, not the first class folder."""
-        images, labels, hashes, self.external_skipped = self._read(
+        images, labels, hashes, self.external_skipped, _ = self._read(
             self.external_root, self.external_class_dirs, self.skip_unreadable, EXTERNAL_FOLDER
         )
         order = np.random.default_rng(self.seed).permutation(len(labels))
@@ -268,6 +273,11 @@ class CXRDataModule(pl.LightningDataModule):
                 for k, s in self.splits.items()
             },
         }
+
+    def file_statistics(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """A split's file statistics (N x len(FILE_STATS), data/filestats.py) and labels."""
+        self.setup()
+        return self.file_stats[self.indices[split]], self.splits[split].labels
 
     def pixel_stats(self) -> tuple[float, float]:
         """Mean and std of training pixels in [0, 1]: the model's built-in normalisation."""

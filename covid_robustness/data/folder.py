@@ -7,6 +7,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from ..errors import ConfigError
+from .filestats import file_statistics
 
 EXTENSIONS = {".jpeg", ".jpg", ".jfif", ".png", ".webp"}
 
@@ -41,27 +42,47 @@ def list_images(
     return paths, np.asarray(labels, dtype=np.int64)
 
 
-def decode(path: Path, size: int) -> np.ndarray:
-    """Grayscale uint8 size x size; the aspect ratio is not kept, as in the paper's 255 x 255 resize."""
-    with Image.open(path) as img:
-        img.load()
+def decode(path: Path, size: int, stats: bool = False):
+    """Grayscale uint8 size x size; the aspect ratio is not kept, as in the paper's 255 x 255 resize.
+
+    With stats, also the file's statistics (data/filestats.py: its size, mode and format as stored, its
+    bytes, the mean and std of the grayscale pixels before the resize), read while the file is open.
+    """
+    with Image.open(path) as original:
+        original.load()
+        img = original
         if img.mode in ("RGBA", "LA", "P"):
             img = img.convert("RGBA")
             background = Image.new("RGBA", img.size, (0, 0, 0, 255))
             img = Image.alpha_composite(background, img)
-        gray = img.convert("L").resize((size, size), Image.Resampling.BILINEAR)
-    return np.asarray(gray, dtype=np.uint8)
+        gray = img.convert("L")
+        pixels = np.asarray(gray.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+        if not stats:
+            return pixels
+        return pixels, file_statistics(original, path.stat().st_size, gray)
 
 
 def read_folder(
-    root: Path, classes, class_dirs: dict, size: int, skip_unreadable: bool = False, settings=TRAINING_FOLDER
+    root: Path,
+    classes,
+    class_dirs: dict,
+    size: int,
+    skip_unreadable: bool = False,
+    settings=TRAINING_FOLDER,
+    stats: bool = False,
 ):
-    """Decode every image; returns (uint8 N x size x size, labels, the paths kept)."""
+    """Decode every image; returns (uint8 N x size x size, labels, the paths kept, skipped), and with
+    stats the files' statistics (N x len(FILE_STATS), float64) as a fifth item."""
     paths, labels = list_images(Path(root), tuple(classes), dict(class_dirs), settings)
-    images, keep, bad = [], [], []
+    images, keep, bad, rows = [], [], [], []
     for i, path in enumerate(tqdm(paths, desc=f"decoding {Path(root).name}", unit="img", leave=False)):
         try:
-            images.append(decode(path, size))
+            if stats:
+                pixels, row = decode(path, size, stats=True)
+                rows.append(row)
+            else:
+                pixels = decode(path, size)
+            images.append(pixels)
             keep.append(i)
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
             bad.append((path, err))
@@ -71,4 +92,5 @@ def read_folder(
             f"{len(bad)} image(s) could not be read ({names}); fix or remove them, "
             "or set data.skip_unreadable=true to leave them out."
         )
-    return np.stack(images), labels[keep], [paths[i] for i in keep], len(bad)
+    decoded = np.stack(images), labels[keep], [paths[i] for i in keep], len(bad)
+    return (*decoded, np.stack(rows)) if stats else decoded
