@@ -170,8 +170,13 @@ class Job:
 
     @property
     def plain(self) -> bool:
-        """No defense, examples crafted on the model itself: the paper's setting."""
-        return self.defense == "none" and self.source_model is None
+        """No defense, examples crafted on the model itself, uncorrupted test images: the paper's setting."""
+        return self.defense == "none" and self.source_model is None and self.corruption is None
+
+    @property
+    def corruption(self) -> str | None:
+        """The corruption its test images went through (evaluation.corrupted), or None."""
+        return self.params.get("corruption.name")
 
     @property
     def eps_pixel(self) -> float | None:

@@ -190,6 +190,7 @@ def attack_and_track(
             source=None if source is None else source.net.to(plan.device),
             seed=cfg.seed,
             progress=cfg.trainer.enable_progress_bar,
+            corruption=_container(cfg.corruption) if "corruption" in cfg else None,
         )
         trainer = _trainer(cfg, plan, False, [evaluation], progress=False, training=False)
         trainer.test(module, datamodule=dm, verbose=False)

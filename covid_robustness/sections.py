@@ -8,7 +8,7 @@ both, within one study: two runs of one cell are reruns of one another.
 
 TRAINING = ("data", "model", "optim", "trainer", "gpu", "seed")
 DEFENSE_TRAINING = "defense.training"  # the one part of the defense that changes the weights
-EVALUATION = ("attack", "eval", "defense")
+EVALUATION = ("attack", "eval", "defense", "corruption")
 # A shortcut probe (probe.py) in place of the attack: absent from a normal job's settings (probe.name=none),
 # so it changes none of their keys or params. A border probe's settings change its weights: a training param.
 PROBE = "probe"

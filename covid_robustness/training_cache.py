@@ -25,8 +25,8 @@ from .shortcut import probe_name
 
 
 def job_settings(cfg: DictConfig) -> dict:
-    """The resolved config less what this job ignores: on a CPU, the gpu section; without an external
-    test set, its settings.
+    """The resolved config less what this job ignores: on a CPU, the gpu section; without a corruption
+    or an external test set, their settings.
 
     What a job ignores changes none of its weights or numbers, so it joins neither its keys nor its
     params: a job finds the trainings and cells of a store written before those settings existed.
@@ -34,6 +34,8 @@ def job_settings(cfg: DictConfig) -> dict:
     settings = OmegaConf.to_container(cfg, resolve=True)
     if not uses_cuda(cfg.trainer.accelerator):
         settings.pop("gpu", None)
+    if settings.get("corruption", {}).get("name", "none") == "none":
+        settings.pop("corruption", None)
     if settings["data"].get("external_root") is None:
         for name in EXTERNAL_DATA:
             settings["data"].pop(name, None)

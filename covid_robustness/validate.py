@@ -17,6 +17,7 @@ from .attacks.factory import build_attack, build_classifier, in_pixels, validate
 from .data.classes import task_classes
 from .defenses.transforms import Defense, build_defense
 from .errors import ConfigError
+from .evaluation.corrupted import check_corruption
 from .models.registry import spec
 from .shortcut import PROBES, probe_name
 from .transfer import source_config
@@ -78,6 +79,7 @@ def validate(cfg: DictConfig) -> Plan:
             raise ConfigError(
                 f"data.root={cfg.data.root!r} is not a directory; point it at a folder with one sub-folder per class."
             )
+    check_corruption(OmegaConf.to_container(cfg.corruption, resolve=True) if "corruption" in cfg else {})
     external = cfg.data.get("external_root")
     if external is not None and not Path(external).is_dir():
         raise ConfigError(

@@ -17,7 +17,7 @@ from ..data.classes import task_classes
 from ..errors import ConfigError
 from ..record import REPORT_ROLE
 from ..tracking import check_server, git_commit
-from . import defenses, figures, html, markdown, paper_eps, tables
+from . import defenses, figures, html, markdown, paper_eps, shift, tables
 from .collect import Study, collect, examples
 from .summary import newest_job_per_model, rows, sweeps
 
@@ -49,6 +49,8 @@ def build(client: MlflowClient, study: Study, out: Path) -> list[Path]:
     table_rows = rows(study)
     newest = newest_job_per_model(study)
     sections: list = [tables.overview(study), tables.table2(table_rows), tables.table2_average(table_rows)]
+    if (probes := shift.probe_table(study)) is not None:  # beside Table II: what its clean row may measure
+        sections.append(probes)
 
     def add_figure(file: str, title: str, caption: str, fig) -> None:
         sections.append(figures.Figure(file, title, caption, figures.to_png(fig)))
@@ -116,6 +118,26 @@ def build(client: MlflowClient, study: Study, out: Path) -> list[Path]:
             "Transfer matrices",
             "Accuracy (%) of each target model on examples crafted on each source model; diagonal: white-box.",
             defenses.transfer_heatmaps(study),
+        )
+    if shift.corruption_jobs(study):
+        sections.append(shift.corruption_table(study))
+        add_figure(
+            "corruptions.png",
+            "Corruption accuracy per severity",
+            "Accuracy (%) of each model on its test images corrupted by each MedMNIST-C corruption (rows) at "
+            "each severity (columns), read clean; green is high.",
+            shift.corruption_heatmaps(study),
+        )
+        if (table := shift.corruption_attack_table(study)) is not None:
+            sections.append(table)
+    if shift.external_jobs(study):
+        sections.append(shift.external_table(study))
+        add_figure(
+            "external.png",
+            "Internal against external accuracy",
+            "Clean accuracy on the model's own test split and on every image of the external set (another "
+            "source); black ticks: the external set's majority-class share, what always answering that class scores.",
+            shift.external_figure(study),
         )
     sections += [tables.clean_metrics(study), tables.parameter_counts(study, newest), tables.jobs(study)]
     if (reruns := tables.replaced(study)) is not None:

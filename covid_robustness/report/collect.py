@@ -8,10 +8,20 @@ from mlflow.tracking import MlflowClient
 
 from ..errors import ConfigError
 from ..evaluation.masking import study_flags
-from ..record import TRAINING_ROLE, Job, Tags, finished_jobs, newest_per_cell, search
+from ..record import PROBE_ROLE, TRAINING_ROLE, Job, Tags, finished_jobs, newest_per_cell, search
 from .labels import learn_labels
 
-__all__ = ["Job", "Study", "collect", "examples", "newest_per_cell", "studies"]
+__all__ = ["Job", "Probe", "Study", "collect", "examples", "newest_per_cell", "studies"]
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One finished shortcut-probe run (probe.py): which probe, on which model's training, what it scored."""
+
+    model: str
+    probe: str  # border or statistics
+    metrics: dict[str, float]
+    params: dict[str, str]
 
 
 @dataclass
@@ -22,6 +32,7 @@ class Study:
     jobs: list[Job]  # the newest run of each cell, newest first
     replaced: list[tuple[Job, Job]] = field(default_factory=list)  # (older run left out, the run kept)
     trainings: dict[str, dict[str, float]] = field(default_factory=dict)  # run id: last value per metric
+    probes: list[Probe] = field(default_factory=list)  # finished shortcut-probe runs, newest first
 
 
 def studies(client: MlflowClient) -> list[str]:
@@ -52,6 +63,10 @@ def collect(client: MlflowClient, name: str) -> Study:
     query = f"tags.{Tags.ROLE} = '{TRAINING_ROLE}' and attributes.status = 'FINISHED'"
     for run in search(client, experiment.experiment_id, query):
         study.trainings[run.info.run_id] = dict(run.data.metrics)
+    query = f"tags.{Tags.ROLE} = '{PROBE_ROLE}' and attributes.status = 'FINISHED'"
+    for run in search(client, experiment.experiment_id, query):
+        tags = run.data.tags
+        study.probes.append(Probe(tags[Tags.MODEL], tags[Tags.PROBE], dict(run.data.metrics), dict(run.data.params)))
     return study
 
 

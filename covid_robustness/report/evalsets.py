@@ -17,6 +17,8 @@ from ..sections import is_training_param
 from .labels import ATTACKS, attack_label
 
 MISSING = "–"  # a param one run logged and another did not
+# Settings a job logs only when they are on (no corruption, no external set): missing means off, not shown.
+LOGGED_WHEN_ON = ("corruption.", "data.external_")
 
 SETTINGS = {"budget": "", "art_default": "ART default", "art_rule": "ART's rule", "paper": "paper setting"}
 
@@ -82,7 +84,7 @@ def differing(
             mine, shown = sets[k], []
             for p in names:
                 peers = [sets[o] for o in members if not p.startswith("attack.") or setting(sets[o]) == setting(mine)]
-                if len({s.get(p, MISSING) for s in peers}) > 1:
+                if len({s.get(p, MISSING) for s in peers}) > 1 and (p in mine or not p.startswith(LOGGED_WHEN_ON)):
                     shown.append(f"{p.removeprefix('attack.')}={mine.get(p, MISSING)}")
             out[k] = shown
     return out

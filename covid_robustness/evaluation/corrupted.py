@@ -1,0 +1,87 @@
+"""A job's test images corrupted (corruptions.py) at each severity, then evaluated as usual (evaluate).
+
+The adversary acts on the corrupted image: at each severity the attack starts from the corrupted test
+images and its budget is measured from them. Per severity s the job logs `corruption_accuracy_s<s>`
+(clean accuracy on the corrupted images) and `corruption_adversarial_accuracy_s<s>`, and their means
+over the severities; its `clean_accuracy` and `adversarial_accuracy` are those means, so that columns
+compare like with like in MLflow. The noise of each severity is drawn from a generator seeded by the
+job's seed, the corruption and the severity: a rerun corrupts the same pixels.
+"""
+
+import zlib
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, TensorDataset
+
+from ..corruptions import CORRUPTIONS, corrupt, severity_param
+from ..errors import ConfigError
+from .evaluate import EvaluationResult, evaluate
+
+NONE = "none"
+PREFIX = "corruption_"
+SUMMED = ("attack_seconds",)  # over the severities; *_max take the maximum, every other metric the mean
+
+
+def check_corruption(corruption: dict) -> None:
+    """ConfigError for an unknown corruption, benchmark or severity, before anything runs."""
+    name = corruption.get("name", NONE)
+    if name == NONE:
+        return
+    if name not in CORRUPTIONS:
+        raise ConfigError(f"corruption.name={name!r} is not a corruption; choose one of {[NONE, *CORRUPTIONS]}.")
+    severities = corruption.get("severities")
+    if not severities or len(set(severities)) != len(severities):
+        raise ConfigError(f"corruption.severities={severities!r} must list distinct severities, e.g. [1, 3, 5].")
+    for s in severities:
+        severity_param(name, s, corruption.get("benchmark", "chestmnist"))
+
+
+def corrupted_set(test_set: Dataset, corruption: dict, severity: int, seed: int, device: torch.device) -> TensorDataset:
+    """test_set's images corrupted at severity on device, with their labels; the images come back to the CPU."""
+    x, y = _tensors(test_set)
+    name = corruption["name"]
+    generator = torch.Generator(device=device).manual_seed(zlib.crc32(f"{seed}/{name}/{severity}".encode()))
+    out = torch.cat(
+        [
+            _corrupt(x[i : i + 256].to(device), corruption, severity, generator).cpu()
+            for i in range(0, len(x), 256)  # bounds the device memory of the 3-channel noise
+        ]
+    )
+    return TensorDataset(out, y)
+
+
+def _corrupt(x: torch.Tensor, corruption: dict, severity: int, generator: torch.Generator) -> torch.Tensor:
+    benchmark = corruption.get("benchmark", "chestmnist")
+    return corrupt(x, corruption["name"], severity, benchmark=benchmark, generator=generator)
+
+
+def _tensors(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    tensors = getattr(dataset, "tensors", None)
+    if tensors is not None:
+        return tensors[0], tensors[1]
+    pairs = [dataset[i] for i in range(len(dataset))]
+    return torch.stack([p[0] for p in pairs]), torch.as_tensor([int(p[1]) for p in pairs])
+
+
+def evaluate_corrupted(
+    net: torch.nn.Module, test_set: Dataset, corruption: dict, *args, seed: int = 0, **options
+) -> EvaluationResult:
+    """evaluate() on the corrupted test set at each of corruption["severities"]; args and options as evaluate's."""
+    device = next(net.parameters()).device
+    results = {
+        s: evaluate(net, corrupted_set(test_set, corruption, s, seed, device), *args, seed=seed, **options)
+        for s in corruption["severities"]
+    }
+    per_severity = {}
+    for s, r in results.items():
+        per_severity[f"{PREFIX}accuracy_s{s}"] = r.metrics["clean_accuracy"]
+        per_severity[f"{PREFIX}adversarial_accuracy_s{s}"] = r.metrics["adversarial_accuracy"]
+    metrics = {}
+    for k in results[max(results)].metrics:
+        values = [r.metrics[k] for r in results.values() if k in r.metrics]
+        metrics[k] = float(sum(values) if k in SUMMED else max(values) if k.endswith("_max") else np.mean(values))
+    metrics[f"{PREFIX}accuracy_mean"] = metrics["clean_accuracy"]
+    metrics[f"{PREFIX}adversarial_accuracy_mean"] = metrics["adversarial_accuracy"]
+    worst = results[max(results)]  # the examples and the untrained-model tags of the strongest severity
+    return EvaluationResult({**metrics, **per_severity}, worst.tags, worst.examples)

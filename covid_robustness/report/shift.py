@@ -1,0 +1,293 @@
+"""Beyond the adversary: corrupted test images, another source's images, side by side with the attacks.
+
+Read from the jobs' `corruption_*` metrics (corruption=medmnistc jobs) and `external_*` metrics (jobs run
+with data.external_root); nothing is run again. A model's trainings that differ in a data setting (a
+remedy switched on, say) are told apart by that setting.
+"""
+
+from collections import defaultdict
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from ..record import ProbeMetrics
+from ..shortcut import PROBES, verdict
+from .collect import Job, Study
+from .estimate import Estimate
+from .evalsets import differing, settings, training_key
+from .figures import COLORS
+from .labels import attack_label, model_label, model_order
+from .tables import DASH, Table, pct
+
+CORRUPTED = "corruption_accuracy_s"
+SEVERITY_NOTE = "mean over the job's severities"
+
+
+def corruption_jobs(study: Study) -> list[Job]:
+    return [j for j in study.jobs if j.corruption is not None and j.source_model is None and j.defense == "none"]
+
+
+def external_jobs(study: Study) -> list[Job]:
+    return [j for j in study.jobs if "external_accuracy" in j.metrics]
+
+
+def probe_table(study: Study) -> Table | None:
+    """Per model: its clean test accuracy beside the shortcut probes' and chance, with the verdict."""
+    if not study.probes:
+        return None
+    statistics = next((p for p in study.probes if p.probe == "statistics"), None)  # one serves every model
+    models = model_order({p.model for p in study.probes if p.probe == "border"} | {j.model for j in study.jobs})
+    rows = []
+    for model in models:
+        border = next((p for p in study.probes if p.probe == "border" and p.model == model), None)
+        full = next((j.metrics.get("test/acc") for j in study.jobs if j.model == model and j.plain), None)
+        found = {"border": border, "statistics": statistics}
+        chance = next((p.metrics[ProbeMetrics.CHANCE] for p in found.values() if p is not None), None)
+        accuracy = {k: None if p is None else p.metrics[ProbeMetrics.ACCURACY] for k, p in found.items()}
+        rows.append(
+            [
+                model_label(model),
+                pct(full),
+                *(DASH if accuracy[k] is None else pct(accuracy[k]) for k in PROBES),
+                pct(chance),
+                DASH if chance is None else verdict(full, accuracy, chance),
+            ]
+        )
+    return Table(
+        "Shortcut probe: the task without the lungs (%)",
+        ["model", "full model (clean, test split)", "border probe", "statistics probe", "chance", "verdict"],
+        rows,
+        [
+            "Border probe: the model trained and tested on images whose interior is blanked (only a frame along "
+            "the edges visible). Statistics probe: gradient-boosted trees on each original file's size, mode, "
+            "format, bytes and grey-level mean and std, no image. Chance: always the test split's majority "
+            "class. A probe near the full model, or far above chance, means the classes can be told apart by "
+            "where the images came from: the clean accuracy then says little about the disease."
+        ],
+    )
+
+
+def has_shift(study: Study) -> bool:
+    return bool(corruption_jobs(study) or external_jobs(study) or study.probes)
+
+
+def _variants(jobs: list[Job]) -> dict[tuple, str]:
+    """Each training variant (training settings less the model) labelled by how it differs from the others."""
+    sets = {training_key(j): dict(training_key(j)) for j in jobs}
+    labels = differing(sets)
+    return {k: ", ".join(labels.get(k, [])) for k in sets}
+
+
+def _model_variant(job: Job, labels: dict[tuple, str]) -> str:
+    variant = labels.get(training_key(job), "")
+    return model_label(job.model) + (f" ({variant})" if variant else "")
+
+
+def _ordered(keys, labels: dict[tuple, str]) -> list[tuple[str, tuple]]:
+    """(model, training variant) pairs in the paper's model order, then by variant label."""
+    order = model_order({m for m, _ in keys})
+    return sorted(keys, key=lambda mv: (order.index(mv[0]), labels.get(mv[1], "")))
+
+
+def _severities(job: Job) -> list[int]:
+    return sorted(int(k.removeprefix(CORRUPTED)) for k in job.metrics if k.startswith(CORRUPTED))
+
+
+def _reading_jobs(study: Study) -> dict[tuple[str, tuple, str], Job]:
+    """Per (model, training variant, corruption) the job whose clean reading of the corrupted images counts
+    the most images (attack=none reads the whole split; an attack job its first eval.max_images)."""
+    best: dict[tuple[str, tuple, str], Job] = {}
+    for job in corruption_jobs(study):  # newest first
+        k = (job.model, training_key(job), job.corruption)
+        if k not in best or job.metrics["attack_images"] > best[k].metrics["attack_images"]:
+            best[k] = job
+    return best
+
+
+def corruption_heatmaps(study: Study):
+    """One heatmap per model (and training variant): accuracy (%) per corruption (rows) and severity (columns)."""
+    readings = _reading_jobs(study)
+    labels = _variants(list(readings.values()))
+    panels = defaultdict(dict)
+    for (model, variant, corruption), job in readings.items():
+        panels[(model, variant)][corruption] = job
+    order = _ordered(panels, labels)
+    severities = sorted({s for by in panels.values() for j in by.values() for s in _severities(j)})
+    corruptions = sorted({c for by in panels.values() for c in by})
+    fig, axes = plt.subplots(
+        1,
+        len(order),
+        figsize=(1.2 + 0.55 * len(severities) * len(order) + 1.2, 0.5 + 0.32 * len(corruptions)),
+        squeeze=False,
+        sharey=True,
+    )
+    for ax, mv in zip(axes[0], order):
+        grid = np.full((len(corruptions), len(severities)), np.nan)
+        for i, c in enumerate(corruptions):
+            if (job := panels[mv].get(c)) is not None:
+                for jdx, s in enumerate(severities):
+                    grid[i, jdx] = 100 * job.metrics.get(f"{CORRUPTED}{s}", np.nan)
+        image = ax.imshow(grid, cmap="RdYlGn", vmin=0, vmax=100, aspect="auto")
+        for (i, jdx), v in np.ndenumerate(grid):
+            if v == v:
+                ax.text(jdx, i, f"{v:.0f}", ha="center", va="center", fontsize=7)
+        first = next(iter(panels[mv].values()))
+        ax.set_title(_model_variant(first, labels), fontsize=9)
+        ax.set_xticks(range(len(severities)), [str(s) for s in severities])
+        ax.set_xlabel("severity")
+        ax.set_yticks(range(len(corruptions)), [c.replace("_", " ") for c in corruptions], fontsize=8)
+    fig.colorbar(image, ax=axes[0].tolist(), fraction=0.03, label="accuracy (%)")
+    return fig
+
+
+def corruption_table(study: Study) -> Table:
+    """Per model: clean, mean over every corruption and severity, and the worst corruption."""
+    readings = _reading_jobs(study)
+    labels = _variants(list(readings.values()))
+    by_model = defaultdict(list)
+    for (model, variant, _), job in readings.items():
+        by_model[(model, variant)].append(job)
+    rows = []
+    for model, variant in _ordered(by_model, labels):
+        jobs = by_model[(model, variant)]
+        clean = _clean(study, model, variant)
+        means = {j.corruption: j.metrics["corruption_accuracy_mean"] for j in jobs}
+        worst = min(means, key=means.get)
+        rows.append(
+            [
+                _model_variant(jobs[0], labels),
+                pct(clean),
+                pct(float(np.mean(list(means.values())))),
+                f"{worst.replace('_', ' ')} {pct(means[worst])}",
+                str(len(means)),
+            ]
+        )
+    return Table(
+        "Corruption accuracy (%)",
+        ["model", "clean (test split)", "mean corruption accuracy", "worst corruption", "corruptions"],
+        rows,
+        [
+            "Corruptions of MedMNIST-C (chest X-ray parameters) applied to the test images; the mean is over "
+            "the corruptions and the severities each job ran (clean reading, no attack)."
+        ],
+    )
+
+
+def _clean(study: Study, model: str, variant: tuple) -> float | None:
+    """The model's clean accuracy on its whole, uncorrupted test split (any of its jobs' Lightning test loop)."""
+    for job in study.jobs:
+        if job.model == model and training_key(job) == variant and "test/acc" in job.metrics:
+            return job.metrics["test/acc"]
+    return None
+
+
+def corruption_attack_table(study: Study) -> Table | None:
+    """Accuracy (%) under each attack setting with and without each corruption (mean over severities)."""
+    attacked = [j for j in corruption_jobs(study) if j.attack != "none"]
+    if not attacked:
+        return None
+    labels = _variants(attacked)
+    wanted = {_attack_settings(j) for j in attacked}
+    # The same attack settings on the test images as they are, where the study has them.
+    uncorrupted = [j for j in study.jobs if j.plain and _attack_settings(j) in wanted]
+    cells: dict[tuple[str, str], dict[tuple, float]] = defaultdict(dict)
+    heads: dict[tuple, str] = {}
+    for job in attacked + uncorrupted:  # newest first within each
+        mv = (job.model, training_key(job))
+        heads.setdefault(mv, _model_variant(job, labels))
+        cells[(_attack_text(job), job.corruption or "none")].setdefault(mv, job.metrics["adversarial_accuracy"])
+    columns = _ordered(heads, labels)
+    rows = [
+        [attack, corruption.replace("_", " ")] + [pct(cells[(attack, corruption)].get(mv)) for mv in columns]
+        for attack, corruption in sorted(cells, key=lambda r: (r[0], r[1] != "none", r[1]))
+    ]
+    return Table(
+        "Corruption x attack: accuracy (%)",
+        ["attack", "corruption", *(heads[mv] for mv in columns)],
+        rows,
+        [
+            f"The adversary starts from the corrupted image; {SEVERITY_NOTE}. corruption none: the same attack "
+            "on the test images as they are."
+        ],
+    )
+
+
+def _attack_settings(job: Job) -> tuple:
+    """What an attack row holds fixed: the attack's and the evaluation's settings."""
+    return tuple(sorted((k, v) for k, v in settings(job).items() if k.startswith(("attack.", "eval."))))
+
+
+def _attack_text(job: Job) -> str:
+    eps = job.eps_pixel
+    return attack_label(job.attack) + ("" if eps is None else f" eps={eps * 255:.3g}/255")
+
+
+def external_table(study: Study) -> Table:
+    """Per model (and training variant): internal against external accuracy, and how the errors fall."""
+    jobs = external_jobs(study)
+    labels = _variants(jobs)
+    newest: dict[tuple[str, tuple], Job] = {}
+    for job in jobs:  # newest first; the clean reading is the same for every attack of one training
+        newest.setdefault((job.model, training_key(job)), job)
+    rows = []
+    for mv in _ordered(newest, labels):
+        job = newest[mv]
+        m = job.metrics
+        n = m["external_images"]
+        external = Estimate((m["external_accuracy"],), (n,), (job,))
+        internal = m.get("test/acc")
+        rows.append(
+            [
+                _model_variant(job, labels),
+                pct(internal),
+                external.text(),
+                DASH if internal is None else f"{100 * (m['external_accuracy'] - internal):+.1f}",
+                pct(m["external_sensitivity"]),
+                pct(m["external_specificity"]),
+                pct(m["external_predicted_covid"]),
+                pct(m["external_majority_accuracy"]),
+                f"{m.get('external_near_duplicates_in_train', 0):.0f}",
+            ]
+        )
+    return Table(
+        "Internal against external accuracy (%)",
+        [
+            "model",
+            "internal (test split)",
+            "external [95 % interval]",
+            "gap (points)",
+            "external COVID-19 sensitivity",
+            "external specificity",
+            "called COVID-19",
+            "always the majority class",
+            "external images near-duplicating training images",
+        ],
+        rows,
+        [
+            "External: every image of data.external_root, another source than the training folder, read clean. "
+            "A model below the majority-class column does worse than always answering that class."
+        ],
+    )
+
+
+def external_figure(study: Study):
+    """Internal and external accuracy per model (and variant), side by side, with the majority baseline."""
+    jobs = external_jobs(study)
+    labels = _variants(jobs)
+    newest: dict[tuple[str, tuple], Job] = {}
+    for job in jobs:
+        newest.setdefault((job.model, training_key(job)), job)
+    items = [(mv, newest[mv]) for mv in _ordered(newest, labels)]
+    fig, ax = plt.subplots(figsize=(1.5 + 1.1 * len(items), 3.6))
+    x = np.arange(len(items))
+    internal = [100 * j.metrics.get("test/acc", np.nan) for _, j in items]
+    external = [100 * j.metrics["external_accuracy"] for _, j in items]
+    ax.bar(x - 0.2, internal, 0.4, color=COLORS[0], label="internal (test split)")
+    ax.bar(x + 0.2, external, 0.4, color=COLORS[3], label="external")
+    majority = [100 * j.metrics["external_majority_accuracy"] for _, j in items]
+    ax.scatter(x + 0.2, majority, marker="_", s=400, color="black", label="external: always the majority class")
+    ax.set_xticks(x, [_model_variant(j, labels) for _, j in items], rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
+    return fig

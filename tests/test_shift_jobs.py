@@ -1,0 +1,158 @@
+"""Jobs beyond the adversary, in one tiny study: an external test set (data.external_root) and corrupted
+test images (corruption=medmnistc), and the report's page on them."""
+
+import numpy as np
+import pytest
+import torch
+
+from covid_robustness.data.datamodule import CXRDataModule
+from covid_robustness.errors import ConfigError
+from covid_robustness.evaluation.corrupted import corrupted_set
+from covid_robustness.run import run
+from covid_robustness.training_cache import cell_key, job_settings, load_checkpoint, training_key
+from covid_robustness.validate import validate
+
+from .conftest import make_cfg, store_runs
+from .test_external import FOLDERS, _external
+
+NOISE = ("corruption=medmnistc", "corruption.name=gaussian_noise", "corruption.severities=[1,5]")
+EXTERNAL_DIRS = tuple(f"+data.external_class_dirs.{cls}={folder}" for cls, folder in FOLDERS.items())
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """One model (trained long enough to tell the classes apart), four jobs: FGSM; FGSM reading the
+    external set too; then with the external set, Gaussian noise alone and under FGSM."""
+    tmp = tmp_path_factory.mktemp("shift")
+    external = (f"data.external_root={_external(tmp / 'ext')}",) + EXTERNAL_DIRS
+    base = ("model=resnet18", "trainer.max_epochs=4", "optim.lr=0.05")
+    fgsm = ("attack=fgsm", "attack.eps=0.03", "eval.max_images=8")
+    for extra in (fgsm, (*fgsm, *external), ("attack=none", *NOISE, *external), (*fgsm, *NOISE, *external)):
+        run(make_cfg(*base, *extra, tmp_path=tmp))
+    run(make_cfg(*base, "probe=statistics", tmp_path=tmp))  # no training: features of the generated images
+    return tmp
+
+
+def _metrics(store, attack):
+    jobs = [j for j in store_runs(store / "mlruns", role="attack") if j.data.tags["attack"] == attack]
+    corrupted = [j for j in jobs if "corruption.name" in j.data.params]
+    return corrupted[0].data.metrics, corrupted[0]
+
+
+def test_corrupted_accuracy_is_the_models_reading_of_the_corrupted_images(store):
+    metrics, job = _metrics(store, "none")
+    assert len(store_runs(store / "mlruns", role="training")) == 1  # corruption jobs reuse the training
+    module = load_checkpoint(store_runs(store / "mlruns", role="training")[0].data.tags["checkpoint"]).eval()
+    dm = CXRDataModule(image_size=32, n_images=160, batch_size=16)
+    dm.setup()
+    test = dm.splits["test"].tensors()
+    for s in (1, 5):
+        x, y = corrupted_set(test, {"name": "gaussian_noise", "severities": [1, 5]}, s, 0, torch.device("cpu")).tensors
+        assert not torch.equal(x, test.tensors[0])  # corrupted
+        with torch.no_grad():
+            pred = module.net(x).argmax(1).numpy()
+        assert metrics[f"corruption_accuracy_s{s}"] == pytest.approx((pred == y.numpy()).mean())
+        assert metrics[f"corruption_adversarial_accuracy_s{s}"] == metrics[f"corruption_accuracy_s{s}"]  # no attack
+    mean = np.mean([metrics["corruption_accuracy_s1"], metrics["corruption_accuracy_s5"]])
+    assert metrics["corruption_accuracy_mean"] == metrics["clean_accuracy"] == pytest.approx(mean)
+    assert metrics["attack_images"] == 32  # the whole test split
+    assert job.data.params["corruption.severities"] == "[1, 5]"
+
+
+def test_the_adversary_acts_on_the_corrupted_image(store):
+    metrics, _ = _metrics(store, "fgsm")
+    for s in (1, 5):
+        assert metrics[f"corruption_adversarial_accuracy_s{s}"] <= metrics[f"corruption_accuracy_s{s}"]
+    assert metrics["linf_max"] <= 0.03 + 1e-6  # measured from the corrupted image, not the clean one
+    assert metrics["attack_images"] == 8
+    clean = [j for j in store_runs(store / "mlruns", role="attack") if "corruption.name" not in j.data.params]
+    assert len(clean) == 2 and not any("corruption_accuracy_mean" in j.data.metrics for j in clean)
+
+
+def test_no_corruption_leaves_keys_and_params_as_before_and_bad_ones_are_refused():
+    plain = make_cfg()
+    assert "corruption" not in job_settings(plain)
+    noisy = make_cfg(*NOISE)
+    assert training_key(noisy) == training_key(plain) and cell_key(noisy) != cell_key(plain)
+    for bad, match in (
+        ("corruption.name=fog", "not a corruption"),
+        ("corruption.severities=[0,3]", "severity 0"),
+        ("corruption.severities=[]", "distinct severities"),
+        ("corruption.benchmark=cifar", "benchmark"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            validate(make_cfg(*NOISE, bad))
+
+
+def test_the_report_shows_corruption_and_external_accuracy_beside_the_attacks(store):
+    from mlflow.tracking import MlflowClient
+
+    from covid_robustness.report import build
+    from covid_robustness.report.collect import collect
+
+    client = MlflowClient(f"sqlite:///{store / 'mlruns' / 'mlflow.db'}")
+    written = {p.name for p in build(client, collect(client, "default"), store / "report")}
+    assert {"corruptions.png", "external.png"} <= written
+    report = (store / "report" / "report.md").read_text()
+    none, _ = _metrics(store, "none")
+    fgsm, _ = _metrics(store, "fgsm")
+    # Per model: the mean corruption accuracy of the attack=none job (it reads the whole test split).
+    row = next(line for line in report.splitlines() if line.startswith("| RN-18 |") and "gaussian noise" in line)
+    assert f"| {100 * none['corruption_accuracy_mean']:.2f} |" in row
+    attack_rows = [line for line in report.splitlines() if line.startswith("| FGSM eps=7.65/255 |")]
+    assert [r.split("|")[2].strip() for r in attack_rows] == ["none", "gaussian noise"]
+    assert attack_rows[1].split("|")[3].strip() == f"{100 * fgsm['adversarial_accuracy']:.2f}"
+    section = report.split("## Internal against external accuracy (%)")[1].split("\n## ")[0]
+    external = next(line for line in section.splitlines() if line.startswith("| RN-18 |"))
+    assert f"{100 * none['external_accuracy']:.2f} [" in external
+    # Beside Table II, the shortcut probe against the full model's clean accuracy.
+    section = report.split("## Shortcut probe: the task without the lungs (%)")[1].split("\n## ")[0]
+    (stats,) = [r for r in store_runs(store / "mlruns", role="probe")]
+    full = fgsm["test/acc"]
+    row = next(line for line in section.splitlines() if line.startswith("| RN-18 |")).split("|")
+    assert [c.strip() for c in row[2:6]] == [
+        f"{100 * full:.2f}",
+        "–",  # no border probe in this study
+        f"{100 * stats.data.metrics['probe_accuracy']:.2f}",
+        f"{100 * stats.data.metrics['majority_class_accuracy']:.2f}",
+    ]
+    assert row[6].strip().startswith(("shortcut:", "no strong shortcut found"))
+    # Table II holds the uncorrupted job only.
+    table2 = report.split("## Table II: accuracy under attack")[1].split("\n## ")[0]
+    assert "corruption" not in table2
+
+
+def test_a_job_logs_its_external_accuracy_beside_the_test_split_and_reuses_the_training(store):
+    root = store / "ext"
+    base = ("model=resnet18", "trainer.max_epochs=4", "optim.lr=0.05", "attack=fgsm", "attack.eps=0.03")
+    plain = make_cfg(*base, "eval.max_images=8")
+    external = make_cfg(*base, "eval.max_images=8", f"data.external_root={root}", *EXTERNAL_DIRS)
+    assert training_key(plain) == training_key(external) and cell_key(plain) != cell_key(external)
+    fgsm = [j for j in store_runs(store / "mlruns", role="attack") if "corruption.name" not in j.data.params]
+    trainings = store_runs(store / "mlruns", role="training")
+    assert len(fgsm) == 2 and len(trainings) == 1  # every job reused the first one's training
+    with_external, without = fgsm  # newest first
+    assert "data.external_root" in with_external.data.params and "data.external_root" not in without.data.params
+    assert "data.external_root" not in trainings[0].data.params
+    metrics = with_external.data.metrics
+    assert not any(k.startswith("external_") for k in without.data.metrics)
+    # The test split's numbers do not move with an external set.
+    for name in ("clean_accuracy", "adversarial_accuracy", "test/acc"):
+        assert metrics[name] == without.data.metrics[name], name
+
+    assert metrics["external_images"] == 16 and metrics["external_attack_images"] == 8
+    assert 0 <= metrics["external_adversarial_accuracy"] <= metrics["external_clean_accuracy"] <= 1
+    assert metrics["external_linf_max"] <= 0.03 + 1e-6
+    # The clean reading of all 16 images, recomputed here from the stored model.
+    module = load_checkpoint(trainings[0].data.tags["checkpoint"]).eval()
+    dm = CXRDataModule(image_size=32, n_images=160, external_root=str(root), external_class_dirs=FOLDERS)
+    dm.setup()
+    with torch.no_grad():
+        pred = module.net(dm.external.tensors().tensors[0]).argmax(1).numpy()
+    y = dm.external.labels
+    assert len(set(pred)) == 2  # a model that tells the classes apart: not one class's share
+    assert metrics["external_accuracy"] == pytest.approx((pred == y).mean())
+    assert metrics["external_sensitivity"] == pytest.approx((pred[y == 1] == 1).mean())  # COVID-19 is label 1
+    assert metrics["external_specificity"] == pytest.approx((pred[y == 0] == 0).mean())
+    assert metrics["external_predicted_covid"] == pytest.approx((pred == 1).mean())
+    assert metrics["external_clean_accuracy"] == pytest.approx((pred[:8] == y[:8]).mean())
