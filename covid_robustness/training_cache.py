@@ -36,6 +36,8 @@ def job_settings(cfg: DictConfig) -> dict:
         settings.pop("gpu", None)
     if settings.get("corruption", {}).get("name", "none") == "none":
         settings.pop("corruption", None)
+    if not settings["data"].get("harmonise", False):  # the remedy off: keyed and logged as before it existed
+        settings["data"].pop("harmonise", None)
     if settings["data"].get("external_root") is None:
         for name in EXTERNAL_DATA:
             settings["data"].pop(name, None)

@@ -227,3 +227,37 @@ def test_dedupe_keeps_near_duplicates_in_one_split(tmp_path):
     train, test = train_test_split(np.arange(60), test_size=0.2, stratify=off.labels, random_state=0)
     train, val = train_test_split(train, test_size=0.1, stratify=off.labels[train], random_state=0)
     assert all(np.array_equal(off.indices[k], i) for k, i in (("train", train), ("val", val), ("test", test)))
+
+
+def test_harmonise_makes_two_sources_of_one_image_look_alike_and_keeps_its_own_cache_entry(tmp_path):
+    from covid_robustness.data.cache import cache_key
+    from covid_robustness.data.folder import decode
+
+    x = synthetic_image(0, 3, COVID, 96)
+    Image.fromarray(x).save(tmp_path / "a.png")  # one hospital: PNG, full exposure, 96 px
+    dim = Image.fromarray((x * 0.55).astype(np.uint8)).resize((50, 50))
+    dim.convert("RGB").save(tmp_path / "b.jpg", quality=60)  # another: a darker, smaller RGB JPEG
+    plain = [decode(tmp_path / f, 32).astype(float) for f in ("a.png", "b.jpg")]
+    same = [decode(tmp_path / f, 32, harmonise=True).astype(float) for f in ("a.png", "b.jpg")]
+    assert np.abs(same[0] - same[1]).mean() < np.abs(plain[0] - plain[1]).mean() / 4
+    # Equalised: the grey levels spread over the whole range whatever the exposure.
+    assert same[1].min() < 20 and same[1].max() > 235 and plain[1].max() < 160
+
+    paths = [tmp_path / "a.png"]
+    args = (tmp_path, paths, 32, TASKS["binary"], {}, False)
+    assert cache_key(*args) == cache_key(*args, False) != cache_key(*args, True)
+
+
+def test_harmonise_off_leaves_the_training_key_and_on_changes_it():
+    from omegaconf import open_dict
+
+    from covid_robustness.training_cache import job_settings, training_key
+
+    from .conftest import make_cfg
+
+    off, on = make_cfg(), make_cfg()
+    with open_dict(off), open_dict(on):  # the folder source's setting, on the tests' synthetic config
+        off.data.harmonise, on.data.harmonise = False, True
+    assert training_key(off) == training_key(make_cfg())
+    assert "harmonise" not in job_settings(off)["data"] and job_settings(on)["data"]["harmonise"] is True
+    assert training_key(off) != training_key(on)

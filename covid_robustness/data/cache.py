@@ -24,9 +24,14 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "covid-robustness"
 
 
-def cache_key(root: Path, paths: list[Path], size: int, classes, class_dirs: dict, skip: bool) -> str:
+def cache_key(
+    root: Path, paths: list[Path], size: int, classes, class_dirs: dict, skip: bool, harmonise: bool = False
+) -> str:
     files = [(str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
-    blob = json.dumps([size, list(classes), sorted(class_dirs.items()), skip, HASH_NAME, files])
+    # harmonise joins the key only when on: the entries of plain decoding keep their keys.
+    blob = json.dumps(
+        [size, list(classes), sorted(class_dirs.items()), skip, HASH_NAME, files, *["harmonise"] * harmonise]
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
@@ -38,6 +43,7 @@ def read_folder_cached(
     skip_unreadable: bool = False,
     cache_dir: str | Path | None = None,
     settings: tuple[str, str] = TRAINING_FOLDER,
+    harmonise: bool = False,
 ):
     """(images, labels, perceptual hashes, skipped, file statistics), decoded and hashed only when no entry
     with these statistics matches."""
@@ -45,14 +51,14 @@ def read_folder_cached(
     paths, _ = list_images(root, tuple(classes), dict(class_dirs), settings)
     path = (
         Path(cache_dir or default_cache_dir())
-        / f"{cache_key(root, paths, size, classes, class_dirs, skip_unreadable)}.npz"
+        / f"{cache_key(root, paths, size, classes, class_dirs, skip_unreadable, harmonise)}.npz"
     )
     if path.is_file():
         with np.load(path) as f:
             if "stats" in f.files and tuple(f["stats_names"].tolist()) == FILE_STATS:
                 return f["images"], f["labels"], f["hashes"], int(f["skipped"]), f["stats"]
     images, labels, _, skipped, stats = read_folder(
-        root, classes, class_dirs, size, skip_unreadable, settings, stats=True
+        root, classes, class_dirs, size, skip_unreadable, settings, stats=True, harmonise=harmonise
     )
     hashes = image_hashes(images)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -68,6 +68,7 @@ class CXRDataModule(pl.LightningDataModule):
     dedupe_distance: int = 28  # folder only: most differing bits (of 256) between near-duplicates
     external_root: str | None = None  # another source's folder in the same layout: evaluated on, never trained on
     external_class_dirs: dict = field(default_factory=dict)  # class -> folder name under external_root
+    harmonise: bool = False  # folder only: every image (and the external set's) through folder.harmonised
 
     def __post_init__(self):
         super().__init__()
@@ -127,11 +128,18 @@ class CXRDataModule(pl.LightningDataModule):
         data.cache is on."""
         if not self.cache:
             images, labels, _, skipped, stats = read_folder(
-                root, self.classes, class_dirs, self.image_size, skip_unreadable, settings, stats=True
+                root,
+                self.classes,
+                class_dirs,
+                self.image_size,
+                skip_unreadable,
+                settings,
+                stats=True,
+                harmonise=self.harmonise,
             )
             return images, labels, image_hashes(images), skipped, stats
         return read_folder_cached(
-            root, self.classes, class_dirs, self.image_size, skip_unreadable, self.cache_dir, settings
+            root, self.classes, class_dirs, self.image_size, skip_unreadable, self.cache_dir, settings, self.harmonise
         )
 
     def _load_external(self) -> None:

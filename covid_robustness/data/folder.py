@@ -1,15 +1,19 @@
 """Read a directory in the curated COVID-19 chest X-ray layout: one sub-folder of images per class."""
 
+import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 from ..errors import ConfigError
 from .filestats import file_statistics
 
 EXTENSIONS = {".jpeg", ".jpg", ".jfif", ".png", ".webp"}
+# data.harmonise: every image through one look before the resize (see harmonised).
+HARMONISE_SIZE = 256
+HARMONISE_QUALITY = 90
 
 
 # The settings that name a folder and its class folders, for the error messages.
@@ -42,8 +46,21 @@ def list_images(
     return paths, np.asarray(labels, dtype=np.int64)
 
 
-def decode(path: Path, size: int, stats: bool = False):
+def harmonised(gray: Image.Image) -> Image.Image:
+    """A grayscale image as every source would look alike: histogram-equalised, resized to 256 x 256 and
+    saved once as a JPEG of quality 90, so that exposure, contrast, pixel size, file format and compression
+    stop telling the sources apart (data.harmonise, a remedy against source shortcuts; what the anatomy
+    shows, a child's chest or an adult's, stays)."""
+    img = ImageOps.equalize(gray).resize((HARMONISE_SIZE, HARMONISE_SIZE), Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    img.save(buffer, "JPEG", quality=HARMONISE_QUALITY)
+    with Image.open(buffer) as jpeg:
+        return jpeg.convert("L")
+
+
+def decode(path: Path, size: int, stats: bool = False, harmonise: bool = False):
     """Grayscale uint8 size x size; the aspect ratio is not kept, as in the paper's 255 x 255 resize.
+    With harmonise, the image goes through `harmonised` first.
 
     With stats, also the file's statistics (data/filestats.py: its size, mode and format as stored, its
     bytes, the mean and std of the grayscale pixels before the resize), read while the file is open.
@@ -56,7 +73,8 @@ def decode(path: Path, size: int, stats: bool = False):
             background = Image.new("RGBA", img.size, (0, 0, 0, 255))
             img = Image.alpha_composite(background, img)
         gray = img.convert("L")
-        pixels = np.asarray(gray.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+        shown = harmonised(gray) if harmonise else gray
+        pixels = np.asarray(shown.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
         if not stats:
             return pixels
         return pixels, file_statistics(original, path.stat().st_size, gray)
@@ -70,6 +88,7 @@ def read_folder(
     skip_unreadable: bool = False,
     settings=TRAINING_FOLDER,
     stats: bool = False,
+    harmonise: bool = False,
 ):
     """Decode every image; returns (uint8 N x size x size, labels, the paths kept, skipped), and with
     stats the files' statistics (N x len(FILE_STATS), float64) as a fifth item."""
@@ -78,10 +97,10 @@ def read_folder(
     for i, path in enumerate(tqdm(paths, desc=f"decoding {Path(root).name}", unit="img", leave=False)):
         try:
             if stats:
-                pixels, row = decode(path, size, stats=True)
+                pixels, row = decode(path, size, stats=True, harmonise=harmonise)
                 rows.append(row)
             else:
-                pixels = decode(path, size)
+                pixels = decode(path, size, harmonise=harmonise)
             images.append(pixels)
             keep.append(i)
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:

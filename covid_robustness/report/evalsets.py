@@ -18,7 +18,7 @@ from .labels import ATTACKS, attack_label
 
 MISSING = "–"  # a param one run logged and another did not
 # Settings a job logs only when they are on (no corruption, no external set): missing means off, not shown.
-LOGGED_WHEN_ON = ("corruption.", "data.external_")
+LOGGED_WHEN_ON = ("corruption.", "data.external_", "data.harmonise")
 
 SETTINGS = {"budget": "", "art_default": "ART default", "art_rule": "ART's rule", "paper": "paper setting"}
 
