@@ -16,7 +16,7 @@ sweep:  ## the smoke study: 2 models x 2 attacks x 3 budgets on synthetic data, 
 	$(BIN)/python -m covid_robustness -m experiment=smoke
 
 test:  ## the test suite
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 lint:  ## ruff (lint and format check) and the import contracts (pyproject.toml)
 	$(BIN)/ruff check .
