@@ -213,6 +213,11 @@ def attack_and_track(
             )
         tracker.log_metrics(run_id, metrics)
         tracker.set_tags(run_id, result.tags)
+        tracker.log_json(
+            run_id,
+            {"classes": list(dm.classes), **{k: v.tolist() for k, v in result.confusion.items()}},
+            "confusion.json",
+        )
         if result.examples is not None:
             tracker.log_arrays(run_id, asdict(result.examples), "examples.npz")
             figure = example_grid(result.examples, dm.classes, name)

@@ -180,6 +180,9 @@ class Tracker:
             np.savez_compressed(path, **arrays)
             self.client.log_artifact(run_id, str(path))
 
+    def log_json(self, run_id: str, data: dict, name: str) -> None:
+        self.client.log_dict(run_id, data, name)
+
     def log_figure(self, run_id: str, figure, name: str) -> None:
         self.client.log_figure(run_id, figure, name)
 

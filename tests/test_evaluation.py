@@ -90,8 +90,10 @@ def test_evaluate_needs_no_lightning_loop_and_agrees_with_the_callback(tiny):
         progress=False,
     )
     through_callback = _evaluate(dm, module, {"name": "fgsm", "eps": 4 / 255})
-    same = {k: v for k, v in direct.metrics.items() if k != "attack_seconds"}
-    assert same == {k: v for k, v in through_callback.metrics.items() if k != "attack_seconds"}
+    def comparable(metrics):  # nan (a rate with no image to count) equals itself here
+        return {k: "nan" if v != v else v for k, v in metrics.items() if k != "attack_seconds"}
+
+    assert comparable(direct.metrics) == comparable(through_callback.metrics)
     # The callback adds the test loop's accuracy to the untrained-model check's reasons.
     assert {k: v for k, v in direct.tags.items() if k != "untrained_model_reason"} == {
         k: v for k, v in through_callback.tags.items() if k != "untrained_model_reason"
@@ -155,3 +157,19 @@ def test_attack_none_returns_the_images_as_they_are_at_no_cost(tiny):
     ).metrics
     assert metrics["adversarial_accuracy"] == metrics["clean_accuracy"] and metrics["attack_images"] == 32
     assert metrics["linf_max"] == 0 and metrics["attack_forward_passes"] == metrics["attack_backward_passes"] == 0
+
+
+def test_the_two_directions_of_harm_and_the_confusion_counts_by_hand():
+    from covid_robustness.evaluation.evaluate import confusion, harm_rates
+
+    # Four classes, COVID-19 = 0. Right on the clean input: images 0, 1, 2 (COVID-19), 3, 4, 5 (others).
+    y = np.array([0, 0, 0, 1, 2, 3, 1])
+    clean = np.array([0, 0, 0, 1, 2, 3, 0])  # image 6 wrong already: counts in neither rate
+    adv = np.array([0, 1, 2, 0, 1, 3, 0])
+    rates = harm_rates(y, clean, adv, positive=0)
+    assert rates["missed_covid_rate"] == pytest.approx(2 / 3)  # images 1 and 2 sent elsewhere
+    assert rates["false_alarm_rate"] == pytest.approx(1 / 3)  # image 3 called COVID-19; image 4 (2 -> 1) is not
+    assert np.isnan(harm_rates(y[3:6], clean[3:6], adv[3:6], positive=0)["missed_covid_rate"])
+    matrix = confusion(y, adv, 4)
+    assert matrix.tolist() == [[1, 1, 1, 0], [2, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1]]
+    assert matrix.sum() == len(y) and np.trace(confusion(y, clean, 4)) == 6

@@ -156,3 +156,21 @@ def test_a_job_logs_its_external_accuracy_beside_the_test_split_and_reuses_the_t
     assert metrics["external_specificity"] == pytest.approx((pred[y == 0] == 0).mean())
     assert metrics["external_predicted_covid"] == pytest.approx((pred == 1).mean())
     assert metrics["external_clean_accuracy"] == pytest.approx((pred[:8] == y[:8]).mean())
+
+
+def test_a_job_logs_its_confusion_matrices_and_both_directions_of_harm(store):
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{store / 'mlruns' / 'mlflow.db'}")
+    job = store_runs(store / "mlruns", role="attack")[-1]  # the first job: FGSM on the test images as they are
+    matrices = json.loads(open(client.download_artifacts(job.info.run_id, "confusion.json", str(store))).read())
+    assert matrices["classes"] == ["Normal", "COVID-19"]
+    clean, adversarial = np.array(matrices["clean"]), np.array(matrices["adversarial"])
+    m = job.data.metrics
+    assert clean.sum() == adversarial.sum() == m["attack_images"]
+    assert np.trace(clean) / clean.sum() == pytest.approx(m["clean_accuracy"])
+    assert np.trace(adversarial) / adversarial.sum() == pytest.approx(m["adversarial_accuracy"])
+    for rate in ("missed_covid_rate", "false_alarm_rate"):
+        assert rate in m and (m[rate] != m[rate] or 0 <= m[rate] <= 1)

@@ -84,4 +84,6 @@ def evaluate_corrupted(
     metrics[f"{PREFIX}accuracy_mean"] = metrics["clean_accuracy"]
     metrics[f"{PREFIX}adversarial_accuracy_mean"] = metrics["adversarial_accuracy"]
     worst = results[max(results)]  # the examples and the untrained-model tags of the strongest severity
-    return EvaluationResult({**metrics, **per_severity}, worst.tags, worst.examples)
+    # Confusion counts over every severity's images together.
+    matrices = {k: sum(r.confusion[k] for r in results.values()) for k in worst.confusion}
+    return EvaluationResult({**metrics, **per_severity}, worst.tags, worst.examples, matrices)

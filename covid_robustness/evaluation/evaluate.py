@@ -56,6 +56,7 @@ def attack_metrics(t: _Totals, positive: int) -> dict[str, float]:
     covid = y == positive
     check_not_above_clean(correct, adv == y)
     return {
+        **harm_rates(y, clean, adv, positive),
         "clean_accuracy": float(correct.mean()),
         "adversarial_accuracy": float((adv == y).mean()),
         # Among images the model got right, the share the attack turned wrong.
@@ -73,6 +74,26 @@ def attack_metrics(t: _Totals, positive: int) -> dict[str, float]:
         "attack_backward_passes": t.backward / len(y),
         **{f"adversarial_accuracy_{e}": float((np.concatenate(p) == y).mean()) for e, p in t.by_evaluation.items()},
     }
+
+
+def harm_rates(y: np.ndarray, clean: np.ndarray, adv: np.ndarray, positive: int) -> dict[str, float]:
+    """The two directions of harm, each among the images the model got right on the clean input.
+
+    missed_covid_rate: the share of COVID-19 images the attack turned to another class (the dangerous
+    error: a patient sent home); false_alarm_rate: the share of the other classes' images it turned to
+    COVID-19 (with four classes, a Normal image turned to pneumonia is neither). nan where no such image.
+    """
+    right = clean == y
+    covid, other = right & (y == positive), right & (y != positive)
+    return {
+        "missed_covid_rate": float((adv[covid] != positive).mean()) if covid.any() else float("nan"),
+        "false_alarm_rate": float((adv[other] == positive).mean()) if other.any() else float("nan"),
+    }
+
+
+def confusion(y: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts, true class by row and predicted class by column."""
+    return np.bincount(y * num_classes + pred, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 
 def worst_case(y: np.ndarray, candidates: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
@@ -119,6 +140,7 @@ class EvaluationResult:
     metrics: dict[str, float]
     tags: dict[str, str]
     examples: Examples | None
+    confusion: dict[str, np.ndarray] = field(default_factory=dict)  # clean, adversarial: true x predicted counts
 
 
 @dataclass
@@ -244,7 +266,12 @@ def _evaluate(job: _Job, net, source, test_set, max_images, batch_size, n_exampl
             "accuracy says nothing about robustness",
             reason,
         )
-    return EvaluationResult(metrics, tags, examples)
+    adv_all = np.concatenate(totals.adv)
+    matrices = {
+        "clean": confusion(y_all, pred_all, job.num_classes),
+        "adversarial": confusion(y_all, adv_all, job.num_classes),
+    }
+    return EvaluationResult(metrics, tags, examples, matrices)
 
 
 def _predict(job: _Job, classifier, x: np.ndarray) -> np.ndarray:
