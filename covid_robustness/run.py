@@ -21,7 +21,7 @@ from .console import TrainingBar, quiet
 from .data.datamodule import CXRDataModule
 from .evaluation.callback import AdversarialEvaluation
 from .evaluation.external import external_evaluation
-from .evaluation.figures import example_grid
+from .evaluation.figures import example_grid, reliability_diagram
 from .masking_tags import flag_masking
 from .models.module import CXRClassifier
 from .models.registry import count_params, spec
@@ -218,6 +218,10 @@ def attack_and_track(
             {"classes": list(dm.classes), **{k: v.tolist() for k, v in result.confusion.items()}},
             "confusion.json",
         )
+        if result.probabilities:
+            figure = reliability_diagram(result.probabilities, name)
+            tracker.log_figure(run_id, figure, "reliability.png")
+            plt.close(figure)
         if result.examples is not None:
             tracker.log_arrays(run_id, asdict(result.examples), "examples.npz")
             figure = example_grid(result.examples, dm.classes, name)

@@ -173,3 +173,31 @@ def test_the_two_directions_of_harm_and_the_confusion_counts_by_hand():
     matrix = confusion(y, adv, 4)
     assert matrix.tolist() == [[1, 1, 1, 0], [2, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1]]
     assert matrix.sum() == len(y) and np.trace(confusion(y, clean, 4)) == 6
+
+
+def test_calibration_by_hand():
+    from covid_robustness.evaluation.calibration import calibration_metrics, reliability
+
+    y = np.array([0, 0, 1, 1])
+    probs = np.array([[0.95, 0.05], [0.6, 0.4], [0.97, 0.03], [0.2, 0.8]])  # image 2: wrong at 0.97
+    m = calibration_metrics(y, probs)
+    # Bins (of 1/15) hold 0.95 + 0.97 (one bin: 14/15 < p <= 1), 0.6 and 0.8: the gaps are
+    # |0.96 - 0.5| x 2, |0.6 - 1| and |0.8 - 1|, weighted by images.
+    assert m["ece"] == pytest.approx((2 * 0.46 + 0.4 + 0.2) / 4)
+    assert m["brier"] == pytest.approx((2 * 0.05**2 + 2 * 0.4**2 + 2 * 0.97**2 + 2 * 0.2**2) / 4)
+    assert m["confident_error_share"] == 1.0  # the one error, at 0.97
+    assert np.isnan(calibration_metrics(y, np.eye(2)[y] * 0.9 + 0.05)["confident_error_share"])  # no error
+    confidence, accuracy, counts = reliability(y, probs)
+    assert confidence.tolist() == pytest.approx([0.6, 0.8, 0.96]) and accuracy.tolist() == [1, 1, 0.5]
+    assert counts.tolist() == [1, 1, 2]
+
+
+def test_a_job_reports_calibration_clean_and_under_attack(tiny):
+    dm, module = tiny
+    result = _evaluate(dm, module, {"name": "fgsm", "eps": 8 / 255})
+    p = result.probabilities
+    assert p["clean"].shape == p["adversarial"].shape == (24, 2) and np.allclose(p["clean"].sum(1), 1)
+    # The adversarial probabilities are those of the worst-case image each counts.
+    assert ((p["adversarial"].argmax(1) == p["labels"]).mean()) == result.metrics["adversarial_accuracy"]
+    for name in ("ece", "brier"):
+        assert 0 <= result.metrics[f"{name}_clean"] <= 2 and 0 <= result.metrics[f"{name}_adversarial"] <= 2

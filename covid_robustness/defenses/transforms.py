@@ -55,8 +55,18 @@ def predict(classifier: PyTorchClassifier, x: np.ndarray, defense: Defense, seed
     """Predicted classes of x through the classifier; through a random defense, the majority vote of
     defense.predict_samples draws from a fixed seed (ART's random preprocessors draw from numpy's global
     generator, whose state is restored afterwards)."""
+    return scores(classifier, x, defense, seed)[0]
+
+
+def scores(
+    classifier: PyTorchClassifier, x: np.ndarray, defense: Defense, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted classes, class probabilities) of x, from one pass: the softmax of the logits (the classes
+    from the logits themselves); through a random defense, the majority vote and the shares of the votes."""
     if not defense.random:
-        return classifier.predict(x, batch_size=len(x)).argmax(1)
+        logits = classifier.predict(x, batch_size=len(x)).astype(np.float64)
+        exp = np.exp(logits - logits.max(1, keepdims=True))
+        return logits.argmax(1), exp / exp.sum(1, keepdims=True)
     state = np.random.get_state()
     try:
         np.random.seed(seed)
@@ -66,7 +76,7 @@ def predict(classifier: PyTorchClassifier, x: np.ndarray, defense: Defense, seed
         )
     finally:
         np.random.set_state(state)
-    return votes.argmax(1)  # a tie goes to the lower class index
+    return votes.argmax(1), votes / defense.predict_samples  # a tie goes to the lower class index
 
 
 class BPDA(Preprocessor):

@@ -20,7 +20,9 @@ from .evaluate import EvaluationResult, evaluate
 
 NONE = "none"
 PREFIX = "corruption_"
-SUMMED = ("attack_seconds",)  # over the severities; *_max take the maximum, every other metric the mean
+# Over the severities: SUMMED add up, *_max take the maximum, every other metric the mean of the severities
+# where it is defined (a rate without an image to count is nan).
+SUMMED = ("attack_seconds",)
 
 
 def check_corruption(corruption: dict) -> None:
@@ -79,11 +81,12 @@ def evaluate_corrupted(
         per_severity[f"{PREFIX}adversarial_accuracy_s{s}"] = r.metrics["adversarial_accuracy"]
     metrics = {}
     for k in results[max(results)].metrics:
-        values = [r.metrics[k] for r in results.values() if k in r.metrics]
+        values = [v for r in results.values() if k in r.metrics and (v := r.metrics[k]) == v] or [float("nan")]
         metrics[k] = float(sum(values) if k in SUMMED else max(values) if k.endswith("_max") else np.mean(values))
     metrics[f"{PREFIX}accuracy_mean"] = metrics["clean_accuracy"]
     metrics[f"{PREFIX}adversarial_accuracy_mean"] = metrics["adversarial_accuracy"]
     worst = results[max(results)]  # the examples and the untrained-model tags of the strongest severity
     # Confusion counts over every severity's images together.
     matrices = {k: sum(r.confusion[k] for r in results.values()) for k in worst.confusion}
-    return EvaluationResult({**metrics, **per_severity}, worst.tags, worst.examples, matrices)
+    probabilities = {k: np.concatenate([r.probabilities[k] for r in results.values()]) for k in worst.probabilities}
+    return EvaluationResult({**metrics, **per_severity}, worst.tags, worst.examples, matrices, probabilities)

@@ -18,7 +18,8 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from ..attacks.factory import build_attack, build_classifier, in_pixels, reset_attack
-from ..defenses.transforms import Defense, build_classifiers, predict
+from ..defenses.transforms import Defense, build_classifiers, predict, scores
+from .calibration import calibration_metrics
 from .checks import EvalModeGuard, check_adversarial_batch, check_not_above_clean
 from .passes import PassCounter
 
@@ -47,6 +48,8 @@ class _Totals:
     forward: int = 0
     backward: int = 0
     by_evaluation: dict = field(default_factory=dict)  # evaluation: predictions on its examples, per batch
+    p_clean: list = field(default_factory=list)  # class probabilities, clean and of the worst case
+    p_adv: list = field(default_factory=list)
 
 
 def attack_metrics(t: _Totals, positive: int) -> dict[str, float]:
@@ -73,6 +76,8 @@ def attack_metrics(t: _Totals, positive: int) -> dict[str, float]:
         "attack_forward_passes": t.forward / len(y),
         "attack_backward_passes": t.backward / len(y),
         **{f"adversarial_accuracy_{e}": float((np.concatenate(p) == y).mean()) for e, p in t.by_evaluation.items()},
+        **{f"{k}_clean": v for k, v in calibration_metrics(y, np.concatenate(t.p_clean)).items()},
+        **{f"{k}_adversarial": v for k, v in calibration_metrics(y, np.concatenate(t.p_adv)).items()},
     }
 
 
@@ -96,18 +101,20 @@ def confusion(y: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
     return np.bincount(y * num_classes + pred, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 
-def worst_case(y: np.ndarray, candidates: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """Per image, the first (examples, predictions) pair that fools the model, else the last pair's.
+def worst_case(y: np.ndarray, candidates: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
+    """Per image, the first candidate (examples, predictions, anything else per image) that fools the
+    model, else the last candidate's.
 
     Callers put the clean images and their predictions first: candidate zero of every worst case.
     """
-    x_adv, pred = (a.copy() for a in candidates[-1])
+    chosen = tuple(a.copy() for a in candidates[-1])
     fooled = np.zeros(len(y), dtype=bool)
-    for xs, ps in candidates:
-        take = (ps != y) & ~fooled
-        x_adv[take], pred[take] = xs[take], ps[take]
+    for candidate in candidates:
+        take = (candidate[1] != y) & ~fooled
+        for out, values in zip(chosen, candidate):
+            out[take] = values[take]
         fooled |= take
-    return x_adv, pred
+    return chosen
 
 
 def majority_accuracy(y: np.ndarray) -> float:
@@ -141,6 +148,7 @@ class EvaluationResult:
     tags: dict[str, str]
     examples: Examples | None
     confusion: dict[str, np.ndarray] = field(default_factory=dict)  # clean, adversarial: true x predicted counts
+    probabilities: dict[str, np.ndarray] = field(default_factory=dict)  # labels, clean, adversarial (N x C)
 
 
 @dataclass
@@ -217,8 +225,8 @@ def _evaluate(job: _Job, net, source, test_set, max_images, batch_size, n_exampl
     totals, examples = _Totals(), None
     for x, y in tqdm(loader, desc=f"attack {name}", unit="batch", disable=not job.progress, leave=False):
         x, y = x.numpy(), y.numpy()
-        pred_clean = _predict(job, defended, x)
-        candidates = [(x, pred_clean)]  # the adversary may always submit the clean image
+        pred_clean, p_clean = _scores(job, defended, x)
+        candidates = [(x, pred_clean, p_clean)]  # the adversary may always submit the clean image
         for evaluation, classifier in crafting.items():
             attack = reset_attack(attacks[evaluation])
             with EvalModeGuard(classifier.model, name), PassCounter(classifier.model) as passes:
@@ -228,11 +236,13 @@ def _evaluate(job: _Job, net, source, test_set, max_images, batch_size, n_exampl
             totals.forward += passes.forward
             totals.backward += passes.backward
             check_adversarial_batch(x, x_adv, eps, name)
-            pred = _predict(job, defended, x_adv)
+            pred, p = _scores(job, defended, x_adv)
             # Each evaluation's own number is a worst case with the clean image too.
             totals.by_evaluation.setdefault(evaluation, []).append(worst_case(y, [(x, pred_clean), (x_adv, pred)])[1])
-            candidates.append((x_adv, pred))
-        x_adv, pred_adv = worst_case(y, candidates)
+            candidates.append((x_adv, pred, p))
+        x_adv, pred_adv, p_adv = worst_case(y, candidates)
+        totals.p_clean.append(p_clean)
+        totals.p_adv.append(p_adv)
         delta = (x_adv - x).reshape(len(x), -1)
         totals.y.append(y)
         totals.clean.append(pred_clean)
@@ -271,11 +281,20 @@ def _evaluate(job: _Job, net, source, test_set, max_images, batch_size, n_exampl
         "clean": confusion(y_all, pred_all, job.num_classes),
         "adversarial": confusion(y_all, adv_all, job.num_classes),
     }
-    return EvaluationResult(metrics, tags, examples, matrices)
+    probabilities = {
+        "labels": y_all,
+        "clean": np.concatenate(totals.p_clean),
+        "adversarial": np.concatenate(totals.p_adv),
+    }
+    return EvaluationResult(metrics, tags, examples, matrices, probabilities)
 
 
 def _predict(job: _Job, classifier, x: np.ndarray) -> np.ndarray:
     return predict(classifier, x, job.defense, job.seed)
+
+
+def _scores(job: _Job, classifier, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return scores(classifier, x, job.defense, job.seed)
 
 
 def _defended_test_metrics(job: _Job, defended, test_set, batch_size: int) -> dict[str, float]:

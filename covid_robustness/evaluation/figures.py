@@ -1,4 +1,5 @@
-"""The example grid: clean image, adversarial image and the perturbation that separates them."""
+"""A job's figures: the example grid (clean image, adversarial image and the perturbation that separates
+them) and the reliability diagram, clean and under attack."""
 
 import matplotlib
 
@@ -6,6 +7,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from .calibration import reliability
 from .evaluate import Examples
 
 
@@ -26,5 +28,21 @@ def example_grid(ex: Examples, class_names: tuple[str, ...], title: str):
             ax.set_title(label, fontsize=8, color="crimson" if r == 1 and ex.pred_adv[i] != ex.labels[i] else "black")
             ax.axis("off")
     fig.suptitle(f"{title}  (perturbation colour scale +-{scale:.4f})", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def reliability_diagram(probabilities: dict[str, np.ndarray], title: str):
+    """Accuracy against confidence per bin, clean and under attack, on one plot; marker area ~ images."""
+    fig, ax = plt.subplots(figsize=(4.2, 4.2))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="calibrated")
+    y = probabilities["labels"]
+    for name, color in (("clean", "tab:blue"), ("adversarial", "tab:red")):
+        confidence, accuracy, counts = reliability(y, probabilities[name])
+        ax.plot(confidence, accuracy, color=color, marker="o", linewidth=1, markersize=3, label=name)
+        ax.scatter(confidence, accuracy, s=300 * counts / max(len(y), 1), color=color, alpha=0.25)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top probability)", ylabel="accuracy", title=title)
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     return fig
