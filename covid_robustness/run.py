@@ -22,6 +22,7 @@ from .data.datamodule import CXRDataModule
 from .evaluation.callback import AdversarialEvaluation
 from .evaluation.external import external_evaluation
 from .evaluation.figures import example_grid, reliability_diagram
+from .evaluation.operating_point import validation_thresholds
 from .masking_tags import flag_masking
 from .models.module import CXRClassifier
 from .models.registry import count_params, spec
@@ -181,6 +182,12 @@ def attack_and_track(
         n_attacked = min(n_test, cfg.eval.max_images or n_test)
         net = module.net.to(plan.device)
         batch = evaluation_batch_size(cfg.eval.batch_size, net, dm.image_size, n_attacked, plan.device)
+        # The operating points, chosen on the validation split as deployed and kept with the training.
+        thresholds = validation_thresholds(
+            net, dm.splits["val"].tensors(), dm.num_classes, dm.positive_class, plan.defense, cfg.seed, batch
+        )
+        if plan.defense.preprocessor is None:  # a test-time defense's thresholds stay with its own job
+            tracker.log_metrics(parent_id, {f"threshold_{k}": v for k, v in thresholds.items()})
         evaluation = AdversarialEvaluation(
             attack,
             dm.num_classes,
@@ -191,6 +198,7 @@ def attack_and_track(
             seed=cfg.seed,
             progress=cfg.trainer.enable_progress_bar,
             corruption=_container(cfg.corruption) if "corruption" in cfg else None,
+            thresholds=thresholds,
         )
         trainer = _trainer(cfg, plan, False, [evaluation], progress=False, training=False)
         trainer.test(module, datamodule=dm, verbose=False)
@@ -210,6 +218,7 @@ def attack_and_track(
                 batch_size=batch,
                 seed=cfg.seed,
                 progress=cfg.trainer.enable_progress_bar,
+                thresholds=thresholds,
             )
         tracker.log_metrics(run_id, metrics)
         tracker.set_tags(run_id, result.tags)

@@ -90,6 +90,7 @@ def test_evaluate_needs_no_lightning_loop_and_agrees_with_the_callback(tiny):
         progress=False,
     )
     through_callback = _evaluate(dm, module, {"name": "fgsm", "eps": 4 / 255})
+
     def comparable(metrics):  # nan (a rate with no image to count) equals itself here
         return {k: "nan" if v != v else v for k, v in metrics.items() if k != "attack_seconds"}
 
@@ -201,3 +202,25 @@ def test_a_job_reports_calibration_clean_and_under_attack(tiny):
     assert ((p["adversarial"].argmax(1) == p["labels"]).mean()) == result.metrics["adversarial_accuracy"]
     for name in ("ece", "brier"):
         assert 0 <= result.metrics[f"{name}_clean"] <= 2 and 0 <= result.metrics[f"{name}_adversarial"] <= 2
+
+
+def test_operating_points_by_hand():
+    from covid_robustness.evaluation.operating_point import at_operating_points, choose, reading
+
+    # Validation: 20 COVID-19 images (label 1) with P(COVID-19) 0.05, 0.10, ..., 1.00; 10 others at 0.02 ... 0.20
+    y = np.array([1] * 20 + [0] * 10)
+    p = np.concatenate([np.arange(1, 21) / 20, np.arange(1, 11) / 50])
+    t = choose(y, p, positive=1)
+    assert t["sens95"] == pytest.approx(0.10)  # the highest threshold keeping 19 of 20 COVID-19 images
+    assert t["youden"] == pytest.approx(0.25)  # above every other image (0.20), keeping 16 of 20: J = 0.8
+    assert reading(y, p, 1, 0.25) == (pytest.approx(0.8), 1.0)
+    assert reading(y, p, 1, 0.10) == (pytest.approx(0.95), pytest.approx(0.4))  # only 0.02 ... 0.08 stay below
+    assert np.isnan(choose(np.ones(3, int), np.ones(3), positive=1)["youden"])
+    # Test images, clean and attacked: the attack pushes every image toward the other side.
+    y_test = np.array([1, 1, 0, 0])
+    clean = np.array([[0.1, 0.9], [0.4, 0.6], [0.8, 0.2], [0.95, 0.05]])
+    adv = clean[:, ::-1]
+    m = at_operating_points(y_test, clean, adv, 1, {"youden": 0.25})
+    assert (m["sensitivity_at_youden_clean"], m["specificity_at_youden_clean"]) == (1.0, 1.0)
+    assert (m["sensitivity_at_youden_adversarial"], m["specificity_at_youden_adversarial"]) == (0.5, 0.0)
+    assert m["auroc_clean"] == 1.0 and m["auroc_adversarial"] == 0.0 and m["threshold_youden"] == 0.25

@@ -174,3 +174,23 @@ def test_a_job_logs_its_confusion_matrices_and_both_directions_of_harm(store):
     assert np.trace(adversarial) / adversarial.sum() == pytest.approx(m["adversarial_accuracy"])
     for rate in ("missed_covid_rate", "false_alarm_rate"):
         assert rate in m and (m[rate] != m[rate] or 0 <= m[rate] <= 1)
+
+
+def test_a_job_reads_the_validation_operating_points_on_its_test_images(store):
+    from covid_robustness.evaluation.operating_point import reading
+
+    (training,) = store_runs(store / "mlruns", role="training")
+    job = store_runs(store / "mlruns", role="attack")[-1]  # FGSM on the test images as they are
+    m = job.data.metrics
+    for point in ("sens95", "youden"):
+        assert training.data.metrics[f"threshold_{point}"] == m[f"threshold_{point}"]  # kept with the training
+    module = load_checkpoint(training.data.tags["checkpoint"]).eval()
+    dm = CXRDataModule(image_size=32, n_images=160, batch_size=16)
+    dm.setup()
+    x, y = dm.splits["test"].tensors().tensors
+    with torch.no_grad():
+        p_covid = torch.softmax(module.net(x[:8]), 1)[:, 1].double().numpy()  # the 8 attacked images
+    sensitivity, specificity = reading(y[:8].numpy(), p_covid, 1, m["threshold_youden"])
+    assert m["sensitivity_at_youden_clean"] == pytest.approx(sensitivity, nan_ok=True)
+    assert m["specificity_at_youden_clean"] == pytest.approx(specificity, nan_ok=True)
+    assert 0 <= m["auroc_adversarial"] <= 1 or m["auroc_adversarial"] != m["auroc_adversarial"]

@@ -21,6 +21,7 @@ from ..attacks.factory import build_attack, build_classifier, in_pixels, reset_a
 from ..defenses.transforms import Defense, build_classifiers, predict, scores
 from .calibration import calibration_metrics
 from .checks import EvalModeGuard, check_adversarial_batch, check_not_above_clean
+from .operating_point import at_operating_points
 from .passes import PassCounter
 
 log = logging.getLogger(__name__)
@@ -176,12 +177,15 @@ def evaluate(
     seed: int = 0,
     test_accuracy: float | None = None,
     progress: bool = True,
+    thresholds: dict[str, float] | None = None,
 ) -> EvaluationResult:
     """Attack the first max_images images of test_set (pairs of a [0, 1] image tensor and a label) on net.
 
     net takes [0, 1] pixels (its normalisation inside); the attack config is as conf/attack/*.yaml resolves
     it; source is the network a transfer attack crafts its examples on; test_accuracy (the model's accuracy
-    on the whole test split, if measured) feeds the untrained-model check. The weights are frozen for the
+    on the whole test split, if measured) feeds the untrained-model check; thresholds (operating_point.py,
+    chosen on the validation split) add sensitivity and specificity at each and the AUROC, clean and under
+    attack. The weights are frozen for the
     attack and the random state is seeded right before it, so the result depends on nothing that ran before.
     """
     job = _Job(dict(attack), defense or Defense(), num_classes, positive_class, seed, progress)
@@ -192,10 +196,16 @@ def evaluate(
             p.requires_grad_(False)
         # Attacks need gradients with respect to the input only; callers may hold inference mode.
         with torch.inference_mode(False), torch.enable_grad():
-            return _evaluate(job, net.eval(), source, test_set, max_images, batch_size, n_examples, test_accuracy)
+            result = _evaluate(job, net.eval(), source, test_set, max_images, batch_size, n_examples, test_accuracy)
     finally:
         for p in weights:
             p.requires_grad_(True)
+    if thresholds:  # the operating points chosen on the validation split, read on the attacked images
+        probs = result.probabilities
+        result.metrics.update(
+            at_operating_points(probs["labels"], probs["clean"], probs["adversarial"], positive_class, thresholds)
+        )
+    return result
 
 
 def _labels(dataset: Dataset) -> np.ndarray:

@@ -54,6 +54,7 @@ def external_evaluation(
     batch_size: int = 64,
     seed: int = 0,
     progress: bool = True,
+    thresholds: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """The `external_*` metrics of one job: the clean reading of every image, then evaluate's metrics."""
     defense = defense or Defense()
@@ -71,5 +72,6 @@ def external_evaluation(
         n_examples=0,
         seed=seed,
         progress=progress,
+        thresholds=thresholds,
     )
     return {f"{PREFIX}{k}": v for k, v in {**reading(y, pred, positive_class), **attacked.metrics}.items()}
