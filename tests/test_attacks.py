@@ -150,8 +150,9 @@ def test_unknown_attack_parameter_is_named(trained):
 
 
 def test_registered_attacks_carry_their_labels_and_budget_rules():
-    assert attack_names() == ["apgd", "autoattack_binary", "cw", "fgsm", "pgd", "st"]
-    assert [attack_label(n) for n in attack_names()] == ["APGD", "AutoAttack-2", "C&W", "FGSM", "PGD", "ST"]
+    assert attack_names() == ["apgd", "autoattack_binary", "cw", "fgsm", "none", "pgd", "st"]
+    labels = ["APGD", "AutoAttack-2", "C&W", "FGSM", "None", "PGD", "ST"]
+    assert [attack_label(n) for n in attack_names()] == labels
     assert attack_label("deepfool") == "deepfool"  # an attack from _target_ has no label of its own
     assert takes_eps({"name": "cw", "impl": "fast"}) and not takes_eps({"name": "st"})
     assert takes_eps({"name": "x", "_target_": "art.attacks.evasion.FastGradientMethod"})
