@@ -22,9 +22,11 @@ import logging
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from art.defences.preprocessor import Preprocessor
 from art.estimators.classification import PyTorchClassifier
 from hydra.utils import instantiate
+from torch.utils.data import DataLoader, Dataset
 
 from ..attacks.factory import build_classifier
 from ..errors import ConfigError
@@ -203,3 +205,20 @@ def build_classifiers(
         return bare, {"whitebox": _whitebox(net, defense, make)}
     defended = make(net, preprocessing_defences=[defense.preprocessor])
     return defended, {e: EVALUATIONS.get(e).obj(net, defense, make) for e in defense.evaluations}
+
+
+def dataset_scores(
+    net, dataset: Dataset, num_classes: int, defense: Defense, seed: int = 0, batch_size: int = 64
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labels, predicted classes, class probabilities) of every image of a dataset of (image, label)
+    pairs, read through the model's defense as deployed (scores), batch by batch."""
+    image_size = int(dataset[0][0].shape[-1])
+    defended, _ = build_classifiers(net.eval(), defense, image_size, num_classes)
+    ys, preds, probs = [], [], []
+    with torch.no_grad():
+        for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+            pred, p = scores(defended, x.numpy(), defense, seed)
+            ys.append(y.numpy())
+            preds.append(pred)
+            probs.append(p)
+    return np.concatenate(ys), np.concatenate(preds), np.concatenate(probs)

@@ -7,26 +7,12 @@ the prefix `external_`, beside the test split's own.
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from ..defenses.transforms import Defense, build_classifiers, predict
+from ..defenses.transforms import Defense, dataset_scores
 from .evaluate import evaluate, majority_accuracy
 
 PREFIX = "external_"
-
-
-def clean_predictions(
-    net: torch.nn.Module, dataset: Dataset, num_classes: int, defense: Defense, seed: int, batch_size: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, predicted classes) of every image of dataset, through the model's defense."""
-    image_size = int(dataset[0][0].shape[-1])
-    defended, _ = build_classifiers(net.eval(), defense, image_size, num_classes)
-    ys, preds = [], []
-    with torch.no_grad():
-        for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-            ys.append(y.numpy())
-            preds.append(predict(defended, x.numpy(), defense, seed))
-    return np.concatenate(ys), np.concatenate(preds)
 
 
 def reading(y: np.ndarray, pred: np.ndarray, positive: int) -> dict[str, float]:
@@ -58,7 +44,7 @@ def external_evaluation(
 ) -> dict[str, float]:
     """The `external_*` metrics of one job: the clean reading of every image, then evaluate's metrics."""
     defense = defense or Defense()
-    y, pred = clean_predictions(net, dataset, num_classes, defense, seed, batch_size)
+    y, pred, _ = dataset_scores(net, dataset, num_classes, defense, seed, batch_size)
     attacked = evaluate(
         net,
         dataset,

@@ -7,11 +7,9 @@ images' probabilities, clean and under attack, at those thresholds, with the AUR
 """
 
 import numpy as np
-import torch
 from sklearn.metrics import roc_auc_score, roc_curve
-from torch.utils.data import DataLoader
 
-from ..defenses.transforms import Defense, build_classifiers, scores
+from ..defenses.transforms import Defense, dataset_scores
 
 SENSITIVITY = 0.95
 POINTS = ("sens95", "youden")
@@ -64,12 +62,5 @@ def validation_thresholds(
     net, val_set, num_classes: int, positive: int, defense: Defense | None = None, seed: int = 0, batch_size: int = 64
 ) -> dict[str, float]:
     """The thresholds of POINTS chosen on the validation split, read through the model's defense."""
-    defense = defense or Defense()
-    image_size = int(val_set[0][0].shape[-1])
-    defended, _ = build_classifiers(net.eval(), defense, image_size, num_classes)
-    ys, ps = [], []
-    with torch.no_grad():
-        for x, y in DataLoader(val_set, batch_size=batch_size, shuffle=False):
-            ys.append(y.numpy())
-            ps.append(scores(defended, x.numpy(), defense, seed)[1][:, positive])
-    return choose(np.concatenate(ys), np.concatenate(ps), positive)
+    y, _, probs = dataset_scores(net, val_set, num_classes, defense or Defense(), seed, batch_size)
+    return choose(y, probs[:, positive], positive)
