@@ -25,8 +25,8 @@ from .shortcut import probe_name
 
 
 def job_settings(cfg: DictConfig) -> dict:
-    """The resolved config less what this job ignores: on a CPU, the gpu section; without a corruption
-    or an external test set, their settings.
+    """The resolved config less what this job ignores or leaves off: on a CPU, the gpu section; without a
+    corruption, an external test set, the harmonise remedy or a probe, their settings.
 
     What a job ignores changes none of its weights or numbers, so it joins neither its keys nor its
     params: a job finds the trainings and cells of a store written before those settings existed.
