@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor
 
 from .accelerator import evaluation_batch_size, job_device, trainer_options
-from .attacks.factory import attack_label
+from .attacks.factory import attack_label, with_target
 from .console import TrainingBar, quiet
 from .data.datamodule import CXRDataModule
 from .evaluation.callback import AdversarialEvaluation
@@ -147,6 +147,7 @@ def job_name(cfg: DictConfig) -> str:
         + ("" if defense == "none" else f" [{defense}]")
         + f" {attack['name']}"
         + budget
+        + ("" if attack.get("target_class") is None else f" toward {attack['target_class']}")
         + ("" if source is None else f" from {source}")
     )
 
@@ -161,7 +162,7 @@ def attack_and_track(
     tags: dict,
     source: CXRClassifier | None = None,
 ) -> dict[str, float]:
-    attack = _container(cfg.attack)
+    attack = with_target(_container(cfg.attack), dm.classes)
     name = job_name(cfg)
     run_id = tracker.start_job(
         parent_id,

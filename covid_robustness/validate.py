@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from .accelerator import GpuSettings
-from .attacks.factory import build_attack, build_classifier, in_pixels, validate_attack
+from .attacks.factory import build_attack, build_classifier, in_pixels, validate_attack, with_target
 from .data.classes import task_classes
 from .defenses.transforms import Defense, build_defense
 from .errors import ConfigError
@@ -69,7 +69,7 @@ def validate(cfg: DictConfig) -> Plan:
             raise ConfigError(
                 f"data.image_size={size} is too small for {model.name}, which needs at least {model.min_size} px."
             )
-    check_attack(OmegaConf.to_container(cfg.attack, resolve=True), size, len(classes))
+    check_attack(with_target(OmegaConf.to_container(cfg.attack, resolve=True), classes), size, len(classes))
     if cfg.data.source == "folder":
         if cfg.data.root is None:
             raise ConfigError(

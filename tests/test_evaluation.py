@@ -224,3 +224,14 @@ def test_operating_points_by_hand():
     assert (m["sensitivity_at_youden_clean"], m["specificity_at_youden_clean"]) == (1.0, 1.0)
     assert (m["sensitivity_at_youden_adversarial"], m["specificity_at_youden_adversarial"]) == (0.5, 0.0)
     assert m["auroc_clean"] == 1.0 and m["auroc_adversarial"] == 0.0 and m["threshold_youden"] == 0.25
+
+
+def test_targeted_success_counts_other_classes_turned_into_the_target_by_hand():
+    from covid_robustness.evaluation.evaluate import targeted_success_rate
+
+    # Target Normal = 1 of four classes. Right on the clean input and not Normal: images 0, 1, 3, 4.
+    y = np.array([0, 0, 1, 2, 3, 0])
+    clean = np.array([0, 0, 1, 2, 3, 2])  # image 5 wrong already; image 2 is Normal itself
+    adv = np.array([1, 2, 0, 1, 3, 1])  # 0 and 3 reach the target; 1 is fooled toward another class
+    assert targeted_success_rate(y, clean, adv, target=1) == pytest.approx(2 / 4)
+    assert np.isnan(targeted_success_rate(y[2:3], clean[2:3], adv[2:3], target=1))

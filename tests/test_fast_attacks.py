@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from art.attacks.evasion import (
+    AutoProjectedGradientDescent,
     CarliniLInfMethod,
     FastGradientMethod,
     ProjectedGradientDescent,
@@ -17,6 +18,7 @@ from art.defences.preprocessor import JpegCompression
 from scipy.ndimage import rotate as scipy_rotate
 from scipy.ndimage import shift as scipy_shift
 from torch import nn
+from torch.utils.data import TensorDataset
 
 from covid_robustness.attacks.apgd import APGD
 from covid_robustness.attacks.bounded import BoundedAttack
@@ -478,3 +480,93 @@ def test_fast_gradient_attacks_from_config(classifier):
     ):
         with pytest.raises(ConfigError):
             build_attack({"impl": "fast", "eps": EPS, **bad}, classifier)
+
+
+def test_targeted_apgd_descends_toward_the_target_and_keeps_the_first_hit(data, classifier):
+    x = data[0][:64]
+    target = 1 - _pred(classifier, x)
+    target[:4] = _pred(classifier, x[:4])  # already the target: nothing to attack, returned unchanged
+    eps = 2 / 255
+    adv = {}
+    for one in (False, True):
+        attack = APGD(classifier, eps=eps, eps_step=2 * eps, max_iter=20, batch_size=64, targeted=True, one_pass=one)
+        np.random.seed(0)
+        adv[one] = attack.generate(x, target)
+    np.testing.assert_allclose(adv[True], adv[False], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(adv[True][:4], x[:4])
+    reached = _fools(classifier, adv[True], target, targeted=True)
+    np.random.seed(0)
+    art = AutoProjectedGradientDescent(
+        classifier, norm=np.inf, eps=eps, eps_step=2 * eps, max_iter=20, batch_size=64, targeted=True, verbose=False
+    ).generate(x, target)
+    art_reached = _fools(classifier, art, target, targeted=True)
+    assert 0 < art_reached.sum() and (reached | ~art_reached).all() and 0 < reached[4:].sum() < 60
+    assert _linf(adv[True], x).max() <= eps + 1e-6
+    # untargeted on the same labels would push the other way: the two hit different images
+    untargeted = APGD(classifier, eps=eps, eps_step=2 * eps, max_iter=20, batch_size=64, one_pass=True)
+    np.random.seed(0)
+    assert not np.array_equal(untargeted.generate(x, target), adv[True])
+
+
+def test_target_class_builds_every_targeted_attack_and_refuses_the_others(classifier):
+    from covid_robustness.attacks.factory import with_target
+
+    classes = (NORMAL, COVID)
+    for cfg in (
+        {"name": "fgsm", "impl": "fast", "eps": EPS},
+        {"name": "fgsm", "impl": "art", "eps": EPS},
+        {"name": "pgd", "impl": "fast", "eps": EPS, "max_iter": 5},
+        {"name": "pgd", "impl": "art", "eps": EPS, "max_iter": 5},
+        {"name": "apgd", "impl": "fast", "eps": EPS},
+        {"name": "cw", "impl": "fast", "eps": EPS},
+        {"name": "cw", "impl": "art", "eps": None},
+    ):
+        resolved = with_target({**cfg, "target_class": NORMAL}, classes)
+        assert resolved["target_index"] == 0
+        attack = build_attack(resolved, classifier)
+        assert getattr(attack, "attack", attack).targeted, cfg
+        assert not getattr(u := build_attack(with_target(cfg, classes), classifier), "attack", u).targeted
+    with pytest.raises(ConfigError, match="not a class of this task"):
+        with_target({"name": "pgd", "eps": EPS, "target_class": "Pneumonia-Viral"}, classes)
+    with pytest.raises(ConfigError, match="no targeted form"):
+        build_attack(with_target({"name": "st", "target_class": COVID}, classes), classifier)
+
+
+def test_a_targeted_evaluation_crafts_toward_its_class_only(data, classifier):
+    from covid_robustness.attacks.factory import with_target
+    from covid_robustness.evaluation.evaluate import evaluate
+
+    net = TinyNetWithStd(classifier.model)
+    test_set = TensorDataset(*(torch.from_numpy(a) for a in data))
+    classes, positive = (NORMAL, COVID), 1
+    common = {"name": "pgd", "impl": "fast", "eps": 2 / 255, "eps_step": None, "max_iter": 10}
+    results = {}
+    for target in (None, *classes):
+        attack = with_target({**common, "target_class": target}, classes)
+        results[target] = evaluate(net, test_set, attack, 2, positive, batch_size=32, progress=False)
+    normal, covid = 0, positive
+    toward_normal, toward_covid = results["Normal"].metrics, results["COVID-19"].metrics
+    # Toward Normal only COVID-19 images can fall (two classes: every success misses a COVID-19 image),
+    # toward COVID-19 only Normal ones.
+    assert toward_normal["false_alarm_rate"] == 0 and toward_covid["missed_covid_rate"] == 0
+    assert 0 < toward_normal["targeted_success_rate"] < 1 and 0 < toward_covid["targeted_success_rate"] < 1
+    assert toward_normal["targeted_success_rate"] == pytest.approx(toward_normal["missed_covid_rate"])
+    assert toward_covid["targeted_success_rate"] == pytest.approx(toward_covid["false_alarm_rate"])
+    matrix = results["Normal"].confusion["adversarial"]
+    assert matrix[normal, covid] <= results["Normal"].confusion["clean"][normal, covid]
+    assert "targeted_success_rate" not in results[None].metrics
+    # With two classes the untargeted attack is the targeted one toward the other class, image by image.
+    untargeted = results[None].metrics
+    assert untargeted["missed_covid_rate"] == pytest.approx(toward_normal["missed_covid_rate"])
+    assert untargeted["false_alarm_rate"] == pytest.approx(toward_covid["false_alarm_rate"])
+
+
+class TinyNetWithStd(nn.Module):
+    """The test network as evaluate() takes a model: [0, 1] pixels in, its normalisation std beside it."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net, self.std = net, torch.tensor(1.0)
+
+    def forward(self, x):
+        return self.net(x)

@@ -24,7 +24,16 @@ BAD = [
     ("st_art", "attack.max_translation=-5"),
     ("deepfool_art", "attack.max_iter=-3"),
     ("none", "+attack.max_iter=3"),  # no attack takes no setting
+    ("pgd", "attack.target_class=Pneumonia-Viral"),  # not a class of the binary task
+    ("apgd", "attack.target_class=normal"),  # class names are spelled as the task's
 ]
+
+
+@pytest.mark.parametrize("attack", ["fgsm", "pgd", "apgd", "cw", "fgsm_art", "pgd_art_fast", "cw_art"])
+def test_a_target_class_validates_for_the_targeted_attacks_and_is_refused_for_st(attack):
+    validate(make_cfg(f"attack={attack}", "attack.target_class=Normal"))
+    with pytest.raises(ConfigError, match="no targeted form"):
+        validate(make_cfg("attack=st", "+attack.target_class=Normal"))
 
 
 def test_every_attack_config_has_a_bad_parameter_case():

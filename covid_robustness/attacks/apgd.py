@@ -1,4 +1,4 @@
-"""APGD (Croce & Hein 2020; L-inf, untargeted) in which an image fooled at any iterate stays fooled.
+"""APGD (Croce & Hein 2020; L-inf) in which an image fooled at any iterate stays fooled.
 
 ART's AutoProjectedGradientDescent judges success at the final iterate only: an image that an
 intermediate iterate misclassified and the final one did not comes back as its random start and counts
@@ -13,6 +13,8 @@ the iterates against ART's), and differs in:
 - an image is followed no further once fooled (images do not interact: per-image steps, eval mode);
 - each restart starts from a fresh random point around the clean image (reference; ART's restarts
   start from its previous output).
+Targeted (y the targets), it descends the loss toward the target as ART's does, and an image counts as
+fooled at the first iterate the model assigns to its target.
 
 `one_pass=True` (impl fast) reads an iterate's loss and prediction off the pass that computes its gradient,
 which the next step needs anyway (the gradient at an image's best point is kept for a restart there), so
@@ -65,13 +67,16 @@ class APGD(AutoProjectedGradientDescent):
         return cls(clf, norm=np.inf, eps=eps, loss_type=None, verbose=False, one_pass=one_pass, **params)
 
     def generate(self, x: np.ndarray, y: np.ndarray | None = None, **kwargs) -> np.ndarray:
-        if self.targeted or self.norm not in (np.inf, "inf") or kwargs.get("mask") is not None:
-            raise NotImplementedError("APGD here is untargeted, L-inf and without a mask")
+        if self.norm not in (np.inf, "inf") or kwargs.get("mask") is not None:
+            raise NotImplementedError("APGD here is L-inf and without a mask")
+        if self.targeted and y is None:
+            raise ValueError("Target labels `y` need to be provided for a targeted attack.")
         clf = self.estimator
         x = x.astype(ART_NUMPY_DTYPE)
         clean = clf.predict(x, batch_size=self.batch_size)
         y = get_labels_np_array(clean) if y is None else check_and_transform_label_format(y, clf.nb_classes)
-        x_adv, robust = x.copy(), clean.argmax(1) == y.argmax(1)
+        # Still to attack: the images the model classifies right (untargeted), or not as the target.
+        x_adv, robust = x.copy(), (clean.argmax(1) == y.argmax(1)) != self.targeted
         for _ in range(max(1, self.nb_random_init)):
             for start in range(0, len(x), self.batch_size):
                 rows = start + np.flatnonzero(robust[start : start + self.batch_size])
@@ -81,8 +86,9 @@ class APGD(AutoProjectedGradientDescent):
         return x_adv
 
     def _evaluate(self, x: np.ndarray, y: np.ndarray, gradient: bool = False):
-        """Per image, the classifier's loss and whether it misclassifies, from one forward pass; and with
-        `gradient`, from the passes of the loss gradient at x, which is returned too (else None)."""
+        """Per image, the objective (the loss; targeted, minus the loss toward the target) and whether the
+        attack succeeds there, from one forward pass; and with `gradient`, from the passes of the loss
+        gradient at x, which is returned too (else None)."""
         clf = self.estimator
         labels = torch.from_numpy(clf.reduce_labels(y)).to(clf.device)
         if gradient:
@@ -97,8 +103,9 @@ class APGD(AutoProjectedGradientDescent):
         finally:
             loss.reduction = reduction
         classes = torch.from_numpy(y.argmax(1)).to(clf.device)  # labels: one-hot for a loss ART does not know
-        wrong = torch.stack([logits.argmax(1) != classes for logits in outputs]).all(0).cpu().numpy()
-        return f, wrong, grad
+        hits = [(logits.argmax(1) == classes) if self.targeted else (logits.argmax(1) != classes) for logits in outputs]
+        wrong = torch.stack(hits).all(0).cpu().numpy()
+        return (-f if self.targeted else f), wrong, grad
 
     def _run(self, x0: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One run on correctly classified images: per image the point to return, and whether it fools."""
@@ -132,7 +139,7 @@ class APGD(AutoProjectedGradientDescent):
             if not len(idx):
                 break
             grad = self.estimator.loss_gradient(x, y) if g is None else g
-            z = project(x + eta.reshape(shape) * np.sign(grad))
+            z = project(x + eta.reshape(shape) * np.sign(-grad if self.targeted else grad))
             if k:  # momentum; ART's first step has none
                 z = project(x + 0.75 * (z - x) + 0.25 * (x - prev))
             f, wrong, g = self._evaluate(z, y, gradient=self.one_pass and k + 1 < self.max_iter)

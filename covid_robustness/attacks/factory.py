@@ -6,7 +6,9 @@ Each attack config names an attack (`name`), an implementation (`impl`), a label
 normalisation: what ART's eps means for a model fed standardised images). Every other key is passed to
 the attack's constructor, so a config reads like the ART call it makes. `source_model` (transfer
 attacks) names the model the examples are crafted on and `whole_set` asks for all attacked images in one
-call; the callback handles both.
+call; the callback handles both. `target_class` (a class name; null: untargeted) turns FGSM, PGD, APGD and
+C&W into targeted attacks toward that class: `with_target` resolves it to `target_index` once the task's
+classes are known, and `build_attack` builds the attack with targeted=True.
 
 The attacks are registered builders (attacks/__init__.py: ART's here, the fast ones beside their
 classes in cw.py, spatial.py, gradient.py and apgd.py). A config may instead name any ART evasion attack
@@ -38,7 +40,9 @@ from .bounded import bounded
 from .gradient import pgd_step
 from .margin import MarginLoss
 
-META_KEYS = ("name", "impl", "setting", "eps", "eps_unit", "source_model", "whole_set")
+META_KEYS = ("name", "impl", "setting", "eps", "eps_unit", "source_model", "whole_set", "target_class", "target_index")
+# The attacks that craft toward a target class (attack.target_class), in every implementation.
+TARGETED = ("fgsm", "pgd", "apgd", "cw")
 EPS_UNITS = ("pixel", "std")
 # Keys in the unit of eps: converted with it.
 EPS_KEYS = ("eps", "eps_step")
@@ -280,6 +284,11 @@ def validate_attack(cfg: dict) -> None:
             "(standard deviations of the training pixels)."
         )
     needs_eps, allows_eps = _eps_rule(cfg)
+    if cfg.get("target_class") is not None and (TARGET in cfg or name not in TARGETED):
+        raise ConfigError(
+            f"attack {name} has no targeted form (attack.target_class={cfg['target_class']!r}); "
+            f"targeted attacks are {list(TARGETED)}, or set attack.target_class=null."
+        )
     if eps is None and needs_eps:
         raise ConfigError(f"attack {name} needs attack.eps, an L-inf budget in [0, 1] pixel units.")
     if eps is not None and not allows_eps:
@@ -303,9 +312,23 @@ def _from_target(clf, eps, params, cls: type) -> EvasionAttack:
     return cls(clf, **params)
 
 
+def with_target(cfg: dict, classes: tuple[str, ...] | list[str]) -> dict:
+    """The attack config with `target_index`, the index of its target_class among the task's classes
+    (None when untargeted); ConfigError for a name that is not one of them."""
+    target = cfg.get("target_class")
+    if target is not None and target not in classes:
+        raise ConfigError(f"attack.target_class={target!r} is not a class of this task; choose one of {list(classes)}.")
+    return {**cfg, "target_index": None if target is None else list(classes).index(target)}
+
+
 def build_attack(cfg: dict, classifier: PyTorchClassifier) -> EvasionAttack:
+    """The attack the config names, on classifier; targeted (toward cfg's target_index) when it has a target_class."""
     validate_attack(cfg)
     params = {k: v for k, v in cfg.items() if k not in META_KEYS and k != TARGET}
+    if cfg.get("target_class") is not None:
+        if cfg.get("target_index") is None:
+            raise ValueError("a targeted attack config needs target_index: resolve it with with_target")
+        params["targeted"] = True
     if TARGET in cfg:
         builder = partial(_from_target, cls=_target_class(cfg))
     else:

@@ -53,7 +53,7 @@ class _Totals:
     p_adv: list = field(default_factory=list)
 
 
-def attack_metrics(t: _Totals, positive: int) -> dict[str, float]:
+def attack_metrics(t: _Totals, positive: int, target: int | None = None) -> dict[str, float]:
     y, clean, adv = (np.concatenate(a) for a in (t.y, t.clean, t.adv))
     linf, l2 = np.concatenate(t.linf), np.concatenate(t.l2)
     correct = clean == y
@@ -79,7 +79,15 @@ def attack_metrics(t: _Totals, positive: int) -> dict[str, float]:
         **{f"adversarial_accuracy_{e}": float((np.concatenate(p) == y).mean()) for e, p in t.by_evaluation.items()},
         **{f"{k}_clean": v for k, v in calibration_metrics(y, np.concatenate(t.p_clean)).items()},
         **{f"{k}_adversarial": v for k, v in calibration_metrics(y, np.concatenate(t.p_adv)).items()},
+        **({} if target is None else {"targeted_success_rate": targeted_success_rate(y, clean, adv, target)}),
     }
+
+
+def targeted_success_rate(y: np.ndarray, clean: np.ndarray, adv: np.ndarray, target: int) -> float:
+    """Among the images of the other classes that the model got right on the clean input, the share the
+    attack turned into the target class (nan where there is no such image)."""
+    right = (clean == y) & (y != target)
+    return float((adv[right] == target).mean()) if right.any() else float("nan")
 
 
 def harm_rates(y: np.ndarray, clean: np.ndarray, adv: np.ndarray, positive: int) -> dict[str, float]:
@@ -221,7 +229,7 @@ def _evaluate(job: _Job, net, source, test_set, max_images, batch_size, n_exampl
     if source is not None:  # transfer: the source model's own gradients, whatever the target's defense
         crafting = {"transfer": build_classifier(source.eval(), image_size, job.num_classes)}
     attack_cfg, metrics = in_pixels(job.attack, float(net.std))
-    name, eps = attack_cfg["name"], attack_cfg.get("eps")
+    name, eps, target = attack_cfg["name"], attack_cfg.get("eps"), attack_cfg.get("target_index")
     # Built once per job; an attack that keeps state between calls is reset before each batch.
     attacks = {evaluation: build_attack(attack_cfg, classifier) for evaluation, classifier in crafting.items()}
     if job.defense.preprocessor is not None:
@@ -241,7 +249,9 @@ def _evaluate(job: _Job, net, source, test_set, max_images, batch_size, n_exampl
             attack = reset_attack(attacks[evaluation])
             with EvalModeGuard(classifier.model, name), PassCounter(classifier.model) as passes:
                 start = time.perf_counter()
-                x_adv = attack.generate(x, y).astype(np.float32)
+                # A targeted attack is given the target of every image (images of the target class
+                # itself stay right whatever it does: it cannot turn them wrong).
+                x_adv = attack.generate(x, y if target is None else np.full_like(y, target)).astype(np.float32)
                 totals.seconds += time.perf_counter() - start
             totals.forward += passes.forward
             totals.backward += passes.backward
@@ -262,7 +272,7 @@ def _evaluate(job: _Job, net, source, test_set, max_images, batch_size, n_exampl
         if examples is None:
             k = n_examples
             examples = Examples(x[:k], x_adv[:k], y[:k], pred_clean[:k], pred_adv[:k])
-    metrics.update(attack_metrics(totals, job.positive))
+    metrics.update(attack_metrics(totals, job.positive, target))
     y_all = np.concatenate(totals.y)
     accuracy = {e: float((np.concatenate(p) == y_all).mean()) for e, p in totals.by_evaluation.items()}
     # Which evaluation produced the reported number: the per-image worst case over these.
