@@ -21,7 +21,7 @@ from .console import TrainingBar, quiet
 from .data.datamodule import CXRDataModule
 from .evaluation.callback import AdversarialEvaluation
 from .evaluation.external import external_evaluation
-from .evaluation.figures import example_grid, reliability_diagram
+from .evaluation.figures import example_grid, reliability_diagram, robustness_curve
 from .evaluation.operating_point import validation_thresholds
 from .masking_tags import flag_masking
 from .models.module import CXRClassifier
@@ -228,6 +228,14 @@ def attack_and_track(
             {"classes": list(dm.classes), **{k: v.tolist() for k, v in result.confusion.items()}},
             "confusion.json",
         )
+        if result.radii is not None:  # attack=radius: the per-image radii and the curve read off them
+            labels, finite = result.probabilities["labels"], [r if r < float("inf") else None for r in result.radii]
+            tracker.log_json(
+                run_id, {"classes": list(dm.classes), "labels": labels.tolist(), "radii": finite}, "radii.json"
+            )
+            figure = robustness_curve(result.radii, labels, dm.classes, result.metrics["eps_pixel"], name)
+            tracker.log_figure(run_id, figure, "robustness_curve.png")
+            plt.close(figure)
         if result.probabilities:
             figure = reliability_diagram(result.probabilities, name)
             tracker.log_figure(run_id, figure, "reliability.png")

@@ -570,3 +570,78 @@ class TinyNetWithStd(nn.Module):
 
     def forward(self, x):
         return self.net(x)
+
+
+# ------------------------------------------------------------------------------ radius: the whole curve
+
+
+@pytest.fixture(scope="module")
+def radius_run(data, classifier):
+    from covid_robustness.attacks.radius import RadiusPGD
+
+    x, y = data
+    attack = RadiusPGD(classifier, eps=8 / 255, steps=5, max_iter=10, batch_size=64)
+    return attack, attack.generate(x, y)
+
+
+def test_the_curve_from_radii_matches_fixed_budget_pgd(data, classifier, radius_run):
+    from covid_robustness.evaluation.radius import curve, per_image_radii
+
+    x, y = data
+    attack, adv = radius_run
+    clean = _pred(classifier, x)
+    radii = per_image_radii(y, clean, _pred(classifier, adv), _linf(adv, x))
+    assert _linf(adv, x).max() <= 8 / 255 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
+    assert 0 < np.isinf(radii).sum() < (clean == y).sum()  # some images stand at 8/255, some fall
+    for k in (8, 16, 24):  # three budgets of the search grid: separate fixed-budget PGD jobs
+        eps = attack.budget(k)
+        fixed = PGD(classifier, eps=eps, eps_step=2.5 * eps / 10, max_iter=10, batch_size=64, verbose=False)
+        fixed_accuracy = ((clean == y) & ~_fools(classifier, fixed.generate(x, y), y)).mean()
+        assert curve(radii, [eps])[0] <= fixed_accuracy + 1 / len(y), k
+    # the curve falls with the budget, from clean accuracy at 0
+    points = curve(radii, np.linspace(0, 8 / 255, 17))
+    assert points[0] == (clean == y).mean() and (np.diff(points) <= 0).all() and points[-1] < points[0]
+    # each image: one PGD run at 8/255, then at most 5 bisection runs, each up to 10 gradient passes
+    assert attack.passes["backward"] <= 6 * 10 * len(x)
+
+
+def test_a_radius_evaluation_logs_the_curve_and_the_median_radius_per_class(data, classifier, radius_run):
+    from covid_robustness.evaluation.evaluate import evaluate
+
+    net = TinyNetWithStd(classifier.model)
+    test_set = TensorDataset(*(torch.from_numpy(a) for a in data))
+    attack = {"name": "radius", "impl": "fast", "eps": 8 / 255, "steps": 5, "max_iter": 10}
+    result = evaluate(net, test_set, attack, 2, 1, batch_size=64, progress=False)
+    m, radii = result.metrics, result.radii
+    np.testing.assert_array_equal(result.probabilities["labels"], data[1])
+    assert m["adversarial_accuracy"] == pytest.approx(m["curve_accuracy_8_255"])  # accuracy at eps
+    assert m["curve_accuracy_1_255"] >= m["curve_accuracy_4_255"] >= m["curve_accuracy_8_255"]
+    assert "curve_accuracy_16_255" not in m  # beyond the largest budget searched
+    covid = data[1] == 1
+    expected = np.median(radii[covid])
+    if np.isfinite(expected):
+        assert m["radius_median_covid"] == pytest.approx(expected)
+    else:
+        assert np.isnan(m["radius_median_covid"])
+    assert m["radius_beyond_max_share"] == pytest.approx(np.isinf(radii).mean())
+    assert m["attack_backward_passes"] <= 60
+
+
+def test_radius_metrics_by_hand():
+    from covid_robustness.evaluation.radius import per_image_radii, radius_metrics
+
+    y = np.array([1, 1, 1, 0, 0, 0])
+    clean = np.array([1, 0, 1, 0, 0, 0])  # image 1 wrong unattacked: radius 0
+    # examples found at budgets 3, 1 and 5 (/255), in float32 a few ulps beyond them
+    adv = np.array([0, 0, 1, 1, 1, 0])  # images 0, 3, 4 fooled; 2 and 5 stand at eps_max
+    linf = np.array([3, 0, 8, 1, 5, 8]) / 255 + 2e-7
+    radii = per_image_radii(y, clean, adv, linf)
+    np.testing.assert_allclose(radii, [3 / 255, 0, np.inf, 1 / 255, 5 / 255, np.inf], atol=1.1e-5)
+    m = radius_metrics(y, radii, positive=1, eps_max=8 / 255)
+    # distances are read down by the checks' float32 tolerance (1e-5)
+    assert m["radius_median_covid"] == pytest.approx(3 / 255, abs=1e-5)  # of 0, 3/255, inf
+    assert m["radius_median_non_covid"] == pytest.approx(5 / 255, abs=1e-5)  # of 1/255, 5/255, inf
+    assert m["radius_median"] == pytest.approx(4 / 255, abs=1e-5) and m["radius_beyond_max_share"] == pytest.approx(2 / 6)
+    # accuracy at b: radius > b. At 1/255: images 0, 2, 4, 5; at 4/255: 2, 4, 5; at 8/255: 2, 5.
+    assert [m[f"curve_accuracy_{n}_255"] for n in (1, 4, 8)] == pytest.approx([4 / 6, 3 / 6, 2 / 6])
+    assert m["curve_accuracy_0.5_255"] == pytest.approx(5 / 6) and "curve_accuracy_16_255" not in m

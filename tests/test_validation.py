@@ -24,6 +24,8 @@ BAD = [
     ("st_art", "attack.max_translation=-5"),
     ("deepfool_art", "attack.max_iter=-3"),
     ("none", "+attack.max_iter=3"),  # no attack takes no setting
+    ("radius", "attack.steps=0"),
+    ("radius", "attack.eps=0"),  # the largest budget searched must be positive
     ("pgd", "attack.target_class=Pneumonia-Viral"),  # not a class of the binary task
     ("apgd", "attack.target_class=normal"),  # class names are spelled as the task's
 ]

@@ -34,7 +34,7 @@ from art.estimators.classification import PyTorchClassifier
 from torch import nn
 
 from ..errors import ConfigError
-from . import ATTACKS, cw, register_attack, spatial  # noqa: F401  (cw and spatial register impl fast)
+from . import ATTACKS, cw, radius, register_attack, spatial  # noqa: F401  (cw, radius and spatial register impl fast)
 from .apgd import APGD
 from .bounded import bounded
 from .gradient import pgd_step

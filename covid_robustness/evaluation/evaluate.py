@@ -23,6 +23,7 @@ from .calibration import calibration_metrics
 from .checks import EvalModeGuard, check_adversarial_batch, check_not_above_clean
 from .operating_point import at_operating_points
 from .passes import PassCounter
+from .radius import per_image_radii, radius_metrics
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +159,7 @@ class EvaluationResult:
     examples: Examples | None
     confusion: dict[str, np.ndarray] = field(default_factory=dict)  # clean, adversarial: true x predicted counts
     probabilities: dict[str, np.ndarray] = field(default_factory=dict)  # labels, clean, adversarial (N x C)
+    radii: np.ndarray | None = None  # attack=radius: per attacked image, its robust radius (radius.py)
 
 
 @dataclass
@@ -297,6 +299,10 @@ def _evaluate(job: _Job, net, source, test_set, max_images, batch_size, n_exampl
             reason,
         )
     adv_all = np.concatenate(totals.adv)
+    radii = None
+    if name == "radius":  # the whole curve from the minimal examples (evaluation/radius.py)
+        radii = per_image_radii(y_all, pred_all, adv_all, np.concatenate(totals.linf))
+        metrics.update(radius_metrics(y_all, radii, job.positive, eps))
     matrices = {
         "clean": confusion(y_all, pred_all, job.num_classes),
         "adversarial": confusion(y_all, adv_all, job.num_classes),
@@ -306,7 +312,7 @@ def _evaluate(job: _Job, net, source, test_set, max_images, batch_size, n_exampl
         "clean": np.concatenate(totals.p_clean),
         "adversarial": np.concatenate(totals.p_adv),
     }
-    return EvaluationResult(metrics, tags, examples, matrices, probabilities)
+    return EvaluationResult(metrics, tags, examples, matrices, probabilities, radii)
 
 
 def _predict(job: _Job, classifier, x: np.ndarray) -> np.ndarray:

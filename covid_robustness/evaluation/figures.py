@@ -1,5 +1,5 @@
 """A job's figures: the example grid (clean image, adversarial image and the perturbation that separates
-them) and the reliability diagram, clean and under attack."""
+them), the reliability diagram, clean and under attack, and attack=radius's robustness curve."""
 
 import matplotlib
 
@@ -9,6 +9,7 @@ import numpy as np
 
 from .calibration import reliability
 from .evaluate import Examples
+from .radius import curve
 
 
 def example_grid(ex: Examples, class_names: tuple[str, ...], title: str):
@@ -44,5 +45,21 @@ def reliability_diagram(probabilities: dict[str, np.ndarray], title: str):
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top probability)", ylabel="accuracy", title=title)
     ax.title.set_fontsize(9)
     ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def robustness_curve(radii: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...], eps_max: float, title: str):
+    """Accuracy against the L-inf budget (in 1/255) read off the per-image radii: all images and per class."""
+    budgets = np.linspace(0, eps_max, 129)
+    fig, ax = plt.subplots(figsize=(5.2, 3.8))
+    ax.plot(budgets * 255, curve(radii, budgets), color="black", linewidth=2, label=f"all ({len(radii)})")
+    for c, name in enumerate(class_names):
+        if (mine := labels == c).any():
+            ax.plot(budgets * 255, curve(radii[mine], budgets), linewidth=1.2, label=f"{name} ({mine.sum()})")
+    ax.set(xlim=(0, eps_max * 255), ylim=(0, 1), xlabel="L-inf budget (x/255)", ylabel="accuracy", title=title)
+    ax.title.set_fontsize(9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -1,0 +1,53 @@
+"""The robustness curve of one job: each image's radius, and accuracy at every budget read off them.
+
+An image's radius is the L-inf size of the smallest perturbation found that fools it (attack=radius,
+attacks/radius.py; the worst case over the clean image and the attack's example): 0 for an image the
+model gets wrong unattacked, the distance of its example when the attack fooled it, and infinity when
+nothing up to the largest budget searched did. Accuracy at budget b is the share of images whose radius
+exceeds b: one job gives the whole curve that separate fixed-budget jobs give point by point.
+"""
+
+import numpy as np
+
+from .checks import TOLERANCE
+
+# Budgets (in 1/255) at which the curve is logged as metrics, up to the largest one searched.
+CURVE_BUDGETS_255 = (0.5, 1, 2, 4, 8, 16, 32, 64, 128)
+
+
+def per_image_radii(y: np.ndarray, clean: np.ndarray, adv: np.ndarray, linf: np.ndarray) -> np.ndarray:
+    """0 where the clean prediction is wrong, the example's L-inf distance where it fools, else inf.
+
+    The distance is read as the evaluation's checks read a budget: float32 arithmetic leaves an example
+    made at budget b a few ulps beyond b, so the distance is rounded down by the checks' tolerance.
+    """
+    return np.where(clean != y, 0.0, np.where(adv != y, np.maximum(linf - TOLERANCE, 0.0), np.inf))
+
+
+def curve(radii: np.ndarray, budgets: np.ndarray) -> np.ndarray:
+    """Accuracy at each budget: the share of images whose radius exceeds it."""
+    return (radii[None, :] > np.asarray(budgets, dtype=float)[:, None]).mean(1)
+
+
+def _median(radii: np.ndarray) -> float:
+    """The median radius; nan where there is no image or the median lies beyond the largest budget."""
+    if not len(radii):
+        return float("nan")
+    m = float(np.median(radii))
+    return m if np.isfinite(m) else float("nan")
+
+
+def radius_metrics(y: np.ndarray, radii: np.ndarray, positive: int, eps_max: float) -> dict[str, float]:
+    """Median radius (all images, COVID-19 ones, the others), the share standing at eps_max, and the curve
+    at CURVE_BUDGETS_255 up to eps_max (curve_accuracy_<n>_255)."""
+    covid = y == positive
+    metrics = {
+        "radius_median": _median(radii),
+        "radius_median_covid": _median(radii[covid]),
+        "radius_median_non_covid": _median(radii[~covid]),
+        "radius_beyond_max_share": float(np.isinf(radii).mean()),
+    }
+    budgets = [n for n in CURVE_BUDGETS_255 if n / 255 <= eps_max + 1e-9]
+    for n, accuracy in zip(budgets, curve(radii, np.array(budgets) / 255)):
+        metrics[f"curve_accuracy_{n:g}_255"] = float(accuracy)
+    return metrics
