@@ -95,6 +95,9 @@ def transfer_source(model: str, source: str | None) -> str | None:
     return None if source in (None, "None", model) else source
 
 
+RADIUS = "radius"  # attack=radius: a curve over budgets from one job, read on the clinical page
+
+
 @dataclass(frozen=True)
 class Job:
     """One finished job run: a trained model attacked with one attack setting."""
@@ -170,8 +173,21 @@ class Job:
 
     @property
     def plain(self) -> bool:
-        """No defense, examples crafted on the model itself, uncorrupted test images: the paper's setting."""
-        return self.defense == "none" and self.source_model is None and self.corruption is None
+        """No defense, examples crafted on the model itself, uncorrupted test images, an untargeted attack
+        at one budget: the paper's setting."""
+        return (
+            self.defense == "none"
+            and self.source_model is None
+            and self.corruption is None
+            and self.target_class is None
+            and self.attack != RADIUS
+        )
+
+    @property
+    def target_class(self) -> str | None:
+        """The class a targeted attack crafted toward (attack.target_class), or None."""
+        target = self.params.get("attack.target_class")
+        return None if target in (None, "None") else target
 
     @property
     def corruption(self) -> str | None:
@@ -191,8 +207,11 @@ class Job:
 
     @property
     def context(self) -> str:
-        """What, besides the attack, decides the images a job's examples meet: defense and transfer source."""
-        return f"{self.defense} {self.source_model}"
+        """What, besides the attack, decides the images a job's examples meet: defense, transfer source and
+        the target class of a targeted attack (a targeted attack is compared with targeted ones only)."""
+        return f"{self.defense} {self.source_model}" + (
+            "" if self.target_class is None else f" toward {self.target_class}"
+        )
 
 
 # What older runs did not log, as they ran it.

@@ -229,7 +229,8 @@ def attack_and_track(
             "confusion.json",
         )
         if result.radii is not None:  # attack=radius: the per-image radii and the curve read off them
-            labels, finite = result.probabilities["labels"], [r if r < float("inf") else None for r in result.radii]
+            labels = result.probabilities["labels"]
+            finite = [float(r) if r < float("inf") else None for r in result.radii]
             tracker.log_json(
                 run_id, {"classes": list(dm.classes), "labels": labels.tolist(), "radii": finite}, "radii.json"
             )

@@ -17,7 +17,7 @@ from ..data.classes import task_classes
 from ..errors import ConfigError
 from ..record import REPORT_ROLE
 from ..tracking import check_server, git_commit
-from . import defenses, figures, html, markdown, paper_eps, shift, tables
+from . import clinical, defenses, figures, html, markdown, paper_eps, shift, tables
 from .collect import Study, collect, examples
 from .summary import newest_job_per_model, rows, sweeps
 
@@ -139,21 +139,74 @@ def build(client: MlflowClient, study: Study, out: Path) -> list[Path]:
             "source); black ticks: the external set's majority-class share, what always answering that class scores.",
             shift.external_figure(study),
         )
+    written = []
+    if clinical.has_clinical(study):
+        written += _page(out, "clinical", f"Clinical reading: study {study.name}", clinical_sections(client, study))
+        sections.append(
+            tables.Link(
+                "Clinical reading",
+                "clinical.html",
+                "Missed COVID-19 and false alarms against the budget, calibration and reliability under attack, "
+                "the operating point, robust radii per class and targeted attacks (clinical.html)",
+            )
+        )
     sections += [tables.clean_metrics(study), tables.parameter_counts(study, newest), tables.jobs(study)]
     if (reruns := tables.replaced(study)) is not None:
         sections.append(reruns)
+    written += _page(out, "report", f"Adversarial robustness report: study {study.name}", sections)
+    _write_csv(out / "table2.csv", tables.table2_records(table_rows))
+    _write_csv(out / "runs.csv", tables.job_records(study))
+    return written + [out / name for name in ("table2.csv", "runs.csv")]
 
-    title = f"Adversarial robustness report: study {study.name}"
+
+def _page(out: Path, name: str, title: str, sections: list) -> list[Path]:
+    """Writes one page (name.md, name.html) and its figures' PNGs; returns the files written."""
     written = []
     for section in sections:
         if isinstance(section, figures.Figure):
             (out / section.file).write_bytes(section.png)
             written.append(out / section.file)
-    (out / "report.md").write_text(markdown.render(title, sections), encoding="utf-8")
-    (out / "report.html").write_text(html.render(title, sections), encoding="utf-8")
-    _write_csv(out / "table2.csv", tables.table2_records(table_rows))
-    _write_csv(out / "runs.csv", tables.job_records(study))
-    return written + [out / name for name in ("report.md", "report.html", "table2.csv", "runs.csv")]
+    (out / f"{name}.md").write_text(markdown.render(title, sections), encoding="utf-8")
+    (out / f"{name}.html").write_text(html.render(title, sections), encoding="utf-8")
+    return written + [out / f"{name}.md", out / f"{name}.html"]
+
+
+def clinical_sections(client: MlflowClient, study: Study) -> list:
+    """The clinical page (report/clinical.py): its tables, and figures where there is something to draw."""
+    sections: list = []
+    if clinical.harm_jobs(study):
+        sections.append(clinical.harm_table(study))
+    drawn = [
+        (
+            "clinical_harm.png",
+            "Missed COVID-19 and false alarms against the budget",
+            "Per model and attack: the share of COVID-19 images read right that the attack turned to another "
+            "class (solid) and of the other images turned to COVID-19 (dashed), against the L-inf budget.",
+            clinical.harm_figure(study),
+        ),
+        (
+            "clinical_reliability.png",
+            "Reliability under attack",
+            "Per model, the reliability diagram of its strongest gradient attack (lowest attacked accuracy): "
+            "accuracy against confidence per bin, clean (blue) and attacked (red); marker area ~ images.",
+            clinical.reliability_figure(client, study),
+        ),
+    ]
+    for file, title, caption, fig in drawn:
+        if fig is not None:
+            sections.append(figures.Figure(file, title, caption, figures.to_png(fig)))
+    for table in (clinical.operating_table(study), clinical.radius_table(study)):
+        if table is not None:
+            sections.append(table)
+    if (fig := clinical.radius_figure(client, study)) is not None:
+        caption = (
+            "Per model and class, the distribution of each image's robust radius (attack=radius); images "
+            "that stand at the largest budget searched are drawn at it and counted under the box."
+        )
+        sections.append(figures.Figure("clinical_radii.png", "Robust radii per class", caption, figures.to_png(fig)))
+    if (table := clinical.targeted_table(study)) is not None:
+        sections.append(table)
+    return sections
 
 
 def publish(client: MlflowClient, study: Study, files: list[Path]) -> str:

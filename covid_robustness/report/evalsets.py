@@ -18,7 +18,8 @@ from .labels import ATTACKS, attack_label
 
 MISSING = "–"  # a param one run logged and another did not
 # Settings a job logs only when they are on (no corruption, no external set): missing means off, not shown.
-LOGGED_WHEN_ON = ("corruption.", "data.external_", "data.harmonise")
+# An untargeted attack's target_class (None) is read as missing too (settings()).
+LOGGED_WHEN_ON = ("corruption.", "data.external_", "data.harmonise", "attack.target_class")
 
 SETTINGS = {"budget": "", "art_default": "ART default", "art_rule": "ART's rule", "paper": "paper setting"}
 
@@ -38,8 +39,13 @@ IN_LABEL = {
 
 
 def settings(job: Job) -> dict[str, str]:
-    """The params that can change the job's numbers, less the model, seed, defense and source."""
-    return {k: v for k, v in numbers_params(job.params).items() if k not in APART and not k.startswith(APART_PREFIXES)}
+    """The params that can change the job's numbers, less the model, seed, defense and source (and an
+    untargeted attack's target_class, None: off)."""
+    return {
+        k: v
+        for k, v in numbers_params(job.params).items()
+        if k not in APART and not k.startswith(APART_PREFIXES) and not (k == "attack.target_class" and v == "None")
+    }
 
 
 def key(job: Job) -> tuple:

@@ -4,7 +4,7 @@ import base64
 from html import escape
 
 from .figures import Figure
-from .tables import Table
+from .tables import Link, Table
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1300px; padding: 0 1em; color: #222; }
@@ -33,8 +33,13 @@ def figure(f: Figure) -> str:
     )
 
 
-def render(title: str, sections: list[Table | Figure]) -> str:
-    body = "\n".join(table(s) if isinstance(s, Table) else figure(s) for s in sections)
+def link(k: Link) -> str:
+    return f'<h2>{escape(k.title)}</h2><p><a href="{escape(k.href)}">{escape(k.text)}</a></p>'
+
+
+def render(title: str, sections: list[Table | Figure | Link]) -> str:
+    kinds = {Table: table, Figure: figure, Link: link}
+    body = "\n".join(kinds[type(s)](s) for s in sections)
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
         f"<style>{STYLE}</style></head><body><h1>{escape(title)}</h1>\n{body}\n</body></html>\n"

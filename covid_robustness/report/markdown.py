@@ -1,7 +1,7 @@
 """report.md: the tables as Markdown tables, the figures as links to the PNGs beside it."""
 
 from .figures import Figure
-from .tables import Table
+from .tables import Link, Table
 
 
 def _cell(text: str) -> str:
@@ -23,6 +23,11 @@ def figure(f: Figure) -> str:
     return f"## {f.title}\n\n![{f.title}]({f.file})\n\n{f.caption}"
 
 
-def render(title: str, sections: list[Table | Figure]) -> str:
-    parts = [f"# {title}"] + [table(s) if isinstance(s, Table) else figure(s) for s in sections]
+def link(k: Link) -> str:
+    return f"## {k.title}\n\n[{k.text}]({k.href.replace('.html', '.md')})"
+
+
+def render(title: str, sections: list[Table | Figure | Link]) -> str:
+    kinds = {Table: table, Figure: figure, Link: link}
+    parts = [f"# {title}"] + [kinds[type(s)](s) for s in sections]
     return "\n\n".join(parts) + "\n"

@@ -46,6 +46,15 @@ class Table:
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass
+class Link:
+    """A section that points to another page of the report."""
+
+    title: str
+    href: str  # relative to the report folder
+    text: str
+
+
 def pct(value: float | None) -> str:
     return DASH if value is None or value != value else f"{100 * value:.2f}"
 

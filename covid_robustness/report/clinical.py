@@ -1,0 +1,334 @@
+"""The clinical page: what an attack does to a reading, as a clinician would ask it.
+
+Per model: the two directions of harm (missed COVID-19, false alarms) against the budget, calibration
+under attack and the reliability diagrams, the operating points chosen on the validation split read
+clean and attacked, each image's robust radius per class (attack=radius jobs), and targeted attacks
+toward each class. Read from the jobs' metrics and artifacts (reliability.png, radii.json); nothing is
+run again.
+"""
+
+import io
+import json
+import tempfile
+from collections import defaultdict
+
+import matplotlib.image as mpimg
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.lines import Line2D
+from mlflow.tracking import MlflowClient
+
+from ..record import RADIUS
+from .collect import Job, Study
+from .evalsets import evaluation_sets, key
+from .figures import COLORS
+from .labels import attack_label, model_label, model_order
+from .tables import DASH, Table, pct
+
+
+def _budget(job: Job) -> str:
+    return DASH if job.eps_pixel is None else f"{job.eps_pixel * 255:.3g}/255"
+
+
+def harm_jobs(study: Study) -> list[Job]:
+    """The paper's-setting jobs (untargeted, no defense or transfer) that measured both directions of harm."""
+    return [j for j in study.jobs if j.plain and "missed_covid_rate" in j.metrics]
+
+
+def has_clinical(study: Study) -> bool:
+    return bool(harm_jobs(study) or radius_jobs(study) or targeted_jobs(study))
+
+
+def _sorted(jobs: list[Job]) -> list[Job]:
+    order = model_order({j.model for j in jobs})
+    sets = evaluation_sets(jobs)
+    return sorted(jobs, key=lambda j: (order.index(j.model), sets[key(j)].name, j.eps_pixel or 0))
+
+
+def harm_table(study: Study) -> Table:
+    """Per model and evaluation: accuracy, missed-COVID and false-alarm rates, calibration clean and attacked."""
+    jobs = _sorted(harm_jobs(study))
+    sets = evaluation_sets(jobs)
+    rows = []
+    for j in jobs:
+        m = j.metrics
+        rows.append(
+            [
+                model_label(j.model),
+                sets[key(j)].label,
+                pct(m.get("clean_accuracy")),
+                pct(m.get("adversarial_accuracy")),
+                pct(m.get("missed_covid_rate")),
+                pct(m.get("false_alarm_rate")),
+                f"{m['ece_clean']:.3f}" if "ece_clean" in m else DASH,
+                f"{m['ece_adversarial']:.3f}" if "ece_adversarial" in m else DASH,
+                pct(m.get("confident_error_share_adversarial")),
+            ]
+        )
+    return Table(
+        "Both directions of harm, and calibration under attack",
+        [
+            "model",
+            "evaluation",
+            "clean acc. %",
+            "attacked acc. %",
+            "missed COVID-19 %",
+            "false alarms %",
+            "ECE clean",
+            "ECE attacked",
+            "confident errors attacked %",
+        ],
+        rows,
+        [
+            "Missed COVID-19: the share of COVID-19 images the model read right unattacked that the attack "
+            "turned to another class (a patient sent home); false alarms: the share of the other images read "
+            "right that it turned to COVID-19. ECE: expected calibration error over 15 confidence bins; "
+            "confident errors: the share of the attacked errors made with a top probability above 0.9."
+        ],
+    )
+
+
+def harm_figure(study: Study):
+    """Per model, missed-COVID (solid) and false-alarm (dashed) rates against the budget, per attack sweep."""
+    jobs = [j for j in harm_jobs(study) if j.eps_pixel is not None]
+    if not jobs:
+        return None
+    sets = evaluation_sets(jobs)
+    models = model_order({j.model for j in jobs})
+    names = sorted({sets[key(j)].name for j in jobs})
+    fig, axes = plt.subplots(1, len(models), figsize=(3.6 * len(models), 3.4), squeeze=False, sharey=True)
+    for ax, model in zip(axes[0], models):
+        for i, name in enumerate(names):
+            mine = [j for j in jobs if j.model == model and sets[key(j)].name == name]
+            mine.sort(key=lambda j: j.eps_pixel)
+            if not mine:
+                continue
+            eps = [j.eps_pixel * 255 for j in mine]
+            color = COLORS[i % len(COLORS)]
+            ax.plot(eps, [100 * j.metrics["missed_covid_rate"] for j in mine], "o-", color=color, label=name)
+            ax.plot(eps, [100 * j.metrics["false_alarm_rate"] for j in mine], "s--", color=color, markersize=4)
+        budgets = sorted({round(j.eps_pixel * 255, 2) for j in jobs if j.model == model})
+        ax.set(title=model_label(model), xlabel="L-inf budget (x/255)", ylim=(-3, 103), xticks=budgets)
+        ax.tick_params(axis="x", labelsize=7, labelrotation=45)
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("% of images read right")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    for ax in axes[0][1:]:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            if label not in labels:
+                handles.append(h)
+                labels.append(label)
+    handles += [Line2D([], [], color="black", marker="o"), Line2D([], [], color="black", marker="s", linestyle="--")]
+    labels += ["missed COVID-19", "false alarms"]
+    fig.tight_layout()
+    fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 4), fontsize=8, bbox_to_anchor=(0.5, 0))
+    return fig
+
+
+def operating_table(study: Study) -> Table | None:
+    """The operating points chosen on the validation split, read on each job's images clean and attacked."""
+    jobs = _sorted([j for j in harm_jobs(study) if "auroc_clean" in j.metrics])
+    if not jobs:
+        return None
+    sets = evaluation_sets(jobs)
+    rows = []
+    for j in jobs:
+        m = j.metrics
+        row = [model_label(j.model), sets[key(j)].label]
+        for point in ("sens95", "youden"):
+            threshold = m.get(f"threshold_{point}")
+            row += [
+                DASH if threshold is None else f"{threshold:.3f}",
+                f"{pct(m.get(f'sensitivity_at_{point}_clean'))} → {pct(m.get(f'sensitivity_at_{point}_adversarial'))}",
+                f"{pct(m.get(f'specificity_at_{point}_clean'))} → {pct(m.get(f'specificity_at_{point}_adversarial'))}",
+            ]
+        row.append(f"{m['auroc_clean']:.3f} → {m['auroc_adversarial']:.3f}")
+        rows.append(row)
+    return Table(
+        "The operating point, clean → attacked",
+        [
+            "model",
+            "evaluation",
+            "t (95 % sens.)",
+            "sensitivity %",
+            "specificity %",
+            "t (Youden)",
+            "sensitivity %",
+            "specificity %",
+            "AUROC",
+        ],
+        rows,
+        [
+            "Thresholds on P(COVID-19) chosen on the validation split before the test: the highest that keeps "
+            "95 % of its COVID-19 images, and the one maximising Youden's J; then held fixed and read on the "
+            "attacked test images, clean and under attack (each image's worst case, pushed to the wrong side)."
+        ],
+    )
+
+
+def _artifact(client: MlflowClient, job: Job, name: str) -> bytes | None:
+    if name not in {a.path for a in client.list_artifacts(job.run_id)}:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        with open(client.download_artifacts(job.run_id, name, tmp), "rb") as f:
+            return f.read()
+
+
+def reliability_figure(client: MlflowClient, study: Study):
+    """Per model, the reliability diagram of its strongest gradient job (lowest attacked accuracy)."""
+    chosen: dict[str, Job] = {}
+    for j in harm_jobs(study):
+        if j.attack in ("fgsm", "pgd", "apgd", "cw") and (
+            j.model not in chosen or j.metrics["adversarial_accuracy"] < chosen[j.model].metrics["adversarial_accuracy"]
+        ):
+            chosen[j.model] = j
+    images = {m: png for m, j in chosen.items() if (png := _artifact(client, j, "reliability.png")) is not None}
+    if not images:
+        return None
+    models = model_order(images)
+    fig, axes = plt.subplots(1, len(models), figsize=(3.3 * len(models), 3.5), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        ax.imshow(mpimg.imread(io.BytesIO(images[model]), format="png"))
+        ax.set_title(f"{model_label(model)}: {attack_label(chosen[model].attack)} {_budget(chosen[model])}", fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def radius_jobs(study: Study) -> list[Job]:
+    return [
+        j
+        for j in study.jobs
+        if j.attack == RADIUS and j.defense == "none" and j.source_model is None and j.corruption is None
+    ]
+
+
+def radii(client: MlflowClient, job: Job) -> dict | None:
+    """The job's radii.json: classes, labels and each image's radius (None: beyond the largest budget)."""
+    raw = _artifact(client, job, "radii.json")
+    return None if raw is None else json.loads(raw)
+
+
+def radius_table(study: Study) -> Table | None:
+    jobs = _sorted(radius_jobs(study))
+    if not jobs:
+        return None
+    budgets = sorted(
+        {k for j in jobs for k in j.metrics if k.startswith("curve_accuracy_")},
+        key=lambda k: float(k.split("_")[2]),
+    )
+    rows = []
+    for j in jobs:
+        m = j.metrics
+        medians = [m.get(f"radius_median{s}") for s in ("", "_covid", "_non_covid")]
+        rows.append(
+            [
+                model_label(j.model),
+                _budget(j),
+                *(DASH if v is None else f"> {_budget(j)}" if v != v else f"{v * 255:.2f}/255" for v in medians),
+                pct(m.get("radius_beyond_max_share")),
+                *(pct(m.get(b)) for b in budgets),
+            ]
+        )
+    return Table(
+        "Robust radius: the smallest budget that flips each image",
+        [
+            "model",
+            "largest budget searched",
+            "median radius",
+            "median, COVID-19",
+            "median, others",
+            "beyond it %",
+            *(f"acc. % at {b.split('_')[2]}/255" for b in budgets),
+        ],
+        rows,
+        [
+            "Per image, the smallest L-inf budget at which PGD (10 steps) fools it, found by bisection in one "
+            "job (attack=radius); 0 for an image misread unattacked. Accuracy at a budget is the share of "
+            "images whose radius exceeds it: the whole robustness curve from one job."
+        ],
+    )
+
+
+def radius_figure(client: MlflowClient, study: Study):
+    """Per model and class, the distribution of the radii (box plots); images beyond the largest budget
+    are drawn at it and counted in the labels."""
+    found = {}
+    for j in radius_jobs(study):
+        if j.model not in found and (data := radii(client, j)) is not None:
+            found[j.model] = (j, data)
+    if not found:
+        return None
+    models = model_order(found)
+    classes = found[models[0]][1]["classes"]
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(models) * len(classes)), 3.8))
+    positions, ticks, labels = [], [], []
+    for i, model in enumerate(models):
+        job, data = found[model]
+        top = job.eps_pixel * 255
+        y = np.array(data["labels"])
+        r = np.array([top if v is None else v * 255 for v in data["radii"]])
+        beyond = np.array([v is None for v in data["radii"]])
+        for c, name in enumerate(data["classes"]):
+            pos = i * (len(classes) + 1) + c
+            mine = y == c
+            if not mine.any():
+                continue
+            box = ax.boxplot(r[mine], positions=[pos], widths=0.7, patch_artist=True, showfliers=True)
+            for patch in box["boxes"]:
+                patch.set_facecolor(COLORS[c % len(COLORS)])
+                patch.set_alpha(0.6)
+            positions.append(pos)
+            ticks.append(pos)
+            labels.append(f"{model_label(model)}\n{name}\n{beyond[mine].sum()}/{mine.sum()} > max")
+    ax.set_xticks(ticks, labels, fontsize=7)
+    ax.set_ylabel("robust radius (x/255)")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def targeted_jobs(study: Study) -> list[Job]:
+    return [
+        j
+        for j in study.jobs
+        if j.target_class is not None and j.defense == "none" and j.source_model is None and j.corruption is None
+    ]
+
+
+def targeted_table(study: Study) -> Table | None:
+    """Per model and attack: the untargeted attack beside the same attack toward each class."""
+    targeted = targeted_jobs(study)
+    if not targeted:
+        return None
+    wanted = {(j.model, j.attack, j.setting, j.eps_pixel) for j in targeted}
+    jobs = targeted + [j for j in harm_jobs(study) if (j.model, j.attack, j.setting, j.eps_pixel) in wanted]
+    groups: dict[tuple, list[Job]] = defaultdict(list)
+    for j in jobs:
+        groups[(j.model, j.attack, j.eps_pixel or 0)].append(j)
+    order = model_order({j.model for j in jobs})
+    rows = []
+    for model, attack, _ in sorted(groups, key=lambda k: (order.index(k[0]), k[1], k[2])):
+        for j in sorted(groups[(model, attack, _)], key=lambda j: j.target_class or ""):
+            m = j.metrics
+            rows.append(
+                [
+                    model_label(model),
+                    f"{attack_label(attack)} {_budget(j)}",
+                    j.target_class or "(untargeted)",
+                    pct(m.get("targeted_success_rate")),
+                    pct(m.get("adversarial_accuracy")),
+                    pct(m.get("missed_covid_rate")),
+                    pct(m.get("false_alarm_rate")),
+                ]
+            )
+    return Table(
+        "Targeted attacks toward each class",
+        ["model", "attack", "target", "targeted success %", "attacked acc. %", "missed COVID-19 %", "false alarms %"],
+        rows,
+        [
+            "Targeted success: among the images of the other classes read right unattacked, the share the attack "
+            "turned into the target class. Toward Normal is the dangerous direction: a COVID-19 image read as "
+            "healthy."
+        ],
+    )
