@@ -641,7 +641,8 @@ def test_radius_metrics_by_hand():
     # distances are read down by the checks' float32 tolerance (1e-5)
     assert m["radius_median_covid"] == pytest.approx(3 / 255, abs=1e-5)  # of 0, 3/255, inf
     assert m["radius_median_non_covid"] == pytest.approx(5 / 255, abs=1e-5)  # of 1/255, 5/255, inf
-    assert m["radius_median"] == pytest.approx(4 / 255, abs=1e-5) and m["radius_beyond_max_share"] == pytest.approx(2 / 6)
+    assert m["radius_median"] == pytest.approx(4 / 255, abs=1e-5)
+    assert m["radius_beyond_max_share"] == pytest.approx(2 / 6)
     # accuracy at b: radius > b. At 1/255: images 0, 2, 4, 5; at 4/255: 2, 4, 5; at 8/255: 2, 5.
     assert [m[f"curve_accuracy_{n}_255"] for n in (1, 4, 8)] == pytest.approx([4 / 6, 3 / 6, 2 / 6])
     assert m["curve_accuracy_0.5_255"] == pytest.approx(5 / 6) and "curve_accuracy_16_255" not in m
