@@ -47,6 +47,8 @@ def test_every_attack_config_has_a_bad_parameter_case():
         "pgd_art_fast",
         "cw_art_fast",
         "st_art_rule",
+        "pgd_toward_normal",
+        "pgd_toward_covid",
     }  # variants of a config above
 
 
