@@ -176,13 +176,15 @@ def clinical_sections(client: MlflowClient, study: Study) -> list:
     sections: list = []
     if clinical.harm_jobs(study):
         sections.append(clinical.harm_table(study))
+    found = clinical.radius_data(client, study)
     drawn = [
         (
             "clinical_harm.png",
             "Missed COVID-19 and false alarms against the budget",
-            "Per model and attack: the share of COVID-19 images read right that the attack turned to another "
-            "class (solid) and of the other images turned to COVID-19 (dashed), against the L-inf budget.",
-            clinical.harm_figure(study),
+            "Per model: the share of COVID-19 images read right that the attack turned to another class (solid) "
+            "and of the other images read right turned to COVID-19 (dashed), against the L-inf budget; markers: "
+            "fixed-budget jobs, black lines: read off the radius job's per-image radii (two classes).",
+            clinical.harm_figure(study, found),
         ),
         (
             "clinical_reliability.png",
@@ -198,7 +200,7 @@ def clinical_sections(client: MlflowClient, study: Study) -> list:
     for table in (clinical.operating_table(study), clinical.radius_table(study)):
         if table is not None:
             sections.append(table)
-    if (fig := clinical.radius_figure(client, study)) is not None:
+    if (fig := clinical.radius_figure(found)) is not None:
         caption = (
             "Per model and class, the distribution of each image's robust radius (attack=radius); images "
             "that stand at the largest budget searched are drawn at it and counted under the box."

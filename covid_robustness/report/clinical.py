@@ -18,6 +18,7 @@ import numpy as np
 from matplotlib.lines import Line2D
 from mlflow.tracking import MlflowClient
 
+from ..data.classes import COVID
 from ..record import RADIUS
 from .collect import Job, Study
 from .evalsets import evaluation_sets, key
@@ -88,16 +89,29 @@ def harm_table(study: Study) -> Table:
     )
 
 
-def harm_figure(study: Study):
-    """Per model, missed-COVID (solid) and false-alarm (dashed) rates against the budget, per attack sweep."""
+def harm_figure(study: Study, found: dict[str, tuple[Job, dict]]):
+    """Per model, missed-COVID (solid) and false-alarm (dashed) rates against the budget: dots for the
+    fixed-budget jobs, lines read off the radius job's radii where the task has two classes (an image
+    flipped at budget b is a missed COVID-19 image or a false alarm there)."""
     jobs = [j for j in harm_jobs(study) if j.eps_pixel is not None]
-    if not jobs:
+    curves = {m: v for m, v in found.items() if len(v[1]["classes"]) == 2}
+    if not jobs and not curves:
         return None
     sets = evaluation_sets(jobs)
-    models = model_order({j.model for j in jobs})
+    models = model_order({j.model for j in jobs} | set(curves))
     names = sorted({sets[key(j)].name for j in jobs})
     fig, axes = plt.subplots(1, len(models), figsize=(3.6 * len(models), 3.4), squeeze=False, sharey=True)
     for ax, model in zip(axes[0], models):
+        if model in curves:
+            job, data = curves[model]
+            covid = np.array(data["labels"]) == data["classes"].index(COVID)
+            r = np.array([np.inf if v is None else v for v in data["radii"]])
+            budgets = np.linspace(0, job.eps_pixel, 129)
+            for mine, style in ((covid, "-"), (~covid, "--")):
+                right = r[mine & (r > 0)]  # read right unattacked
+                if len(right):
+                    share = (right[None, :] <= budgets[:, None]).mean(1)
+                    ax.plot(budgets * 255, 100 * share, style, color="black", linewidth=1.2)
         for i, name in enumerate(names):
             mine = [j for j in jobs if j.model == model and sets[key(j)].name == name]
             mine.sort(key=lambda j: j.eps_pixel)
@@ -107,21 +121,22 @@ def harm_figure(study: Study):
             color = COLORS[i % len(COLORS)]
             ax.plot(eps, [100 * j.metrics["missed_covid_rate"] for j in mine], "o-", color=color, label=name)
             ax.plot(eps, [100 * j.metrics["false_alarm_rate"] for j in mine], "s--", color=color, markersize=4)
-        budgets = sorted({round(j.eps_pixel * 255, 2) for j in jobs if j.model == model})
-        ax.set(title=model_label(model), xlabel="L-inf budget (x/255)", ylim=(-3, 103), xticks=budgets)
-        ax.tick_params(axis="x", labelsize=7, labelrotation=45)
+        ax.set(title=model_label(model), xlabel="L-inf budget (x/255)", ylim=(-3, 103))
         ax.grid(alpha=0.3)
-    axes[0, 0].set_ylabel("% of images read right")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    for ax in axes[0][1:]:
+    axes[0, 0].set_ylabel("% of the class's images read right")
+    handles, labels = [], []
+    for ax in axes[0]:
         for h, label in zip(*ax.get_legend_handles_labels()):
             if label not in labels:
                 handles.append(h)
                 labels.append(label)
-    handles += [Line2D([], [], color="black", marker="o"), Line2D([], [], color="black", marker="s", linestyle="--")]
+    handles += [Line2D([], [], color="grey", marker="o"), Line2D([], [], color="grey", marker="s", linestyle="--")]
     labels += ["missed COVID-19", "false alarms"]
+    if curves:
+        handles.append(Line2D([], [], color="black"))
+        labels.append("from the radius job")
     fig.tight_layout()
-    fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 4), fontsize=8, bbox_to_anchor=(0.5, 0))
+    fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 5), fontsize=8, bbox_to_anchor=(0.5, 0))
     return fig
 
 
@@ -250,13 +265,18 @@ def radius_table(study: Study) -> Table | None:
     )
 
 
-def radius_figure(client: MlflowClient, study: Study):
-    """Per model and class, the distribution of the radii (box plots); images beyond the largest budget
-    are drawn at it and counted in the labels."""
+def radius_data(client: MlflowClient, study: Study) -> dict[str, tuple[Job, dict]]:
+    """Per model, its newest radius job and that job's radii.json."""
     found = {}
     for j in radius_jobs(study):
         if j.model not in found and (data := radii(client, j)) is not None:
             found[j.model] = (j, data)
+    return found
+
+
+def radius_figure(found: dict[str, tuple[Job, dict]]):
+    """Per model and class, the distribution of the radii (box plots); images beyond the largest budget
+    are drawn at it and counted in the labels."""
     if not found:
         return None
     models = model_order(found)
