@@ -53,13 +53,14 @@ def cells_table(jobs) -> str:
     """A sweep's cells, one line each: model, defense, attack, budget, clean and adversarial accuracy, flag."""
     header = ("model", "defense", "attack", "eps", "clean %", "adversarial %", "masking")
     rows = [header]
-    for j in sorted(jobs, key=lambda j: (j.model, j.defense, j.attack, j.eps_pixel or 0.0)):
+    for j in sorted(jobs, key=lambda j: (j.model, j.defense, j.attack, j.eps_pixel or 0.0, j.target_class or "")):
         budget = (
             "–"
             if j.eps is None
             else (f"{j.eps:g} std" if j.params.get("attack.eps_unit") == "std" else f"{j.eps * 255:.3g}/255")
         )
         source = "" if j.source_model is None else f" from {j.source_model}"
+        source += "" if j.target_class is None else f" toward {j.target_class}"
         rows.append(
             (
                 j.model,
