@@ -16,7 +16,9 @@ from covid_robustness.attacks.factory import (
     reset_attack,
     takes_eps,
     validate_attack,
+    with_target,
 )
+from covid_robustness.data.classes import task_classes
 from covid_robustness.data.datamodule import CXRDataModule
 from covid_robustness.errors import ConfigError
 from covid_robustness.models.module import CXRClassifier
@@ -46,8 +48,10 @@ def accuracy(clf, x, y):
 @pytest.mark.parametrize("name", sorted(p.stem for p in (CONF / "attack").glob("*.yaml")))
 def test_every_attack_config_builds(name, trained):
     cfg = make_cfg(f"attack={name}")
-    attack = build_attack(OmegaConf.to_container(cfg.attack, resolve=True), trained[1])
+    resolved = with_target(OmegaConf.to_container(cfg.attack, resolve=True), task_classes(cfg.data.task))
+    attack = build_attack(resolved, trained[1])
     assert hasattr(attack, "generate")
+    assert getattr(attack, "targeted", False) == (resolved.get("target_class") is not None)
 
 
 def test_budgeted_attacks_stay_in_the_ball_and_lower_accuracy(trained):
@@ -150,8 +154,8 @@ def test_unknown_attack_parameter_is_named(trained):
 
 
 def test_registered_attacks_carry_their_labels_and_budget_rules():
-    assert attack_names() == ["apgd", "autoattack_binary", "cw", "fgsm", "none", "pgd", "st"]
-    labels = ["APGD", "AutoAttack-2", "C&W", "FGSM", "None", "PGD", "ST"]
+    assert attack_names() == ["apgd", "autoattack_binary", "cw", "fgsm", "none", "pgd", "radius", "st"]
+    labels = ["APGD", "AutoAttack-2", "C&W", "FGSM", "None", "PGD", "Radius", "ST"]
     assert [attack_label(n) for n in attack_names()] == labels
     assert attack_label("deepfool") == "deepfool"  # an attack from _target_ has no label of its own
     assert takes_eps({"name": "cw", "impl": "fast"}) and not takes_eps({"name": "st"})
