@@ -177,7 +177,9 @@ def test_a_summary_run_holds_the_files_and_supersedes_the_last(store, tmp_path, 
     assert new.data.tags["current"] == "true"
     assert all(r.data.tags["current"] == "false" and r.data.tags["superseded_by"] == new.info.run_id for r in older)
     artifacts = {a.path for a in client.list_artifacts(new.info.run_id)}
-    assert {"report.md", "report.html", "table2.csv", "runs.csv", *FIGURES} == artifacts
+    # every job logs both directions of harm and its reliability diagram: the clinical page comes too
+    clinical = {"clinical.md", "clinical.html", "clinical_harm.png", "clinical_reliability.png"}
+    assert {"report.md", "report.html", "table2.csv", "runs.csv", *FIGURES, *clinical} == artifacts
 
 
 def _error(argv, capsys) -> str:
