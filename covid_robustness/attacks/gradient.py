@@ -66,6 +66,9 @@ class PGD(OwnEvasionAttack):
         "verbose",
     ]
     _estimator_requirements = (PyTorchClassifier,)
+    # True: the last iterates of the images still standing are predicted too (a forward pass each), so
+    # `fooled` (set by generate) says of every image whether its example fools the model.
+    judge_last = False
 
     def __init__(
         self,
@@ -118,15 +121,18 @@ class PGD(OwnEvasionAttack):
                 y = get_labels_np_array(clf.predict(x, batch_size=self.batch_size))
             self._count("forward", outputs)
         targets = check_and_transform_label_format(y, nb_classes=clf.nb_classes).astype(ART_NUMPY_DTYPE)
-        adv = x.copy()
+        adv, self.fooled = x.copy(), np.zeros(len(x), dtype=bool)
         starts = range(0, len(x), self.batch_size)
         for start in tqdm(starts, desc=f"{type(self).__name__} - Batches", leave=False, disable=not self.verbose):
             stop = start + self.batch_size
             xb, yb = (torch.from_numpy(a[start:stop]).to(clf.device) for a in (x, targets))
-            adv[start:stop] = self._attack_batch(xb, yb).cpu().numpy()
+            out, fooled = self._attack_batch(xb, yb)
+            adv[start:stop], self.fooled[start:stop] = out.cpu().numpy(), fooled.cpu().numpy()
         return adv
 
-    def _attack_batch(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _attack_batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch's examples, and which of them fool the model: every one where several restarts or
+        `judge_last` had the last iterates predicted, else only those that left early."""
         restarts = max(1, self.num_random_init)
         out, fooled = x.clone(), torch.zeros(len(x), dtype=torch.bool, device=x.device)
         for restart in range(restarts):
@@ -135,11 +141,11 @@ class PGD(OwnEvasionAttack):
                 rows = rows[~fooled]
             if not len(rows):
                 break
-            adv, hit = self._run(x[rows], y[rows], judge_last=restarts > 1)
+            adv, hit = self._run(x[rows], y[rows], judge_last=restarts > 1 or self.judge_last)
             take = hit if restart else torch.ones_like(hit)
             out[rows[take]] = adv[take]
             fooled[rows[hit]] = True
-        return out
+        return out, fooled
 
     def _run(self, x_init: torch.Tensor, y: torch.Tensor, judge_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """One run from x_init: per image the point to return, and whether it fools the model (known for

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from ..attacks.factory import build_attack, build_classifier, in_pixels, reset_attack
 from ..defenses.transforms import Defense, build_classifiers, predict, scores
+from ..record import RADIUS
 from .calibration import calibration_metrics
 from .checks import EvalModeGuard, check_adversarial_batch, check_not_above_clean
 from .operating_point import at_operating_points
@@ -300,7 +301,7 @@ def _evaluate(job: _Job, net, source, test_set, max_images, batch_size, n_exampl
         )
     adv_all = np.concatenate(totals.adv)
     radii = None
-    if name == "radius":  # the whole curve from the minimal examples (evaluation/radius.py)
+    if name == RADIUS:  # the whole curve from the minimal examples (evaluation/radius.py)
         radii = per_image_radii(y_all, pred_all, adv_all, np.concatenate(totals.linf))
         metrics.update(radius_metrics(y_all, radii, job.positive, eps))
     matrices = {

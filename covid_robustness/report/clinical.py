@@ -9,7 +9,6 @@ run again.
 
 import io
 import json
-import tempfile
 from collections import defaultdict
 
 import matplotlib.image as mpimg
@@ -19,8 +18,9 @@ from matplotlib.lines import Line2D
 from mlflow.tracking import MlflowClient
 
 from ..data.classes import COVID
+from ..evaluation.radius import curve
 from ..record import RADIUS
-from .collect import Job, Study
+from .collect import Job, Study, artifact
 from .evalsets import evaluation_sets, key
 from .figures import COLORS
 from .labels import attack_label, model_label, model_order
@@ -110,8 +110,8 @@ def harm_figure(study: Study, found: dict[str, tuple[Job, dict]]):
             for mine, style in ((covid, "-"), (~covid, "--")):
                 right = r[mine & (r > 0)]  # read right unattacked
                 if len(right):
-                    share = (right[None, :] <= budgets[:, None]).mean(1)
-                    ax.plot(budgets * 255, 100 * share, style, color="black", linewidth=1.2)
+                    fallen = 1 - curve(right, budgets)  # radius at most the budget: flipped there
+                    ax.plot(budgets * 255, 100 * fallen, style, color="black", linewidth=1.2)
         for i, name in enumerate(names):
             mine = [j for j in jobs if j.model == model and sets[key(j)].name == name]
             mine.sort(key=lambda j: j.eps_pixel)
@@ -181,14 +181,6 @@ def operating_table(study: Study) -> Table | None:
     )
 
 
-def _artifact(client: MlflowClient, job: Job, name: str) -> bytes | None:
-    if name not in {a.path for a in client.list_artifacts(job.run_id)}:
-        return None
-    with tempfile.TemporaryDirectory() as tmp:
-        with open(client.download_artifacts(job.run_id, name, tmp), "rb") as f:
-            return f.read()
-
-
 def reliability_figure(client: MlflowClient, study: Study):
     """Per model, the reliability diagram of its strongest gradient job (lowest attacked accuracy)."""
     chosen: dict[str, Job] = {}
@@ -197,7 +189,7 @@ def reliability_figure(client: MlflowClient, study: Study):
             j.model not in chosen or j.metrics["adversarial_accuracy"] < chosen[j.model].metrics["adversarial_accuracy"]
         ):
             chosen[j.model] = j
-    images = {m: png for m, j in chosen.items() if (png := _artifact(client, j, "reliability.png")) is not None}
+    images = {m: png for m, j in chosen.items() if (png := artifact(client, j, "reliability.png")) is not None}
     if not images:
         return None
     models = model_order(images)
@@ -210,17 +202,18 @@ def reliability_figure(client: MlflowClient, study: Study):
     return fig
 
 
+def _undefended(job: Job) -> bool:
+    """No defense, crafted on the model itself, uncorrupted test images."""
+    return job.defense == "none" and job.source_model is None and job.corruption is None
+
+
 def radius_jobs(study: Study) -> list[Job]:
-    return [
-        j
-        for j in study.jobs
-        if j.attack == RADIUS and j.defense == "none" and j.source_model is None and j.corruption is None
-    ]
+    return [j for j in study.jobs if j.attack == RADIUS and _undefended(j)]
 
 
 def radii(client: MlflowClient, job: Job) -> dict | None:
     """The job's radii.json: classes, labels and each image's radius (None: beyond the largest budget)."""
-    raw = _artifact(client, job, "radii.json")
+    raw = artifact(client, job, "radii.json")
     return None if raw is None else json.loads(raw)
 
 
@@ -309,11 +302,7 @@ def radius_figure(found: dict[str, tuple[Job, dict]]):
 
 
 def targeted_jobs(study: Study) -> list[Job]:
-    return [
-        j
-        for j in study.jobs
-        if j.target_class is not None and j.defense == "none" and j.source_model is None and j.corruption is None
-    ]
+    return [j for j in study.jobs if j.target_class is not None and _undefended(j)]
 
 
 def targeted_table(study: Study) -> Table | None:

@@ -1,5 +1,6 @@
 """Read one study's finished runs from MLflow into a tidy table: one Job per evaluated cell."""
 
+import io
 import tempfile
 from dataclasses import dataclass, field, replace
 
@@ -11,7 +12,7 @@ from ..evaluation.masking import study_flags
 from ..record import PROBE_ROLE, TRAINING_ROLE, Job, Tags, finished_jobs, newest_per_cell, search
 from .labels import learn_labels
 
-__all__ = ["Job", "Probe", "Study", "collect", "examples", "newest_per_cell", "studies"]
+__all__ = ["Job", "Probe", "Study", "artifact", "collect", "examples", "newest_per_cell", "studies"]
 
 
 @dataclass(frozen=True)
@@ -70,10 +71,19 @@ def collect(client: MlflowClient, name: str) -> Study:
     return study
 
 
-def examples(client: MlflowClient, job: Job) -> dict[str, np.ndarray] | None:
-    """The job's examples.npz (clean, adversarial, labels, pred_clean, pred_adv), if it logged one."""
-    if "examples.npz" not in {a.path for a in client.list_artifacts(job.run_id)}:
+def artifact(client: MlflowClient, job: Job, name: str) -> bytes | None:
+    """The bytes of one of the job's artifacts, or None where it logged none of that name."""
+    if name not in {a.path for a in client.list_artifacts(job.run_id)}:
         return None
     with tempfile.TemporaryDirectory() as tmp:
-        with np.load(client.download_artifacts(job.run_id, "examples.npz", tmp)) as arrays:
-            return dict(arrays)
+        with open(client.download_artifacts(job.run_id, name, tmp), "rb") as f:
+            return f.read()
+
+
+def examples(client: MlflowClient, job: Job) -> dict[str, np.ndarray] | None:
+    """The job's examples.npz (clean, adversarial, labels, pred_clean, pred_adv), if it logged one."""
+    raw = artifact(client, job, "examples.npz")
+    if raw is None:
+        return None
+    with np.load(io.BytesIO(raw)) as arrays:
+        return dict(arrays)
