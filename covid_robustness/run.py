@@ -22,7 +22,7 @@ from .data.datamodule import CXRDataModule
 from .evaluation.callback import AdversarialEvaluation
 from .evaluation.external import external_evaluation
 from .evaluation.figures import example_grid, reliability_diagram, robustness_curve
-from .evaluation.operating_point import validation_thresholds
+from .evaluation.operating_point import POINTS, validation_thresholds
 from .masking_tags import flag_masking
 from .models.module import CXRClassifier
 from .models.registry import count_params, spec
@@ -152,6 +152,16 @@ def job_name(cfg: DictConfig) -> str:
     )
 
 
+THRESHOLD, TEST = "threshold_", "test/"
+
+
+def _kept_thresholds(kept: dict[str, float]) -> dict[str, float] | None:
+    """The operating points' thresholds an earlier job of the training kept on its run, if it kept them all."""
+    if all(f"{THRESHOLD}{k}" in kept for k in POINTS):
+        return {k: kept[f"{THRESHOLD}{k}"] for k in POINTS}
+    return None
+
+
 def attack_and_track(
     cfg: DictConfig,
     plan: Plan,
@@ -183,12 +193,19 @@ def attack_and_track(
         n_attacked = min(n_test, cfg.eval.max_images or n_test)
         net = module.net.to(plan.device)
         batch = evaluation_batch_size(cfg.eval.batch_size, net, dm.image_size, n_attacked, plan.device)
-        # The operating points, chosen on the validation split as deployed and kept with the training.
-        thresholds = validation_thresholds(
-            net, dm.splits["val"].tensors(), dm.num_classes, dm.positive_class, plan.defense, cfg.seed, batch
-        )
-        if plan.defense.preprocessor is None:  # a test-time defense's thresholds stay with its own job
-            tracker.log_metrics(parent_id, {f"threshold_{k}": v for k, v in thresholds.items()})
+        # What depends on the trained model alone (its operating points, chosen on the validation split as
+        # deployed, and its test-loop metrics) is measured by the first job of a training and kept on the
+        # training run; the training's other jobs read it back instead of classifying those splits again.
+        kept = tracker.metrics(parent_id)
+        undefended = plan.defense.preprocessor is None  # a test-time defense's thresholds stay with its own job
+        thresholds = _kept_thresholds(kept) if undefended else None
+        if thresholds is None:
+            thresholds = validation_thresholds(
+                net, dm.splits["val"].tensors(), dm.num_classes, dm.positive_class, plan.defense, cfg.seed, batch
+            )
+            if undefended:
+                tracker.log_metrics(parent_id, {f"{THRESHOLD}{k}": v for k, v in thresholds.items()})
+        module.reuse_test_metrics({k: v for k, v in kept.items() if k.startswith(TEST)} or None)
         evaluation = AdversarialEvaluation(
             attack,
             dm.num_classes,
@@ -204,7 +221,9 @@ def attack_and_track(
         trainer = _trainer(cfg, plan, False, [evaluation], progress=False, training=False)
         trainer.test(module, datamodule=dm, verbose=False)
         result = evaluation.result
-        test_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+        test_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(TEST)}
+        if module.known_test_metrics is None:
+            tracker.log_metrics(parent_id, test_metrics)
         metrics = {**test_metrics, **result.metrics, **dm.split_metrics()}
         if dm.external is not None:
             metrics |= dm.external_metrics() | external_evaluation(

@@ -167,6 +167,10 @@ class Tracker:
             run_id, metrics=[Metric(k, float(v), int(time.time() * 1000), 0) for k, v in metrics.items()]
         )
 
+    def metrics(self, run_id: str) -> dict[str, float]:
+        """A run's metrics (the latest value of each)."""
+        return dict(self.client.get_run(run_id).data.metrics)
+
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         for name, value in tags.items():
             self.client.set_tag(run_id, name, value)

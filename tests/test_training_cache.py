@@ -51,3 +51,30 @@ def test_adversarial_training_is_in_the_training_key_and_test_time_defenses_are_
     assert len(cells) == 4
     assert cell_key(make_cfg("attack.source_model=wrn16_8")) != cell_key(base)
     assert cell_key(make_cfg("attack.source_model=resnet18")) == cell_key(base)  # the model itself: white-box
+
+
+def test_a_trainings_test_metrics_and_thresholds_are_measured_once_and_read_back_by_its_other_jobs(tmp_path):
+    """The first job keeps its model's test-loop metrics and validation thresholds on the training run; a later
+    job of the same training reads them there (a value planted on the run comes back) instead of measuring."""
+    from mlflow.tracking import MlflowClient
+
+    from covid_robustness.run import run
+
+    from .conftest import store_runs
+
+    run(make_cfg("attack=none", "eval.max_images=8", tmp_path=tmp_path))
+    [training] = store_runs(tmp_path / "mlruns", role="training")
+    [first] = store_runs(tmp_path / "mlruns", role="attack")
+    kept = training.data.metrics
+    for key in ("test/acc", "test/loss", "test/sensitivity", "test/specificity"):
+        assert kept[key] == first.data.metrics[key]
+    assert {"threshold_sens95", "threshold_youden"} <= set(kept)
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    client.log_metric(training.info.run_id, "test/acc", 0.123)
+    client.log_metric(training.info.run_id, "threshold_youden", 0.7)
+    run(make_cfg("attack=fgsm", "eval.max_images=8", tmp_path=tmp_path))
+    second = next(r for r in store_runs(tmp_path / "mlruns", role="attack") if r.data.tags["attack"] == "fgsm")
+    assert second.data.metrics["test/acc"] == pytest.approx(0.123)  # through the test loop's float32 log
+    assert second.data.metrics["test/loss"] == first.data.metrics["test/loss"]
+    assert MlflowClient(client.tracking_uri).get_run(training.info.run_id).data.metrics["threshold_youden"] == 0.7
