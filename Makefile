@@ -5,7 +5,7 @@ STORE := $(CURDIR)/mlruns
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: install sweep test lint ui server params report clean-results
+.PHONY: install sweep shift test lint ui server params report clean-results
 
 install:  ## create .venv and install the package with its dev extras
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,20 @@ install:  ## create .venv and install the package with its dev extras
 
 sweep:  ## the smoke study: 2 models x 2 attacks x 3 budgets on synthetic data, into mlruns/
 	$(BIN)/python -m covid_robustness -m experiment=smoke
+
+DATA ?=
+EXTERNAL ?=
+CLI := $(BIN)/python -m covid_robustness
+SHIFT := experiment=shift_cpu data.root=$(DATA) tracking.dir=$(STORE)
+
+shift:  ## the shift study (conf/experiment/shift_cpu.yaml) into $(STORE), then its report into reports/shift_cpu
+	@test -n "$(DATA)" -a -n "$(EXTERNAL)" || { echo "error: give both folders: make shift DATA=<folder with the \
+	class folders> EXTERNAL=<another source's folder in the same layout>" >&2; exit 2; }
+	$(CLI) -m $(SHIFT)
+	$(CLI) -m $(SHIFT) attack=pgd 'corruption.severities=[3]' eval.max_images=32
+	$(CLI) -m $(SHIFT) data.external_root=$(EXTERNAL) corruption.name=none attack=pgd eval.max_images=32 data.harmonise=false,true
+	$(CLI) probe $(SHIFT) corruption.name=none model=resnet18,resnet50,wrn16_8,vgg19,inception_v3
+	$(CLI) report --study shift_cpu --tracking-uri sqlite:///$(STORE)/mlflow.db --out reports/shift_cpu
 
 test:  ## the test suite
 	$(BIN)/python -m pytest -q --durations=15
