@@ -30,7 +30,17 @@ def store(tmp_path_factory):
     for extra in (fgsm, (*fgsm, *external), ("attack=none", *NOISE, *external), (*fgsm, *NOISE, *external)):
         run(make_cfg(*base, *extra, tmp_path=tmp))
     run(make_cfg(*base, "probe=statistics", tmp_path=tmp))  # no training: features of the generated images
+    # Another training of the same model (a remedy, say), newest, FGSM only: no corruption was run on it.
+    run(make_cfg(*base[:-1], f"optim.lr={OTHER_LR}", *fgsm, tmp_path=tmp))
     return tmp
+
+
+OTHER_LR = "0.0001"  # the fixture's other training
+
+
+def _runs(store, role):
+    """The store's runs of this role, less those of the fixture's other training."""
+    return [r for r in store_runs(store / "mlruns", role=role) if r.data.params.get("optim.lr") != OTHER_LR]
 
 
 def _metrics(store, attack):
@@ -41,8 +51,8 @@ def _metrics(store, attack):
 
 def test_corrupted_accuracy_is_the_models_reading_of_the_corrupted_images(store):
     metrics, job = _metrics(store, "none")
-    assert len(store_runs(store / "mlruns", role="training")) == 1  # corruption jobs reuse the training
-    module = load_checkpoint(store_runs(store / "mlruns", role="training")[0].data.tags["checkpoint"]).eval()
+    (training,) = _runs(store, "training")  # the corruption jobs reuse the training
+    module = load_checkpoint(training.data.tags["checkpoint"]).eval()
     dm = CXRDataModule(image_size=32, n_images=160, batch_size=16)
     dm.setup()
     test = dm.splits["test"].tensors()
@@ -65,7 +75,7 @@ def test_the_adversary_acts_on_the_corrupted_image(store):
         assert metrics[f"corruption_adversarial_accuracy_s{s}"] <= metrics[f"corruption_accuracy_s{s}"]
     assert metrics["linf_max"] <= 0.03 + 1e-6  # measured from the corrupted image, not the clean one
     assert metrics["attack_images"] == 8
-    clean = [j for j in store_runs(store / "mlruns", role="attack") if "corruption.name" not in j.data.params]
+    clean = [j for j in _runs(store, "attack") if "corruption.name" not in j.data.params]
     assert len(clean) == 2 and not any("corruption_accuracy_mean" in j.data.metrics for j in clean)
 
 
@@ -117,6 +127,12 @@ def test_the_report_shows_corruption_and_external_accuracy_beside_the_attacks(st
         f"{100 * stats.data.metrics['majority_class_accuracy']:.2f}",
     ]
     assert row[6].strip().startswith(("shortcut:", "no strong shortcut found"))
+    # The model's other training (newest, near chance) is neither the probe's full model nor a column of
+    # the corruption x attack table, which holds the trainings the corruptions ran on.
+    other = next(j for j in store_runs(store / "mlruns", role="attack") if j.data.params.get("optim.lr") == OTHER_LR)
+    assert other.data.metrics["test/acc"] != full
+    section = report.split("## Corruption x attack: accuracy (%)")[1].split("\n## ")[0]
+    assert section.splitlines()[2].count("RN-18") == 1
     # Table II holds the uncorrupted job only.
     table2 = report.split("## Table II: accuracy under attack")[1].split("\n## ")[0]
     assert "corruption" not in table2
@@ -128,8 +144,8 @@ def test_a_job_logs_its_external_accuracy_beside_the_test_split_and_reuses_the_t
     plain = make_cfg(*base, "eval.max_images=8")
     external = make_cfg(*base, "eval.max_images=8", f"data.external_root={root}", *EXTERNAL_DIRS)
     assert training_key(plain) == training_key(external) and cell_key(plain) != cell_key(external)
-    fgsm = [j for j in store_runs(store / "mlruns", role="attack") if "corruption.name" not in j.data.params]
-    trainings = store_runs(store / "mlruns", role="training")
+    fgsm = [j for j in _runs(store, "attack") if "corruption.name" not in j.data.params]
+    trainings = _runs(store, "training")
     assert len(fgsm) == 2 and len(trainings) == 1  # every job reused the first one's training
     with_external, without = fgsm  # newest first
     assert "data.external_root" in with_external.data.params and "data.external_root" not in without.data.params
@@ -179,8 +195,8 @@ def test_a_job_logs_its_confusion_matrices_and_both_directions_of_harm(store):
 def test_a_job_reads_the_validation_operating_points_on_its_test_images(store):
     from covid_robustness.evaluation.operating_point import reading
 
-    (training,) = store_runs(store / "mlruns", role="training")
-    job = store_runs(store / "mlruns", role="attack")[-1]  # FGSM on the test images as they are
+    (training,) = _runs(store, "training")
+    job = _runs(store, "attack")[-1]  # FGSM on the test images as they are
     m = job.data.metrics
     for point in ("sens95", "youden"):
         assert training.data.metrics[f"threshold_{point}"] == m[f"threshold_{point}"]  # kept with the training

@@ -10,9 +10,10 @@ from collections import defaultdict
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..record import ProbeMetrics
+from ..record import ProbeMetrics, numbers_params
+from ..sections import PROBE, is_training_param, section
 from ..shortcut import PROBES, verdict
-from .collect import Job, Study
+from .collect import Job, Probe, Study
 from .estimate import Estimate
 from .evalsets import differing, settings, training_key
 from .figures import COLORS
@@ -40,7 +41,7 @@ def probe_table(study: Study) -> Table | None:
     rows = []
     for model in models:
         border = next((p for p in study.probes if p.probe == "border" and p.model == model), None)
-        full = next((j.metrics.get("test/acc") for j in study.jobs if j.model == model and j.plain), None)
+        full = _full_model_accuracy(study, model, border or statistics)
         found = {"border": border, "statistics": statistics}
         chance = next((p.metrics[ProbeMetrics.CHANCE] for p in found.values() if p is not None), None)
         accuracy = {k: None if p is None else p.metrics[ProbeMetrics.ACCURACY] for k, p in found.items()}
@@ -65,6 +66,18 @@ def probe_table(study: Study) -> Table | None:
             "where the images came from: the clean accuracy then says little about the disease."
         ],
     )
+
+
+def _full_model_accuracy(study: Study, model: str, probe: Probe | None) -> float | None:
+    """The clean test accuracy of the model's training that matches the probe's training settings best (a
+    study may also train the model with a remedy switched on: that one is not the probe's full model)."""
+    plain = [j for j in study.jobs if j.model == model and j.plain and "test/acc" in j.metrics]
+    if not plain:
+        return None
+    wanted = set() if probe is None else {(k, v) for k, v in numbers_params(probe.params).items()}
+    wanted = {(k, v) for k, v in wanted if is_training_param(k) and section(k) != PROBE}
+    best = min(plain, key=lambda j: len(set(training_key(j)) ^ wanted))
+    return best.metrics["test/acc"]
 
 
 def has_shift(study: Study) -> bool:
@@ -188,8 +201,10 @@ def corruption_attack_table(study: Study) -> Table | None:
         return None
     labels = _variants(attacked)
     wanted = {_attack_settings(j) for j in attacked}
-    # The same attack settings on the test images as they are, where the study has them.
-    uncorrupted = [j for j in study.jobs if j.plain and _attack_settings(j) in wanted]
+    trainings = {training_key(j) for j in attacked}
+    # The same attack settings on the test images as they are, where the study has them, on the same
+    # trainings (a training the corruptions were not run on, with a remedy say, has no column here).
+    uncorrupted = [j for j in study.jobs if j.plain and _attack_settings(j) in wanted and training_key(j) in trainings]
     cells: dict[tuple[str, str], dict[tuple, float]] = defaultdict(dict)
     heads: dict[tuple, str] = {}
     for job in attacked + uncorrupted:  # newest first within each
