@@ -259,7 +259,7 @@ class Tracker:
         self, run_id: str, model_id: str, metrics: dict[str, float], dataset: dict | None
     ) -> list[Metric]:
         """The metrics for a model, at the step and time of the run's equal latest value where it has one."""
-        latest = self.client.get_run(run_id).data.metrics
+        latest = self.metrics(run_id)
         now, out = int(time.time() * 1000), []
         for key, value in metrics.items():
             at = (now, 0)

@@ -74,8 +74,8 @@ def _full_model_accuracy(study: Study, model: str, probe: Probe | None) -> float
     plain = [j for j in study.jobs if j.model == model and j.plain and "test/acc" in j.metrics]
     if not plain:
         return None
-    wanted = set() if probe is None else {(k, v) for k, v in numbers_params(probe.params).items()}
-    wanted = {(k, v) for k, v in wanted if is_training_param(k) and section(k) != PROBE}
+    params = numbers_params(probe.params) if probe is not None else {}
+    wanted = {(k, v) for k, v in params.items() if is_training_param(k) and section(k) != PROBE}
     best = min(plain, key=lambda j: len(set(training_key(j)) ^ wanted))
     return best.metrics["test/acc"]
 
