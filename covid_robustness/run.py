@@ -35,6 +35,15 @@ from .tracking import Tracker, flatten, git_commit
 from .training_cache import cell_key, job_settings, load_checkpoint, save_checkpoint, training_key
 from .validate import Plan, validate
 
+# Keys of the model group that are not the architecture's constructor arguments.
+MODEL_SETTINGS = ("name", "gradient_clip_val")
+
+
+def model_kwargs(cfg: DictConfig) -> dict:
+    """The model group's arguments for the architecture's constructor."""
+    return {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k not in MODEL_SETTINGS}
+
+
 log = logging.getLogger(__name__)
 
 
@@ -59,7 +68,6 @@ def train(
 ) -> tuple[CXRClassifier, str]:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the same weights whichever job trains them
     mean, std = dm.pixel_stats()
-    model_kwargs = {k: v for k, v in _container(cfg.model).items() if k != "name"}
     adversarial = _container(cfg.defense).get("training")
     module = CXRClassifier(
         cfg.model.name,
@@ -67,7 +75,7 @@ def train(
         dm.positive_class,
         mean,
         std,
-        model_kwargs=model_kwargs,
+        model_kwargs=model_kwargs(cfg),
         adversarial=adversarial,
         **_container(cfg.optim),
     )

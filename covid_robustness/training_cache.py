@@ -25,8 +25,9 @@ from .shortcut import probe_name
 
 
 def job_settings(cfg: DictConfig) -> dict:
-    """The resolved config less what this job ignores or leaves off: on a CPU, the gpu section; without a
-    corruption, an external test set, the harmonise remedy or a probe, their settings.
+    """The resolved config less what this job ignores or leaves off: on a CPU, the gpu section; without
+    gradient clipping, its setting; without a corruption, an external test set, the harmonise remedy or
+    a probe, their settings.
 
     What a job ignores changes none of its weights or numbers, so it joins neither its keys nor its
     params: a job finds the trainings and cells of a store written before those settings existed.
@@ -34,6 +35,8 @@ def job_settings(cfg: DictConfig) -> dict:
     settings = OmegaConf.to_container(cfg, resolve=True)
     if not uses_cuda(cfg.trainer.accelerator):
         settings.pop("gpu", None)
+    if settings["trainer"].get("gradient_clip_val") is None:  # no clipping: keyed as before the setting existed
+        settings["trainer"].pop("gradient_clip_val", None)
     if settings.get("corruption", {}).get("name", "none") == "none":
         settings.pop("corruption", None)
     if not settings["data"].get("harmonise", False):  # the remedy off: keyed and logged as before it existed

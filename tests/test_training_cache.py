@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from covid_robustness.models.module import CXRClassifier
+from covid_robustness.run import model_kwargs
 from covid_robustness.training_cache import cell_key, job_settings, load_checkpoint, save_checkpoint, training_key
 
 from .conftest import make_cfg
@@ -13,6 +14,19 @@ def test_key_ignores_attack_and_evaluation_but_not_training():
     assert base == training_key(make_cfg("data.num_workers=2", "trainer.enable_progress_bar=true"))
     for change in ("model=resnet50", "seed=1", "data.image_size=48", "optim.lr=0.1", "trainer.max_epochs=2"):
         assert training_key(make_cfg(change)) != base, change
+
+
+def test_gradient_clipping_is_the_models_own_unless_the_trainer_sets_it():
+    vgg, inception = make_cfg("model=vgg19"), make_cfg("model=inception_v3")
+    assert vgg.trainer.gradient_clip_val == 1.0 and inception.trainer.gradient_clip_val is None
+    assert make_cfg("model=vgg19", "trainer.gradient_clip_val=5").trainer.gradient_clip_val == 5
+    assert make_cfg("model=inception_v3", "trainer.gradient_clip_val=2").trainer.gradient_clip_val == 2
+    # no clipping leaves the key as it was before the setting existed; clipping changes it
+    assert "gradient_clip_val" not in job_settings(inception)["trainer"]
+    assert training_key(make_cfg("trainer.gradient_clip_val=2")) != training_key(make_cfg())
+    # the setting is the trainer's, not an argument of the architecture
+    module = CXRClassifier("vgg19", 2, 1, mean=0.5, std=0.25, model_kwargs=model_kwargs(vgg))
+    assert module(torch.rand(2, 1, 32, 32)).shape == (2, 2)
 
 
 def test_gpu_settings_join_the_keys_and_params_of_gpu_jobs_only(monkeypatch):
