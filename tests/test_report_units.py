@@ -147,6 +147,18 @@ def test_models_share_a_row_and_their_own_params_do_not_split_it():
     assert set(row.accuracy) == {"resnet18", "wrn16_8"} and row.label == "FGSM eps=8/255"
 
 
+def test_a_models_own_gradient_clipping_does_not_split_its_row_and_another_value_does():
+    own = {"model.gradient_clip_val": "1.0", "trainer.gradient_clip_val": "1.0"}
+    s = study(job("resnet18"), job("vgg19", params=own))
+    (row,) = [r for r in rows(s) if r.attack == "fgsm" and r.evalset]
+    assert set(row.accuracy) == {"resnet18", "vgg19"} and row.label == "FGSM eps=8/255"
+    # clipping set for every model (here 2.0, against VGG-19's own 1.0) is a setting of its own
+    other = {"trainer.gradient_clip_val": "2.0"}
+    s = study(job("resnet18"), job("resnet18", params=other), job("vgg19", params={**own, **other}))
+    labels = sorted(r.label for r in rows(s) if r.attack == "fgsm" and r.evalset)
+    assert labels == ["FGSM eps=8/255 (trainer.gradient_clip_val=2.0)", "FGSM eps=8/255 (trainer.gradient_clip_val=–)"]
+
+
 def test_trainings_with_different_settings_are_rows_of_their_own_clean_and_attacked():
     s = study(job(params={"trainer.max_epochs": "2"}), job(params={"trainer.max_epochs": "4"}))
     assert [r.label for r in rows(s) if r.evalset or r.attack == "clean"] == [

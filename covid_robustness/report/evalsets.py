@@ -26,6 +26,9 @@ SETTINGS = {"budget": "", "art_default": "ART default", "art_rule": "ART's rule"
 # Set apart: each model is a column, seeds are aggregated, defenses and transfer sources have their own tables.
 APART = {"seed", "attack.source_model"}
 APART_PREFIXES = ("model.", "defense.")
+# Training settings a model config may carry (conf/model/vgg19.yaml's gradient clipping): at the model's
+# own value they belong to its column, not to a row; set otherwise (for every model, say) they label one.
+MODEL_OWN = {"trainer.gradient_clip_val": "model.gradient_clip_val"}
 # In the label already: the attack, its setting label, implementation and budget.
 IN_LABEL = {
     "attack.name",
@@ -40,11 +43,14 @@ IN_LABEL = {
 
 def settings(job: Job) -> dict[str, str]:
     """The params that can change the job's numbers, less the model, seed, defense and source (and an
-    untargeted attack's target_class, None: off)."""
+    untargeted attack's target_class, None: off), and a training setting at the model's own value."""
     return {
         k: v
         for k, v in numbers_params(job.params).items()
-        if k not in APART and not k.startswith(APART_PREFIXES) and not (k == "attack.target_class" and v == "None")
+        if k not in APART
+        and not k.startswith(APART_PREFIXES)
+        and not (k == "attack.target_class" and v == "None")
+        and not (k in MODEL_OWN and v == job.params.get(MODEL_OWN[k]))
     }
 
 
