@@ -94,6 +94,7 @@ from covid_robustness.data.datamodule import CXRDataModule  # noqa: E402
 from covid_robustness.evaluation.evaluate import evaluate  # noqa: E402
 from covid_robustness.models.module import CXRClassifier  # noqa: E402
 from covid_robustness.models.registry import spec  # noqa: E402
+from covid_robustness.run import model_kwargs  # noqa: E402
 
 CONF = ROOT / "conf"
 PAPER = CONF / "experiment" / "paper.yaml"
@@ -177,9 +178,8 @@ def synthetic_data(size, batch, warmup, steps, attack_images, paper, seed, devic
 
 def new_module(name: str, cfg, dm: CXRDataModule, stats, seed: int, device: torch.device, gpu: GpuSettings):
     pl.seed_everything(seed, verbose=False)  # the same initial weights whichever job (or bench) builds it
-    model_kwargs = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "name"}
     optim = OmegaConf.to_container(cfg.optim, resolve=True)
-    module = CXRClassifier(name, dm.num_classes, dm.positive_class, *stats, model_kwargs=model_kwargs, **optim)
+    module = CXRClassifier(name, dm.num_classes, dm.positive_class, *stats, model_kwargs=model_kwargs(cfg), **optim)
     if device.type == "cuda" and gpu.channels_last:
         module = module.to(memory_format=torch.channels_last)  # as run.py does
     return module
