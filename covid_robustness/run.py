@@ -29,14 +29,14 @@ from .models.registry import count_params, spec
 from .plugins import load_plugins
 from .probe import run_probe
 from .record import JOB_ROLE, TRAINING_ROLE, Metrics, Tags, transfer_source
-from .sections import is_evaluation_param
+from .sections import MODEL_TRAINING_SETTINGS, is_evaluation_param
 from .shortcut import probe_name
 from .tracking import Tracker, flatten, git_commit
 from .training_cache import cell_key, job_settings, load_checkpoint, save_checkpoint, training_key
 from .validate import Plan, validate
 
 # Keys of the model group that are not the architecture's constructor arguments.
-MODEL_SETTINGS = ("name", "gradient_clip_val")
+MODEL_SETTINGS = ("name", *MODEL_TRAINING_SETTINGS)
 
 
 def model_kwargs(cfg: DictConfig) -> dict:

@@ -22,6 +22,9 @@ NOT_IN_KEY = {
 }
 NOT_NUMBERS = ("eval.n_examples", "data.skipped_images")
 # Data settings that say which other images a job evaluates on, not what its model trains on.
+# Training settings a model config may carry for its architecture (conf/model/vgg19.yaml's clipping): the
+# trainer reads them (conf/trainer/default.yaml); the architecture's constructor does not take them.
+MODEL_TRAINING_SETTINGS = ("gradient_clip_val",)
 EXTERNAL_DATA = ("external_root", "external_class_dirs")
 
 

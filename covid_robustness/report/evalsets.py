@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from statistics import mean
 
 from ..record import Job, numbers_params
-from ..sections import is_training_param
+from ..sections import MODEL_TRAINING_SETTINGS, is_training_param
 from .labels import ATTACKS, attack_label
 
 MISSING = "–"  # a param one run logged and another did not
@@ -28,7 +28,7 @@ APART = {"seed", "attack.source_model"}
 APART_PREFIXES = ("model.", "defense.")
 # Training settings a model config may carry (conf/model/vgg19.yaml's gradient clipping): at the model's
 # own value they belong to its column, not to a row; set otherwise (for every model, say) they label one.
-MODEL_OWN = {"trainer.gradient_clip_val": "model.gradient_clip_val"}
+MODEL_OWN = {f"trainer.{name}": f"model.{name}" for name in MODEL_TRAINING_SETTINGS}
 # In the label already: the attack, its setting label, implementation and budget.
 IN_LABEL = {
     "attack.name",
