@@ -93,8 +93,7 @@ from covid_robustness.console import quiet  # noqa: E402
 from covid_robustness.data.datamodule import CXRDataModule  # noqa: E402
 from covid_robustness.evaluation.evaluate import evaluate  # noqa: E402
 from covid_robustness.models.module import CXRClassifier  # noqa: E402
-from covid_robustness.models.registry import spec  # noqa: E402
-from covid_robustness.run import model_kwargs  # noqa: E402
+from covid_robustness.models.registry import model_kwargs, spec  # noqa: E402
 
 CONF = ROOT / "conf"
 PAPER = CONF / "experiment" / "paper.yaml"

@@ -17,7 +17,7 @@ log = logging.getLogger("covid_robustness")
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def app(cfg: DictConfig) -> dict[str, float]:
-    from .run import run  # heavy imports after Hydra has parsed the command line
+    from .job.run import run  # heavy imports after Hydra has parsed the command line
 
     try:
         hydra_cfg = HydraConfig.get()
@@ -42,7 +42,7 @@ def probe_arguments(args: list[str]) -> list[str]:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "params":
-        from .table1 import main as params
+        from .models.table1 import main as params
 
         params(sys.argv[2:])
     elif len(sys.argv) > 1 and sys.argv[1] == "report":

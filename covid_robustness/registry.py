@@ -12,6 +12,7 @@ so adding one means writing it, not editing a list somewhere else. A config name
 from the package but its errors, so any module can register without an import cycle.
 """
 
+import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,3 +106,14 @@ class Registry:
 
 def _where(obj: Any) -> str:
     return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', type(obj).__name__)}"
+
+
+# Modules a config names to import first (`plugins: [my_models]`): a user's own models and attacks register
+# themselves when their module is imported, so they extend a sweep without an edit to this package: their
+# file, its yaml in a config folder on `hydra.searchpath`, and its module in `plugins`.
+def load_plugins(names) -> None:
+    for name in names or []:
+        try:
+            importlib.import_module(name)
+        except ImportError as err:
+            raise ConfigError(f"plugins: {name!r} cannot be imported ({err}); put its folder on PYTHONPATH.") from err

@@ -20,8 +20,8 @@ from covid_robustness.accelerator import (
 from covid_robustness.data.datamodule import CXRDataModule
 from covid_robustness.defenses.adversarial_training import adversarial_batch
 from covid_robustness.errors import ConfigError
+from covid_robustness.job.plan import validate
 from covid_robustness.models.module import CXRClassifier
-from covid_robustness.validate import validate
 
 from .conftest import make_cfg, quiet_trainer
 

@@ -9,8 +9,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
+from covid_robustness.job.train import save_checkpoint
 from covid_robustness.models.module import CXRClassifier
-from covid_robustness.training_cache import save_checkpoint
 
 from .conftest import TINY, run_cli, store_runs
 

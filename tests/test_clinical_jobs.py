@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from covid_robustness.run import run
+from covid_robustness.job.run import run
 
 from .conftest import make_cfg, store_runs
 

@@ -1,4 +1,4 @@
-"""MedMNIST-C's chest X-ray corruptions (covid_robustness.corruptions) against the real package's outputs.
+"""MedMNIST-C's chest X-ray corruptions (covid_robustness.evaluation.corruptions) against the real package's outputs.
 
 tests/data/medmnistc_reference.npz holds what medmnistc 0.1.0 itself made of a few fixed images, through its
 dataset_manager's path for a grayscale dataset (gray -> RGB -> corruption -> luma); to regenerate it, see
@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from covid_robustness.corruptions import (
+from covid_robustness.errors import ConfigError
+from covid_robustness.evaluation.corruptions import (
     BENCHMARKS,
     CORRUPTIONS,
     NOISES,
@@ -28,7 +29,6 @@ from covid_robustness.corruptions import (
     _speckle,
     corrupt,
 )
-from covid_robustness.errors import ConfigError
 
 REF = np.load(Path(__file__).parent / "data" / "medmnistc_reference.npz")
 REF_NOISES = ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise")  # the script's order

@@ -251,7 +251,7 @@ def test_harmonise_makes_two_sources_of_one_image_look_alike_and_keeps_its_own_c
 def test_harmonise_off_leaves_the_training_key_and_on_changes_it():
     from omegaconf import open_dict
 
-    from covid_robustness.training_cache import job_settings, training_key
+    from covid_robustness.job.keys import job_settings, training_key
 
     from .conftest import make_cfg
 

@@ -65,6 +65,6 @@ def test_external_folder_errors_name_the_external_settings(tmp_path):
     with pytest.raises(ConfigError, match=r"set data.external_class_dirs.Normal to its name"):
         CXRDataModule(image_size=32, n_images=160, external_root=str(root)).setup()
     with pytest.raises(ConfigError, match="data.external_root="):
-        from covid_robustness.validate import validate
+        from covid_robustness.job.plan import validate
 
         validate(make_cfg(f"data.external_root={tmp_path / 'nowhere'}"))

@@ -585,7 +585,8 @@ def radius_run(data, classifier):
 
 
 def test_the_curve_from_radii_matches_fixed_budget_pgd(data, classifier, radius_run):
-    from covid_robustness.evaluation.radius import curve, per_image_radii
+    from covid_robustness.evaluation.radius import per_image_radii
+    from covid_robustness.record import curve
 
     x, y = data
     attack, adv = radius_run

@@ -1,6 +1,6 @@
 from types import SimpleNamespace
 
-from covid_robustness.evaluation.masking import Result, masking_flags
+from covid_robustness.record.masking import Result, masking_flags
 
 
 def r(run_id, attack, eps, acc, images=100, settings="s", **kwargs):
@@ -151,8 +151,8 @@ def _run(run_id, attack, eps, accuracy, clean=0.5, untrained="false", **metrics)
 
 
 def test_the_flags_are_built_from_the_job_records_params_metrics_and_tags():
-    from covid_robustness.evaluation.masking import study_flags
     from covid_robustness.record import Job
+    from covid_robustness.record.masking import study_flags
 
     runs = [
         _run("f", "fgsm", 0.03, 0.2),

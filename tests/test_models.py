@@ -5,8 +5,8 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from covid_robustness import table1
 from covid_robustness.errors import ConfigError
+from covid_robustness.models import table1
 from covid_robustness.models.module import CXRClassifier, covid_metrics, update_covid_metrics
 from covid_robustness.models.registry import MODELS, count_params, create, names, register, spec
 from covid_robustness.models.wrn import WideResNet

@@ -12,20 +12,20 @@ from covid_robustness.data.datamodule import CXRDataModule
 from covid_robustness.data.filestats import FILE_STATS, array_statistics
 from covid_robustness.data.folder import read_folder
 from covid_robustness.errors import ConfigError
-from covid_robustness.probe import (
+from covid_robustness.job.keys import cell_key, job_settings, training_key
+from covid_robustness.job.plan import validate
+from covid_robustness.job.probe import (
     blank_interior,
     blank_splits,
     frame_width,
     probe_metrics,
-    probe_summary,
     statistics_probe,
 )
-from covid_robustness.run import run
+from covid_robustness.job.run import run
+from covid_robustness.job.summary import probe_summary
+from covid_robustness.job.sweep import SweepCallbacks
 from covid_robustness.shortcut import verdict, verdict_table
-from covid_robustness.sweep import SweepCallbacks
 from covid_robustness.tracking import Tracker, flatten
-from covid_robustness.training_cache import cell_key, job_settings, training_key
-from covid_robustness.validate import validate
 
 from .conftest import make_cfg, store_runs
 

@@ -8,9 +8,10 @@ import torch
 from covid_robustness.data.datamodule import CXRDataModule
 from covid_robustness.errors import ConfigError
 from covid_robustness.evaluation.corrupted import corrupted_set
-from covid_robustness.run import run
-from covid_robustness.training_cache import cell_key, job_settings, load_checkpoint, training_key
-from covid_robustness.validate import validate
+from covid_robustness.job.keys import cell_key, job_settings, training_key
+from covid_robustness.job.plan import validate
+from covid_robustness.job.run import run
+from covid_robustness.job.train import load_checkpoint
 
 from .conftest import make_cfg, store_runs
 from .test_external import FOLDERS, _external

@@ -94,8 +94,8 @@ def test_multirun_trains_each_model_once_and_tracks_every_job(tmp_path):
 
 
 def test_jobs_of_a_sweep_leave_the_masking_flags_to_its_end(tmp_path):
-    from covid_robustness.masking_tags import flag_masking
-    from covid_robustness.run import run
+    from covid_robustness.job.masking import flag_masking
+    from covid_robustness.job.run import run
     from covid_robustness.tracking import Tracker
 
     from .conftest import make_cfg

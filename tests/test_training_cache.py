@@ -1,9 +1,10 @@
 import pytest
 import torch
 
+from covid_robustness.job.keys import cell_key, job_settings, training_key
+from covid_robustness.job.train import load_checkpoint, save_checkpoint
 from covid_robustness.models.module import CXRClassifier
-from covid_robustness.run import model_kwargs
-from covid_robustness.training_cache import cell_key, job_settings, load_checkpoint, save_checkpoint, training_key
+from covid_robustness.models.registry import model_kwargs
 
 from .conftest import make_cfg
 
@@ -53,7 +54,7 @@ def test_checkpoint_round_trip_is_exact_and_atomic(tmp_path):
 
 
 def test_adversarial_training_is_in_the_training_key_and_test_time_defenses_are_not():
-    from covid_robustness.training_cache import cell_key
+    from covid_robustness.job.keys import cell_key
 
     base = make_cfg()
     assert (
@@ -72,7 +73,7 @@ def test_a_trainings_test_metrics_and_thresholds_are_measured_once_and_read_back
     job of the same training reads them there (a value planted on the run comes back) instead of measuring."""
     from mlflow.tracking import MlflowClient
 
-    from covid_robustness.run import run
+    from covid_robustness.job.run import run
 
     from .conftest import store_runs
 

@@ -4,8 +4,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from covid_robustness.errors import ConfigError
-from covid_robustness.sweep import job_configs
-from covid_robustness.validate import validate
+from covid_robustness.job.plan import validate
+from covid_robustness.job.sweep import job_configs
 
 from .conftest import CONF, SHARED_CXR, TINY, make_cfg, run_cli
 

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from ..corruptions import CORRUPTIONS, corrupt, severity_param
 from ..errors import ConfigError
+from .corruptions import CORRUPTIONS, corrupt, severity_param
 from .evaluate import EvaluationResult, evaluate
 
 NONE = "none"

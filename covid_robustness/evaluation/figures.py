@@ -7,9 +7,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ..record import curve
 from .calibration import reliability
 from .evaluate import Examples
-from .radius import curve
 
 
 def example_grid(ex: Examples, class_names: tuple[str, ...], title: str):

@@ -9,6 +9,7 @@ exceeds b: one job gives the whole curve that separate fixed-budget jobs give po
 
 import numpy as np
 
+from ..record import curve
 from .checks import TOLERANCE
 
 # Budgets (in 1/255) at which the curve is logged as metrics, up to the largest one searched.
@@ -22,11 +23,6 @@ def per_image_radii(y: np.ndarray, clean: np.ndarray, adv: np.ndarray, linf: np.
     made at budget b a few ulps beyond b, so the distance is rounded down by the checks' tolerance.
     """
     return np.where(clean != y, 0.0, np.where(adv != y, np.maximum(linf - TOLERANCE, 0.0), np.inf))
-
-
-def curve(radii: np.ndarray, budgets: np.ndarray) -> np.ndarray:
-    """Accuracy at each budget: the share of images whose radius exceeds it."""
-    return (radii[None, :] > np.asarray(budgets, dtype=float)[:, None]).mean(1)
 
 
 def _median(radii: np.ndarray) -> float:

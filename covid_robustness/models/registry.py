@@ -10,13 +10,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import timm
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from ..errors import ConfigError
+from ..record.sections import MODEL_TRAINING_SETTINGS
 from ..registry import Registry
 
 MODELS = Registry("model")
 MIN_SIZE = 32
+# Keys of the model group that are not the architecture's constructor arguments.
+MODEL_SETTINGS = ("name", *MODEL_TRAINING_SETTINGS)
+
+
+def model_kwargs(cfg: DictConfig) -> dict:
+    """The model group's arguments for the architecture's constructor."""
+    return {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k not in MODEL_SETTINGS}
 
 
 @dataclass(frozen=True)

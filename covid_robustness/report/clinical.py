@@ -18,8 +18,7 @@ from matplotlib.lines import Line2D
 from mlflow.tracking import MlflowClient
 
 from ..data.classes import COVID
-from ..evaluation.radius import curve
-from ..record import RADIUS
+from ..record import RADIUS, curve
 from .collect import Job, Study, artifact
 from .evalsets import evaluation_sets, key
 from .figures import COLORS

@@ -8,8 +8,8 @@ import numpy as np
 from mlflow.tracking import MlflowClient
 
 from ..errors import ConfigError
-from ..evaluation.masking import study_flags
 from ..record import PROBE_ROLE, TRAINING_ROLE, Job, Tags, finished_jobs, newest_per_cell, search
+from ..record.masking import study_flags
 from .labels import learn_labels
 
 __all__ = ["Job", "Probe", "Study", "artifact", "collect", "examples", "newest_per_cell", "studies"]

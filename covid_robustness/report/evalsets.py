@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from statistics import mean
 
 from ..record import Job, numbers_params
-from ..sections import MODEL_TRAINING_SETTINGS, is_training_param
+from ..record.sections import MODEL_TRAINING_SETTINGS, is_training_param
 from .labels import ATTACKS, attack_label
 
 MISSING = "–"  # a param one run logged and another did not

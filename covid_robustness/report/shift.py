@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..record import ProbeMetrics, numbers_params
-from ..sections import PROBE, is_training_param, section
+from ..record.sections import PROBE, is_training_param, section
 from ..shortcut import PROBES, verdict
 from .collect import Job, Probe, Study
 from .estimate import Estimate

@@ -15,28 +15,26 @@ learning the disease. A probe job measures that instead of training and attackin
 
 Both log probe_accuracy, probe_sensitivity, probe_specificity of the test split, its
 majority_class_accuracy (chance) and probe_above_chance to a run with role `probe`. `shortcut.verdict`
-reads them against the full model's clean test accuracy.
+reads them against the full model's clean test accuracy (summary.py, when the sweep ends).
 """
 
 import logging
-from collections.abc import Callable
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from filelock import Timeout
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig
 from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits
 
-from .data.datamodule import CXRDataModule, Split
-from .models.module import CXRClassifier
-from .models.registry import spec
-from .record import JOB_ROLE, PROBE_ROLE, ProbeMetrics, Tags, search
-from .shortcut import probe_name, verdict_table
-from .tracking import Tracker, flatten, git_commit
-from .training_cache import cell_key, job_settings, training_key
-from .validate import Plan
+from ..data.datamodule import CXRDataModule, Split
+from ..models.module import CXRClassifier
+from ..record import PROBE_ROLE, ProbeMetrics, Tags
+from ..shortcut import probe_name
+from ..tracking import Tracker
+from .cell import claim, common_tags, job_run, setup_data
+from .keys import cell_key, training_key
+from .plan import Plan
+from .train import obtain_model
 
 log = logging.getLogger(__name__)
 
@@ -114,37 +112,13 @@ def predict(module: CXRClassifier, images: np.ndarray, device: torch.device, bat
     return torch.cat(out).numpy()
 
 
-def run_probe(
-    cfg: DictConfig, plan: Plan, tracker: Tracker, overrides: str, obtain_model: Callable
-) -> dict[str, float]:
-    """A probe job (probe.name != none): a finished probe cell is skipped (resume), unless resume=false.
-
-    obtain_model is run.obtain_model (trained here, or loaded from the checkpoint of its key), passed in so
-    that this module sits below the job module in the import layers.
-    """
+def probe_job(cfg: DictConfig, plan: Plan, tracker: Tracker, overrides: str) -> dict[str, float]:
+    """A probe job (probe.name != none): a finished probe cell is skipped (resume), unless resume=false."""
     name, cell = probe_name(cfg), cell_key(cfg)
-    lock = tracker.lock(f"cell-{cell}")
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        log.warning("probe cell %s is being run by another process; leaving it to that one", cell)
-        return {}
-    try:
-        if cfg.resume and (done := tracker.find_job(cell, PROBE_ROLE)) is not None:
-            log.info("probe cell %s already finished in run %s; skipping it", cell, done.info.run_id)
-            return dict(done.data.metrics)
-        if interrupted := tracker.fail_interrupted(PROBE_ROLE, Tags.CELL_KEY, cell):
-            log.warning("marked %d interrupted run(s) of probe cell %s as failed; running it again", interrupted, cell)
-        pl.seed_everything(cfg.seed, workers=True, verbose=False)
-        dm = CXRDataModule(**OmegaConf.to_container(cfg.data, resolve=True))
-        dm.setup()
-        tags = {
-            Tags.COMMIT: git_commit(),
-            Tags.OVERRIDES: overrides,
-            Tags.MODEL: cfg.model.name,
-            Tags.MODEL_LABEL: spec(cfg.model.name).label,
-            Tags.PROBE: name,
-        }
+
+    def work() -> dict[str, float]:
+        dm = setup_data(cfg)
+        tags = {**common_tags(cfg, overrides), Tags.PROBE: name}
         parent, extra = None, {}
         if name == "border":
             fill = blank_splits(dm, cfg.probe.border)
@@ -163,87 +137,14 @@ def run_probe(
         else:
             metrics = statistics_probe(dm, cfg.seed)
             run_name = "statistics probe"
-        tags |= {Tags.ROLE: PROBE_ROLE, Tags.CELL_KEY: cell}
-        _record(cfg, dm, tracker, parent, run_name, tags, metrics | extra)
-    finally:
-        lock.release()
-    log.info("%s: accuracy %.3f, chance %.3f", run_name, metrics[ProbeMetrics.ACCURACY], metrics[ProbeMetrics.CHANCE])
-    return metrics | extra
-
-
-def _record(cfg, dm: CXRDataModule, tracker: Tracker, parent: str | None, name: str, tags: dict, metrics) -> None:
-    """The probe's run (nested under the border probe's training run), its params, config, data and metrics."""
-    run_id = tracker.start_job(parent, name, tags)
-    try:
-        tracker.log_params(run_id, {**flatten(job_settings(cfg)), "data.skipped_images": str(dm.skipped)})
-        tracker.log_config(run_id, cfg)
-        tracker.log_dataset(run_id, dm.dataset_info(), context="test")
-        tracker.log_metrics(run_id, metrics)
-    except BaseException as err:
-        tracker.end(run_id, ok=False, error=f"{type(err).__name__}: {err}")
-        raise
-    tracker.end(run_id, ok=True)
-
-
-def without_probe(cfg: DictConfig) -> DictConfig:
-    """The normal job of a probe's config: the same training, probe=none."""
-    plain = cfg.copy()
-    with open_dict(plain):
-        plain.probe = {"name": "none"}
-    return plain
-
-
-def full_model_accuracy(tracker: Tracker, cfg: DictConfig) -> float | None:
-    """The clean test accuracy of the full model a probe job stands beside: the newest finished normal job
-    of the same training, if the store has one."""
-    query = (
-        f"tags.{Tags.ROLE} = '{JOB_ROLE}' and tags.{Tags.TRAINING_KEY} = '{training_key(without_probe(cfg))}' "
-        "and attributes.status = 'FINISHED'"
-    )
-    for run in search(tracker.client, tracker.experiment_id, query):
-        if ProbeMetrics.FULL_MODEL in run.data.metrics:
-            return run.data.metrics[ProbeMetrics.FULL_MODEL]
-    return None
-
-
-def probe_rows(cfgs: list[DictConfig]) -> list[dict]:
-    """The verdict table's rows (shortcut.verdict_table) of probe jobs' configs, read from their stores.
-
-    One row per store and full-model training (per border width when a sweep runs several); the statistics
-    probe, which depends on no model, goes into every row of its data. A probe not finished reads None.
-    """
-    groups: dict[tuple, dict] = {}  # (store, the full model's training key) -> its model, accuracy and probes
-    trackers: dict[tuple, Tracker] = {}
-    for cfg in cfgs:
-        store = (cfg.tracking.uri, cfg.tracking.dir, cfg.study)
-        if store not in trackers:
-            trackers[store] = Tracker.from_config(cfg)
-        tracker = trackers[store]
-        group = groups.setdefault(
-            (store, training_key(without_probe(cfg))),
-            {"model": cfg.model.name, "full": full_model_accuracy(tracker, cfg), "probes": {}},
+        # The probe's run, nested under the border probe's training run.
+        with job_run(
+            tracker, parent, run_name, {**tags, Tags.ROLE: PROBE_ROLE, Tags.CELL_KEY: cell}, cfg, dm
+        ) as run_id:
+            tracker.log_metrics(run_id, metrics | extra)
+        log.info(
+            "%s: accuracy %.3f, chance %.3f", run_name, metrics[ProbeMetrics.ACCURACY], metrics[ProbeMetrics.CHANCE]
         )
-        done = tracker.find_job(cell_key(cfg), PROBE_ROLE)
-        label = "statistics" if probe_name(cfg) == "statistics" else f"border {cfg.probe.border:g}"
-        group["probes"][label] = {} if done is None else dict(done.data.metrics)
-    rows = []
-    for group in groups.values():
-        statistics = group["probes"].get("statistics", {})
-        borders = [label for label in group["probes"] if label != "statistics"] or [None]
-        for label in borders:
-            border = group["probes"][label] if label else {}
-            rows.append(
-                {
-                    "model": group["model"] + (f" ({label})" if len(borders) > 1 else ""),
-                    "full": group["full"],
-                    "border": border.get(ProbeMetrics.ACCURACY),
-                    "statistics": statistics.get(ProbeMetrics.ACCURACY),
-                    "chance": border.get(ProbeMetrics.CHANCE, statistics.get(ProbeMetrics.CHANCE)),
-                }
-            )
-    return rows
+        return metrics | extra
 
-
-def probe_summary(cfgs: list[DictConfig]) -> str:
-    """The verdict table of these probe jobs, as the sweep and `covid-robustness probe` print it."""
-    return verdict_table(probe_rows(cfgs))
+    return claim(tracker, cell, cfg.resume, work, role=PROBE_ROLE)

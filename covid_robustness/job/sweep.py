@@ -19,8 +19,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from .errors import ConfigError
-from .plugins import load_plugins
+from ..errors import ConfigError
+from ..registry import load_plugins
 
 
 def job_overrides(config: DictConfig) -> list[list[str]]:
@@ -43,9 +43,9 @@ class SweepCallbacks(Callback):
         self.jobs: list[tuple[list[str], DictConfig]] = []  # the sweep's jobs, composed once when it starts
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        from .console import quiet
-        from .tracking import Tracker
-        from .validate import validate
+        from ..console import quiet
+        from ..tracking import Tracker
+        from .plan import validate
 
         quiet(config.get("verbose", False))
         try:
@@ -76,13 +76,13 @@ class SweepCallbacks(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         from dataclasses import replace
 
-        from .console import cells_table
-        from .masking_tags import flag_masking
-        from .probe import probe_summary
-        from .record import finished_jobs, newest_per_cell
-        from .shortcut import probe_name
-        from .tracking import Tracker
-        from .training_cache import cell_key
+        from ..console import cells_table
+        from ..record import finished_jobs, newest_per_cell
+        from ..shortcut import probe_name
+        from ..tracking import Tracker
+        from .keys import cell_key
+        from .masking import flag_masking
+        from .summary import probe_summary
 
         cells, stores = {}, {}
         probes = [cfg for _, cfg in self.jobs if probe_name(cfg) != "none"]

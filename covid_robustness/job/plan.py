@@ -12,14 +12,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from .accelerator import GpuSettings
-from .attacks.factory import build_attack, build_classifier, in_pixels, validate_attack, with_target
-from .data.classes import task_classes
-from .defenses.transforms import Defense, build_defense
-from .errors import ConfigError
-from .evaluation.corrupted import check_corruption
-from .models.registry import spec
-from .shortcut import PROBES, probe_name
+from ..accelerator import GpuSettings
+from ..attacks.factory import build_attack, build_classifier, in_pixels, validate_attack, with_target
+from ..data.classes import task_classes
+from ..defenses.transforms import Defense, build_defense
+from ..errors import ConfigError
+from ..evaluation.corrupted import check_corruption
+from ..models.registry import spec
+from ..shortcut import PROBES, probe_name
 from .transfer import source_config
 
 

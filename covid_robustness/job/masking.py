@@ -6,9 +6,9 @@ sweep over its siblings while they run.
 
 import logging
 
-from .evaluation.masking import study_flags
-from .record import Tags, finished_jobs, newest_per_cell
-from .tracking import Tracker
+from ..record import Tags, finished_jobs, newest_per_cell
+from ..record.masking import study_flags
+from ..tracking import Tracker
 
 log = logging.getLogger(__name__)
 

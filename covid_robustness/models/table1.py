@@ -2,7 +2,7 @@
 
 import argparse
 
-from .models.registry import count_params, create, names, spec
+from .registry import count_params, create, names, spec
 
 DASH = "–"  # a model the paper does not count
 

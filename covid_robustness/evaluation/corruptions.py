@@ -26,7 +26,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 # severity_params of MedMNIST-C v0.1.0, medmnistc/corruptions/registry.py, CORRUPTIONS_DS["chestmnist"] and
 # CORRUPTIONS_DS["pneumoniamnist"], copied exactly; severity s uses index s - 1 (dataset_manager loops over

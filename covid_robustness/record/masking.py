@@ -18,8 +18,8 @@ Only jobs with the same attacked images and context (test-time defense, transfer
 from collections import defaultdict
 from dataclasses import dataclass
 
-from ..record import Job
-from ..sections import is_evaluation_param
+from . import Job
+from .sections import is_evaluation_param
 
 FULL_BALL_ACCURACY = 0.1
 # Weaker to stronger at one budget; an attack of each name with more steps is stronger.

@@ -10,6 +10,8 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .sections import is_numbers_param
 
 # Run roles (tag "role").
@@ -45,6 +47,33 @@ class Tags:
     PROBE = "probe"  # border or statistics, on a probe's run and on a border probe's training run
 
 
+class Metrics:
+    CLEAN = "clean_accuracy"
+    ADVERSARIAL = "adversarial_accuracy"
+    PER_EVALUATION = "adversarial_accuracy_"  # + evaluation name
+    IMAGES = "attack_images"
+    EPS_PIXEL = "eps_pixel"
+    PARAMETERS = "model_parameters"
+    PARAMETERS_WITH_STATS = "model_parameters_with_bn_stats"
+    PAPER_PARAMETERS = "paper_parameters"
+    TRAINING_SECONDS = "training_seconds"  # on a training run
+    TEST = "test/"  # + name: the test loop's metrics of the bare model on the whole test split
+    TEST_ACCURACY = "test/acc"
+    THRESHOLD = "threshold_"  # + operating point: its threshold, chosen on the validation split
+
+
+class Artifacts:
+    """The files a job's run holds."""
+
+    CONFIG = "config.yaml"
+    CONFUSION = "confusion.json"
+    RADII = "radii.json"  # attack=radius: per-image radii
+    ROBUSTNESS_CURVE = "robustness_curve.png"
+    RELIABILITY = "reliability.png"
+    EXAMPLES = "examples.npz"
+    EXAMPLE_GRID = "examples.png"
+
+
 class ProbeMetrics:
     """What a probe job logs, on the test split."""
 
@@ -55,18 +84,7 @@ class ProbeMetrics:
     ABOVE_CHANCE = "probe_above_chance"  # ACCURACY - CHANCE
     FILL = "probe_fill_pixel"  # border probe: the constant (0-255) its blanked interior is set to
     FRAME = "probe_frame_pixels"  # border probe: the visible frame's width on each side, in pixels
-    FULL_MODEL = "test/acc"  # what a normal job logs: its model's clean accuracy on the whole test split
-
-
-class Metrics:
-    CLEAN = "clean_accuracy"
-    ADVERSARIAL = "adversarial_accuracy"
-    PER_EVALUATION = "adversarial_accuracy_"  # + evaluation name
-    IMAGES = "attack_images"
-    EPS_PIXEL = "eps_pixel"
-    PARAMETERS = "model_parameters"
-    PARAMETERS_WITH_STATS = "model_parameters_with_bn_stats"
-    PAPER_PARAMETERS = "paper_parameters"
+    FULL_MODEL = Metrics.TEST_ACCURACY  # what a normal job logs: its model's clean accuracy on the whole test split
 
 
 def value(text: str | None):
@@ -96,6 +114,12 @@ def transfer_source(model: str, source: str | None) -> str | None:
 
 
 RADIUS = "radius"  # attack=radius: a curve over budgets from one job, read on the clinical page
+
+
+def curve(radii: np.ndarray, budgets: np.ndarray) -> np.ndarray:
+    """A radius job's accuracy at each budget, read off its per-image radii (radii.json): the share of
+    images whose radius exceeds the budget."""
+    return (radii[None, :] > np.asarray(budgets, dtype=float)[:, None]).mean(1)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Train once, attack many: the key of a training and the checkpoint stored under it.
+"""Train once, attack many: the key of a training, and the key of a cell.
 
 Jobs of a sweep that differ only in how they attack share one training. The training key hashes
 every setting that changes the trained weights (data, model, optimisation, trainer, seed, and the
@@ -9,19 +9,13 @@ defense, the attack and the evaluation, and names one job's result.
 
 import hashlib
 import json
-import os
-import tempfile
-from pathlib import Path
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
-from .accelerator import uses_cuda
-from .errors import ConfigError
-from .models.module import CXRClassifier
-from .record import transfer_source
-from .sections import CELL, EXTERNAL_DATA, NOT_IN_KEY, PROBE, TRAINING
-from .shortcut import probe_name
+from ..accelerator import uses_cuda
+from ..record import transfer_source
+from ..record.sections import CELL, EXTERNAL_DATA, NOT_IN_KEY, PROBE, TRAINING
+from ..shortcut import probe_name
 
 
 def job_settings(cfg: DictConfig) -> dict:
@@ -110,33 +104,3 @@ def _probe_cell_key(cfg: DictConfig) -> str:
     if probe_name(cfg) == "statistics":
         parts = {"data": parts["data"], "seed": settings["seed"], PROBE: settings[PROBE]}
     return _hash({**parts, "study": settings["study"]})
-
-
-def save_checkpoint(module: CXRClassifier, path: Path) -> None:
-    """Write to a temporary file and rename, so a half-written checkpoint is never seen under its name."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {"hparams": dict(module.hparams), "state_dict": module.state_dict()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def load_checkpoint(path: Path, model: str | None = None) -> CXRClassifier:
-    """The module stored at path; with `model`, refuse a checkpoint of any other architecture."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        stored = state["hparams"]["model"]
-    except Exception as err:  # unpickling errors come in many types
-        raise ConfigError(f"checkpoint {str(path)!r} cannot be read ({err}); delete it to train again.") from err
-    if model is not None and stored != model:
-        raise ConfigError(
-            f"checkpoint {str(path)!r} holds a {stored}, not the {model} this job needs; delete it to train again."
-        )
-    module = CXRClassifier(**state["hparams"])
-    module.load_state_dict(state["state_dict"])
-    return module

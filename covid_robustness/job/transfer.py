@@ -12,8 +12,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
-from .errors import ConfigError
-from .record import transfer_source
+from ..errors import ConfigError
+from ..record import transfer_source
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

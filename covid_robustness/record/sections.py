@@ -20,7 +20,8 @@ NOT_IN_KEY = {
     "trainer": ("enable_progress_bar", "log_every_n_steps"),
     "gpu": ("data_on_device",),  # the same batches from the device as from the host
 }
-NOT_NUMBERS = ("eval.n_examples", "data.skipped_images")
+SKIPPED_IMAGES = "data.skipped_images"  # a job's param: the data folder's images left out as unreadable
+NOT_NUMBERS = ("eval.n_examples", SKIPPED_IMAGES)
 # Data settings that say which other images a job evaluates on, not what its model trains on.
 # Training settings a model config may carry for its architecture (conf/model/vgg19.yaml's clipping): the
 # trainer reads them (conf/trainer/default.yaml); the architecture's constructor does not take them.
