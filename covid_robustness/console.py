@@ -6,6 +6,8 @@ import warnings
 
 from pytorch_lightning.callbacks import TQDMProgressBar
 
+from .record import Metrics
+
 # Loggers whose INFO lines are banners, tips and per-batch chatter: Lightning's GPU/TPU banner and tips,
 # ART's "Success rate of ... attack" after every batch, MLflow's store set-up lines.
 CHATTY = (
@@ -67,8 +69,8 @@ def cells_table(jobs) -> str:
                 j.defense,
                 j.attack + source,
                 budget,
-                percent(j.metrics.get("clean_accuracy")),
-                percent(j.metrics.get("adversarial_accuracy")),
+                percent(j.metrics.get(Metrics.CLEAN)),
+                percent(j.metrics.get(Metrics.ADVERSARIAL)),
                 "⚠ " + j.masking_reasons[:60] if j.masking else "–",
             )
         )

@@ -108,10 +108,13 @@ def _where(obj: Any) -> str:
     return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', type(obj).__name__)}"
 
 
-# Modules a config names to import first (`plugins: [my_models]`): a user's own models and attacks register
-# themselves when their module is imported, so they extend a sweep without an edit to this package: their
-# file, its yaml in a config folder on `hydra.searchpath`, and its module in `plugins`.
 def load_plugins(names) -> None:
+    """Import the modules a config names first (`plugins: [my_models]`).
+
+    A user's own models and attacks register themselves when their module is imported, so they extend a
+    sweep without an edit to this package: their file, its yaml in a config folder on `hydra.searchpath`,
+    and its module in `plugins`.
+    """
     for name in names or []:
         try:
             importlib.import_module(name)

@@ -121,12 +121,12 @@ class Tracker:
         """The finished training run with this key whose checkpoint is on disk, if any."""
         if not self.checkpoint_path(key).is_file():
             return None
-        runs = self._runs(TRAINING_ROLE, "training_key", key, max_results=1)
+        runs = self._runs(TRAINING_ROLE, Tags.TRAINING_KEY, key, max_results=1)
         return runs[0].info.run_id if runs else None
 
     def find_job(self, cell: str, role: str = JOB_ROLE):
         """The finished job run (or run of another role: a probe's) of this grid cell, if any."""
-        runs = self._runs(role, "cell_key", cell, max_results=1)
+        runs = self._runs(role, Tags.CELL_KEY, cell, max_results=1)
         return runs[0] if runs else None
 
     def fail_interrupted(self, role: str, tag: str, value: str) -> int:

@@ -18,7 +18,7 @@ Only jobs with the same attacked images and context (test-time defense, transfer
 from collections import defaultdict
 from dataclasses import dataclass
 
-from . import Job
+from . import Job, Metrics
 from .sections import is_evaluation_param
 
 FULL_BALL_ACCURACY = 0.1
@@ -112,10 +112,10 @@ def result(job: Job) -> Result:
         job.attack,
         str(settings),
         job.eps_pixel,
-        job.metrics["adversarial_accuracy"],
-        int(job.metrics["attack_images"]),
+        job.metrics[Metrics.ADVERSARIAL],
+        int(job.metrics[Metrics.IMAGES]),
         job.context,
-        clean_accuracy=job.metrics.get("clean_accuracy"),
+        clean_accuracy=job.metrics.get(Metrics.CLEAN),
         max_iter=job.max_iter,
         untrained=job.untrained,
         by_evaluation=tuple(sorted(job.by_evaluation.items())),
