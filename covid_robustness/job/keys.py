@@ -38,13 +38,12 @@ def job_settings(cfg: DictConfig) -> dict:
     if settings["data"].get("external_root") is None:
         for name in EXTERNAL_DATA:
             settings["data"].pop(name, None)
-    if probe_name(cfg) == "none":  # a normal job: keyed and logged as before the probe group existed
+    if probe_name(settings) == "none":  # a normal job: keyed and logged as before the probe group existed
         settings.pop(PROBE, None)
     return settings
 
 
-def _parts(cfg: DictConfig, sections) -> dict:
-    settings = job_settings(cfg)
+def _parts(settings: dict, sections) -> dict:
     parts = {}
     for section in sections:
         if section not in settings:
@@ -61,46 +60,47 @@ def _hash(parts: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _training_parts(cfg: DictConfig) -> dict:
-    parts = _parts(cfg, TRAINING)
+def _training_parts(settings: dict) -> dict:
+    parts = _parts(settings, TRAINING)
     # The external test set is evaluated on, never trained on: it joins the cell, not the training.
     for name in EXTERNAL_DATA:
         parts["data"].pop(name, None)
     # Added only when set, so the key of an undefended training is the same with or without the defense group.
-    if (training := cfg.get("defense", {}).get("training")) is not None:
-        parts["adversarial_training"] = OmegaConf.to_container(training, resolve=True)
+    if (training := (settings.get("defense") or {}).get("training")) is not None:
+        parts["adversarial_training"] = training
     # A probe's training (the border probe's, on blanked images) is its own, never the full-image model's.
-    if probe_name(cfg) != "none":
-        parts[PROBE] = job_settings(cfg)[PROBE]
+    if PROBE in settings:
+        parts[PROBE] = settings[PROBE]
     return parts
 
 
 def training_key(cfg: DictConfig) -> str:
-    return _hash(_training_parts(cfg))
+    return _hash(_training_parts(job_settings(cfg)))
 
 
 def cell_key(cfg: DictConfig) -> str:
     """A grid cell: everything that can change a job's numbers, whatever its position in a sweep."""
-    if probe_name(cfg) != "none":
-        return _probe_cell_key(cfg)
+    settings = job_settings(cfg)
+    if PROBE in settings:
+        return _probe_cell_key(settings)
     # The defense joins the key only when there is one, as the adversarial training above.
-    parts = {**_training_parts(cfg), **_parts(cfg, [s for s in CELL if s not in (*TRAINING, "defense")])}
-    if (data := job_settings(cfg)["data"]).get("external_root") is not None:
+    parts = {**_training_parts(settings), **_parts(settings, [s for s in CELL if s not in (*TRAINING, "defense")])}
+    if (data := settings["data"]).get("external_root") is not None:
         parts["external"] = {name: data[name] for name in EXTERNAL_DATA}
     # Not a transfer attack: the same cell as a white-box job, keyed as before the option existed.
-    if "source_model" in parts["attack"] and transfer_source(cfg.model.name, parts["attack"]["source_model"]) is None:
+    source = parts["attack"].get("source_model")
+    if "source_model" in parts["attack"] and transfer_source(settings["model"]["name"], source) is None:
         del parts["attack"]["source_model"]
-    if (defense := cfg.get("defense")) is not None and defense.get("name", "none") != "none":
-        parts["defense"] = OmegaConf.to_container(defense, resolve=True)
+    if (defense := settings.get("defense")) is not None and defense.get("name", "none") != "none":
+        parts["defense"] = defense
     return _hash(parts)
 
 
-def _probe_cell_key(cfg: DictConfig) -> str:
+def _probe_cell_key(settings: dict) -> str:
     """A probe's cell: what its numbers depend on, never an attack's. The border probe depends on its
     training (which holds the probe's settings); the statistics probe only on the data and its split, so
     one statistics probe serves every model of a sweep (the other models' jobs find it finished)."""
-    settings = job_settings(cfg)
-    parts = _training_parts(cfg)
-    if probe_name(cfg) == "statistics":
+    parts = _training_parts(settings)
+    if probe_name(settings) == "statistics":
         parts = {"data": parts["data"], "seed": settings["seed"], PROBE: settings[PROBE]}
     return _hash({**parts, "study": settings["study"]})
