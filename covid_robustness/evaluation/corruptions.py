@@ -32,40 +32,52 @@ from ..errors import ConfigError
 # CORRUPTIONS_DS["pneumoniamnist"], copied exactly; severity s uses index s - 1 (dataset_manager loops over
 # range(0, 5)). gaussian_blur lists six kernel sizes: the sixth (13) is reached only by medmnistc's training
 # augmentation, which draws between the first and the last.
-BENCHMARKS: dict[str, dict[str, tuple[float, ...]]] = {
+_OWN: dict[str, dict[str, tuple[float, ...]]] = {
     "chestmnist": {
         "pixelate": (0.30, 0.25, 0.20, 0.15, 0.10),
-        "jpeg": (50, 30, 15, 10, 7),
         "gaussian_noise": (0.04, 0.08, 0.12, 0.18, 0.26),
         "speckle_noise": (0.05, 0.15, 0.2, 0.35, 0.45),
         "impulse_noise": (0.01, 0.03, 0.06, 0.09, 0.17),
         "shot_noise": (60, 25, 18, 10, 5),
-        "gaussian_blur": (3, 5, 7, 9, 11, 13),
-        "brightness_up": (1.1, 1.2, 1.3, 1.4, 1.5),
-        "brightness_down": (0.9, 0.8, 0.7, 0.6, 0.5),
-        "contrast_up": (1.1, 1.2, 1.3, 1.4, 1.6),
-        "contrast_down": (0.9, 0.8, 0.7, 0.6, 0.4),
-        "gamma_up": (1.1, 1.2, 1.3, 1.4, 1.6),
-        "gamma_down": (0.9, 0.8, 0.7, 0.6, 0.4),
     },
     "pneumoniamnist": {
         "pixelate": (0.8, 0.7, 0.6, 0.5, 0.40),
-        "jpeg": (50, 30, 15, 10, 7),
         "gaussian_noise": (0.04, 0.05, 0.06, 0.07, 0.08),
         "speckle_noise": (0.05, 0.07, 0.10, 0.15, 0.20),
         "impulse_noise": (0.005, 0.01, 0.013, 0.017, 0.02),
         "shot_noise": (300, 200, 150, 100, 80),
-        "gaussian_blur": (3, 5, 7, 9, 11, 13),
-        "brightness_up": (1.1, 1.2, 1.3, 1.4, 1.5),
-        "brightness_down": (0.9, 0.8, 0.7, 0.6, 0.5),
-        "contrast_up": (1.1, 1.2, 1.3, 1.4, 1.6),
-        "contrast_down": (0.9, 0.8, 0.7, 0.6, 0.4),
-        "gamma_up": (1.1, 1.2, 1.3, 1.4, 1.6),
-        "gamma_down": (0.9, 0.8, 0.7, 0.6, 0.4),
     },
 }
+# The parameters both datasets share.
+_SHARED: dict[str, tuple[float, ...]] = {
+    "jpeg": (50, 30, 15, 10, 7),
+    "gaussian_blur": (3, 5, 7, 9, 11, 13),
+    "brightness_up": (1.1, 1.2, 1.3, 1.4, 1.5),
+    "brightness_down": (0.9, 0.8, 0.7, 0.6, 0.5),
+    "contrast_up": (1.1, 1.2, 1.3, 1.4, 1.6),
+    "contrast_down": (0.9, 0.8, 0.7, 0.6, 0.4),
+    "gamma_up": (1.1, 1.2, 1.3, 1.4, 1.6),
+    "gamma_down": (0.9, 0.8, 0.7, 0.6, 0.4),
+}
 # In the registry's order, which follows MedMNIST-C's groups: digital, noise, blur, color, task-specific.
-CORRUPTIONS: tuple[str, ...] = tuple(BENCHMARKS["chestmnist"])
+CORRUPTIONS: tuple[str, ...] = (
+    "pixelate",
+    "jpeg",
+    "gaussian_noise",
+    "speckle_noise",
+    "impulse_noise",
+    "shot_noise",
+    "gaussian_blur",
+    "brightness_up",
+    "brightness_down",
+    "contrast_up",
+    "contrast_down",
+    "gamma_up",
+    "gamma_down",
+)
+BENCHMARKS: dict[str, dict[str, tuple[float, ...]]] = {
+    name: {c: {**own, **_SHARED}[c] for c in CORRUPTIONS} for name, own in _OWN.items()
+}
 SEVERITIES = range(1, 6)
 NOISES = ("gaussian_noise", "speckle_noise", "impulse_noise", "shot_noise")
 
