@@ -32,21 +32,14 @@ from ..errors import ConfigError
 # CORRUPTIONS_DS["pneumoniamnist"], copied exactly; severity s uses index s - 1 (dataset_manager loops over
 # range(0, 5)). gaussian_blur lists six kernel sizes: the sixth (13) is reached only by medmnistc's training
 # augmentation, which draws between the first and the last.
-_OWN: dict[str, dict[str, tuple[float, ...]]] = {
-    "chestmnist": {
-        "pixelate": (0.30, 0.25, 0.20, 0.15, 0.10),
-        "gaussian_noise": (0.04, 0.08, 0.12, 0.18, 0.26),
-        "speckle_noise": (0.05, 0.15, 0.2, 0.35, 0.45),
-        "impulse_noise": (0.01, 0.03, 0.06, 0.09, 0.17),
-        "shot_noise": (60, 25, 18, 10, 5),
-    },
-    "pneumoniamnist": {
-        "pixelate": (0.8, 0.7, 0.6, 0.5, 0.40),
-        "gaussian_noise": (0.04, 0.05, 0.06, 0.07, 0.08),
-        "speckle_noise": (0.05, 0.07, 0.10, 0.15, 0.20),
-        "impulse_noise": (0.005, 0.01, 0.013, 0.017, 0.02),
-        "shot_noise": (300, 200, 150, 100, 80),
-    },
+DATASETS = ("chestmnist", "pneumoniamnist")
+# The parameters that differ between them, in DATASETS' order.
+_OWN: dict[str, tuple[tuple[float, ...], ...]] = {
+    "pixelate": ((0.30, 0.25, 0.20, 0.15, 0.10), (0.8, 0.7, 0.6, 0.5, 0.40)),
+    "gaussian_noise": ((0.04, 0.08, 0.12, 0.18, 0.26), (0.04, 0.05, 0.06, 0.07, 0.08)),
+    "speckle_noise": ((0.05, 0.15, 0.2, 0.35, 0.45), (0.05, 0.07, 0.10, 0.15, 0.20)),
+    "impulse_noise": ((0.01, 0.03, 0.06, 0.09, 0.17), (0.005, 0.01, 0.013, 0.017, 0.02)),
+    "shot_noise": ((60, 25, 18, 10, 5), (300, 200, 150, 100, 80)),
 }
 # The parameters both datasets share.
 _SHARED: dict[str, tuple[float, ...]] = {
@@ -76,7 +69,7 @@ CORRUPTIONS: tuple[str, ...] = (
     "gamma_down",
 )
 BENCHMARKS: dict[str, dict[str, tuple[float, ...]]] = {
-    name: {c: {**own, **_SHARED}[c] for c in CORRUPTIONS} for name, own in _OWN.items()
+    name: {c: _OWN[c][i] if c in _OWN else _SHARED[c] for c in CORRUPTIONS} for i, name in enumerate(DATASETS)
 }
 SEVERITIES = range(1, 6)
 NOISES = ("gaussian_noise", "speckle_noise", "impulse_noise", "shot_noise")
