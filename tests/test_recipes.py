@@ -1,7 +1,7 @@
 """Recipes that cannot rot: the first job of every conf/experiment/*.yaml runs for real, shrunk.
 
 Each recipe is composed as `python -m covid_robustness -m experiment=<name>` composes it, its sweep is
-expanded the way Hydra's basic sweeper expands it, and its first job runs through that command as a
+expanded as the sweep's own check expands it (job.sweep.job_overrides), and its first job runs through that command as a
 multirun of that one job (the sweep's checks before it, the masking flags and the table of cells after
 it), into a store of its own. Only sizes change: a slice of the shared chest X-rays (or as many synthetic
 images), the smallest image side the job's model takes, one epoch, a few attacked images. A recipe added
@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
+
+from covid_robustness.job.sweep import job_overrides
 
 from .conftest import CONF, SHARED_CXR, store_runs
 
@@ -48,10 +48,7 @@ def first_job(recipe: str) -> tuple[list[str], DictConfig]:
     value, and the job's composed config."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         config = compose("config", overrides=[f"experiment={recipe}"], return_hydra_config=True)
-        swept = [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
-        parsed = OverridesParser.create().parse_overrides(swept)
-        jobs = [list(job) for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
-        job = jobs[0] if jobs else []
+        job = [o for o in job_overrides(config)[0] if o != f"experiment={recipe}"]
         return job, compose("config", overrides=[f"experiment={recipe}", *job])
 
 
