@@ -10,8 +10,8 @@ call; the callback handles both. `target_class` (a class name; null: untargeted)
 C&W into targeted attacks toward that class: `with_target` resolves it to `target_index` once the task's
 classes are known, and `build_attack` builds the attack with targeted=True.
 
-The attacks are registered builders (attacks/__init__.py: ART's here, the fast ones beside their
-classes in cw.py, spatial.py, gradient.py and apgd.py). A config may instead name any ART evasion attack
+The attacks are registered builders (attacks/registry.py: ART's here, the fast ones beside their
+classes in cw.py, spatial.py, gradient.py, apgd.py and radius.py). A config may instead name any ART evasion attack
 with `_target_` (e.g. art.attacks.evasion.DeepFool) and a `name` of its own: it is built as
 `cls(classifier, **params)`, with `eps=` when eps is not null and `verbose=False` when the class takes it.
 """
@@ -34,11 +34,11 @@ from art.estimators.classification import PyTorchClassifier
 from torch import nn
 
 from ..errors import ConfigError
-from . import ATTACKS, cw, radius, register_attack, spatial  # noqa: F401  (cw, radius and spatial register impl fast)
 from .apgd import APGD
 from .bounded import bounded
 from .gradient import pgd_step
 from .margin import MarginLoss
+from .registry import ATTACKS, register_attack
 
 META_KEYS = ("name", "impl", "setting", "eps", "eps_unit", "source_model", "whole_set", "target_class", "target_index")
 # The attacks that craft toward a target class (attack.target_class), in every implementation.
