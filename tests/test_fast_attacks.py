@@ -22,8 +22,9 @@ from torch.utils.data import TensorDataset
 
 from covid_robustness.attacks.apgd import APGD
 from covid_robustness.attacks.bounded import BoundedAttack
+from covid_robustness.attacks.build import build_attack
+from covid_robustness.attacks.classifier import build_classifier
 from covid_robustness.attacks.cw import CarliniLInfBatched
-from covid_robustness.attacks.factory import build_attack, build_classifier
 from covid_robustness.attacks.gradient import FGSM, PGD
 from covid_robustness.attacks.spatial import SpatialTransformationPerImage
 from covid_robustness.data.classes import COVID, NORMAL
@@ -509,7 +510,7 @@ def test_targeted_apgd_descends_toward_the_target_and_keeps_the_first_hit(data, 
 
 
 def test_target_class_builds_every_targeted_attack_and_refuses_the_others(classifier):
-    from covid_robustness.attacks.factory import with_target
+    from covid_robustness.attacks.resolve import with_target
 
     classes = (NORMAL, COVID)
     for cfg in (
@@ -533,7 +534,7 @@ def test_target_class_builds_every_targeted_attack_and_refuses_the_others(classi
 
 
 def test_a_targeted_evaluation_crafts_toward_its_class_only(data, classifier):
-    from covid_robustness.attacks.factory import with_target
+    from covid_robustness.attacks.resolve import with_target
     from covid_robustness.evaluation.evaluate import evaluate
 
     net = TinyNetWithStd(classifier.model)

@@ -7,7 +7,8 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from covid_robustness.attacks.factory import in_pixels, validate_attack
+from covid_robustness.attacks.resolve import in_pixels
+from covid_robustness.attacks.validation import validate_attack
 from covid_robustness.data.datamodule import CXRDataModule
 from covid_robustness.defenses.adversarial_training import adversarial_batch
 from covid_robustness.defenses.transforms import build_defense

@@ -18,3 +18,14 @@ def register_attack(name: str, impl: str = "art", *, needs_eps: bool, takes_eps:
     """
     impls = ATTACKS.setdefault(name, Registry(f"implementation of attack {name}", key="attack.impl"))
     return impls.register(impl, needs_eps=needs_eps, takes_eps=takes_eps, label=label)
+
+
+def attack_names() -> list[str]:
+    """The registered attacks, sorted (an attack from _target_ needs no registration)."""
+    return sorted(name for name, impls in ATTACKS.items() if len(impls))
+
+
+def attack_label(name: str) -> str:
+    """The attack's short name in tables (PGD); the name itself for an attack that registered none."""
+    impls = ATTACKS.get(name)
+    return impls.entries()[0].label if impls else name

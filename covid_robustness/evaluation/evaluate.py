@@ -17,7 +17,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from ..attacks.factory import build_attack, build_classifier, in_pixels, reset_attack
+from ..attacks.build import build_attack
+from ..attacks.classifier import build_classifier
+from ..attacks.reset import reset_attack
+from ..attacks.resolve import in_pixels
 from ..defenses.transforms import Defense, build_classifiers, predict, scores
 from ..record import RADIUS
 from .calibration import calibration_metrics

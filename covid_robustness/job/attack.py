@@ -11,7 +11,8 @@ import matplotlib.pyplot as plt
 from omegaconf import DictConfig, OmegaConf
 
 from ..accelerator import evaluation_batch_size
-from ..attacks.factory import attack_label, with_target
+from ..attacks.registry import attack_label
+from ..attacks.resolve import with_target
 from ..data.datamodule import CXRDataModule
 from ..evaluation.callback import AdversarialEvaluation
 from ..evaluation.external import external_evaluation
