@@ -17,6 +17,7 @@ from torch.utils.data import Dataset, TensorDataset
 from ..errors import ConfigError
 from .corruptions import CORRUPTIONS, corrupt, severity_param
 from .evaluate import EvaluationResult, evaluate
+from .options import EvaluationOptions
 
 NONE = "none"
 PREFIX = "corruption_"
@@ -66,13 +67,11 @@ def _tensors(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack([p[0] for p in pairs]), torch.as_tensor([int(p[1]) for p in pairs])
 
 
-def evaluate_corrupted(
-    net: torch.nn.Module, test_set: Dataset, corruption: dict, *args, seed: int = 0, **options
-) -> EvaluationResult:
-    """evaluate() on the corrupted test set at each of corruption["severities"]; args and options as evaluate's."""
-    device = next(net.parameters()).device
+def evaluate_corrupted(net: torch.nn.Module, test_set: Dataset, options: EvaluationOptions) -> EvaluationResult:
+    """evaluate() on the test set corrupted at each of options.corruption["severities"]."""
+    corruption, device = options.corruption, next(net.parameters()).device
     results = {
-        s: evaluate(net, corrupted_set(test_set, corruption, s, seed, device), *args, seed=seed, **options)
+        s: evaluate(net, corrupted_set(test_set, corruption, s, options.seed, device), options)
         for s in corruption["severities"]
     }
     per_severity = {}
