@@ -43,20 +43,15 @@ def check_corruption(corruption: dict) -> None:
 def corrupted_set(test_set: Dataset, corruption: dict, severity: int, seed: int, device: torch.device) -> TensorDataset:
     """test_set's images corrupted at severity on device, with their labels; the images come back to the CPU."""
     x, y = _tensors(test_set)
-    name = corruption["name"]
+    name, benchmark = corruption["name"], corruption.get("benchmark", "chestmnist")
     generator = torch.Generator(device=device).manual_seed(zlib.crc32(f"{seed}/{name}/{severity}".encode()))
     out = torch.cat(
         [
-            _corrupt(x[i : i + 256].to(device), corruption, severity, generator).cpu()
+            corrupt(x[i : i + 256].to(device), name, severity, benchmark=benchmark, generator=generator).cpu()
             for i in range(0, len(x), 256)  # bounds the device memory of the 3-channel noise
         ]
     )
     return TensorDataset(out, y)
-
-
-def _corrupt(x: torch.Tensor, corruption: dict, severity: int, generator: torch.Generator) -> torch.Tensor:
-    benchmark = corruption.get("benchmark", "chestmnist")
-    return corrupt(x, corruption["name"], severity, benchmark=benchmark, generator=generator)
 
 
 def _tensors(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:

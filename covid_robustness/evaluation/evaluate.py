@@ -225,7 +225,7 @@ def _evaluate(options: EvaluationOptions, net, test_set) -> EvaluationResult:
     totals, examples = _Totals(), None
     for x, y in tqdm(loader, desc=f"attack {name}", unit="batch", disable=options.progress is False, leave=False):
         x, y = x.numpy(), y.numpy()
-        pred_clean, p_clean = _scores(options, defended, x)
+        pred_clean, p_clean = scores(defended, x, options.defense, options.seed)
         candidates = [(x, pred_clean, p_clean)]  # the adversary may always submit the clean image
         for evaluation, classifier in crafting.items():
             attack = reset_attack(attacks[evaluation])
@@ -239,7 +239,11 @@ def _evaluate(options: EvaluationOptions, net, test_set) -> EvaluationResult:
             totals.backward += passes.backward
             check_adversarial_batch(x, x_adv, eps, name)
             # Images the attack left as they were (attack=none leaves all) read as they did clean.
-            pred, p = (pred_clean, p_clean) if np.array_equal(x_adv, x) else _scores(options, defended, x_adv)
+            pred, p = (
+                (pred_clean, p_clean)
+                if np.array_equal(x_adv, x)
+                else scores(defended, x_adv, options.defense, options.seed)
+            )
             # Each evaluation's own number is a worst case with the clean image too.
             totals.by_evaluation.setdefault(evaluation, []).append(worst_case(y, [(x, pred_clean), (x_adv, pred)])[1])
             candidates.append((x_adv, pred, p))
@@ -296,20 +300,12 @@ def _evaluate(options: EvaluationOptions, net, test_set) -> EvaluationResult:
     return EvaluationResult(metrics, tags, examples, matrices, probabilities, radii)
 
 
-def _predict(options: EvaluationOptions, classifier, x: np.ndarray) -> np.ndarray:
-    return predict(classifier, x, options.defense, options.seed)
-
-
-def _scores(options: EvaluationOptions, classifier, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return scores(classifier, x, options.defense, options.seed)
-
-
 def _defended_test_metrics(options: EvaluationOptions, defended, test_set) -> dict[str, float]:
     """Clean accuracy and COVID-19 sensitivity on the whole test split, through the defense."""
     ys, preds = [], []
     for x, y in DataLoader(test_set, batch_size=options.batch_size, shuffle=False):
         ys.append(y.numpy())
-        preds.append(_predict(options, defended, x.numpy()))
+        preds.append(predict(defended, x.numpy(), options.defense, options.seed))
     y, pred = np.concatenate(ys), np.concatenate(preds)
     positive = options.positive_class
     covid = y == positive
