@@ -7,6 +7,7 @@ class name; null: untargeted) is resolved by `with_target` to `target_index` onc
 """
 
 from ..errors import ConfigError
+from ..record import Metrics
 from .validation import validate_attack
 
 # Keys in the unit of eps: converted with it.
@@ -28,7 +29,7 @@ def in_pixels(cfg: dict, std: float) -> tuple[dict, dict[str, float]]:
     validate_attack(out)
     if out.get("eps") is None:
         return out, {}
-    return out, {"eps_pixel": out["eps"], "eps_std": out["eps"] / std, "normalisation_std": std}
+    return out, {Metrics.EPS_PIXEL: out["eps"], Metrics.EPS_STD: out["eps"] / std, Metrics.NORMALISATION_STD: std}
 
 
 def with_target(cfg: dict, classes: tuple[str, ...] | list[str]) -> dict:

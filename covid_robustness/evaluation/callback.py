@@ -5,6 +5,7 @@ from dataclasses import replace
 
 import pytorch_lightning as pl
 
+from ..record import Metrics
 from .corrupted import NONE, evaluate_corrupted
 from .evaluate import EvaluationResult, evaluate
 from .options import EvaluationOptions
@@ -21,7 +22,7 @@ class AdversarialEvaluation(pl.Callback):
         self.result: EvaluationResult | None = None
 
     def on_test_end(self, trainer, pl_module):
-        accuracy = trainer.callback_metrics.get("test/acc")
+        accuracy = trainer.callback_metrics.get(Metrics.TEST_ACCURACY)
         progress = bool(trainer.progress_bar_callback) if self.options.progress is None else self.options.progress
         options = replace(self.options, test_accuracy=None if accuracy is None else float(accuracy), progress=progress)
         corruption = options.corruption

@@ -15,15 +15,15 @@ import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from ..errors import ConfigError
+from ..record import Metrics
 from .corruptions import CORRUPTIONS, corrupt, severity_param
 from .evaluate import EvaluationResult, evaluate
 from .options import EvaluationOptions
 
 NONE = "none"
-PREFIX = "corruption_"
 # Over the severities: SUMMED add up, *_max take the maximum, every other metric the mean of the severities
 # where it is defined (a rate without an image to count is nan).
-SUMMED = ("attack_seconds",)
+SUMMED = (Metrics.SECONDS,)
 
 
 def check_corruption(corruption: dict) -> None:
@@ -71,14 +71,14 @@ def evaluate_corrupted(net: torch.nn.Module, test_set: Dataset, options: Evaluat
     }
     per_severity = {}
     for s, r in results.items():
-        per_severity[f"{PREFIX}accuracy_s{s}"] = r.metrics["clean_accuracy"]
-        per_severity[f"{PREFIX}adversarial_accuracy_s{s}"] = r.metrics["adversarial_accuracy"]
+        per_severity[f"{Metrics.CORRUPTED_ACCURACY}s{s}"] = r.metrics[Metrics.CLEAN]
+        per_severity[f"{Metrics.CORRUPTED_ADVERSARIAL}s{s}"] = r.metrics[Metrics.ADVERSARIAL]
     metrics = {}
     for k in results[max(results)].metrics:
         values = [v for r in results.values() if k in r.metrics and (v := r.metrics[k]) == v] or [float("nan")]
         metrics[k] = float(sum(values) if k in SUMMED else max(values) if k.endswith("_max") else np.mean(values))
-    metrics[f"{PREFIX}accuracy_mean"] = metrics["clean_accuracy"]
-    metrics[f"{PREFIX}adversarial_accuracy_mean"] = metrics["adversarial_accuracy"]
+    metrics[f"{Metrics.CORRUPTED_ACCURACY}mean"] = metrics[Metrics.CLEAN]
+    metrics[f"{Metrics.CORRUPTED_ADVERSARIAL}mean"] = metrics[Metrics.ADVERSARIAL]
     worst = results[max(results)]  # the examples and the untrained-model tags of the strongest severity
     # Confusion counts over every severity's images together.
     matrices = {k: sum(r.confusion[k] for r in results.values()) for k in worst.confusion}

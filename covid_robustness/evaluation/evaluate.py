@@ -22,7 +22,7 @@ from ..attacks.classifier import build_classifier
 from ..attacks.reset import reset_attack
 from ..attacks.resolve import in_pixels
 from ..defenses.transforms import build_classifiers, predict, scores
-from ..record import RADIUS
+from ..record import RADIUS, Metrics, Tags
 from .calibration import calibration_metrics
 from .checks import EvalModeGuard, check_adversarial_batch, check_not_above_clean
 from .operating_point import at_operating_points
@@ -67,25 +67,25 @@ def attack_metrics(t: _Totals, positive: int, target: int | None = None) -> dict
     check_not_above_clean(correct, adv == y)
     return {
         **harm_rates(y, clean, adv, positive),
-        "clean_accuracy": float(correct.mean()),
-        "adversarial_accuracy": float((adv == y).mean()),
+        Metrics.CLEAN: float(correct.mean()),
+        Metrics.ADVERSARIAL: float((adv == y).mean()),
         # Among images the model got right, the share the attack turned wrong.
-        "attack_success_rate": float((adv[correct] != y[correct]).mean()) if correct.any() else 0.0,
-        "covid_sensitivity_clean": float((clean[covid] == positive).mean()) if covid.any() else float("nan"),
-        "covid_sensitivity_adversarial": float((adv[covid] == positive).mean()) if covid.any() else float("nan"),
-        "linf_mean": float(linf.mean()),
-        "linf_max": float(linf.max()),
-        "l2_mean": float(l2.mean()),
-        "l2_max": float(l2.max()),
-        "attack_seconds": t.seconds,
-        "attack_images": float(len(y)),
+        Metrics.ATTACK_SUCCESS: float((adv[correct] != y[correct]).mean()) if correct.any() else 0.0,
+        Metrics.SENSITIVITY_CLEAN: float((clean[covid] == positive).mean()) if covid.any() else float("nan"),
+        Metrics.SENSITIVITY_ADVERSARIAL: float((adv[covid] == positive).mean()) if covid.any() else float("nan"),
+        Metrics.LINF_MEAN: float(linf.mean()),
+        Metrics.LINF_MAX: float(linf.max()),
+        Metrics.L2_MEAN: float(l2.mean()),
+        Metrics.L2_MAX: float(l2.max()),
+        Metrics.SECONDS: t.seconds,
+        Metrics.IMAGES: float(len(y)),
         # Passes through the model per attacked image: the attack's cost independent of hardware.
-        "attack_forward_passes": t.forward / len(y),
-        "attack_backward_passes": t.backward / len(y),
-        **{f"adversarial_accuracy_{e}": float((np.concatenate(p) == y).mean()) for e, p in t.by_evaluation.items()},
+        Metrics.FORWARD_PASSES: t.forward / len(y),
+        Metrics.BACKWARD_PASSES: t.backward / len(y),
+        **{f"{Metrics.PER_EVALUATION}{e}": float((np.concatenate(p) == y).mean()) for e, p in t.by_evaluation.items()},
         **{f"{k}_clean": v for k, v in calibration_metrics(y, np.concatenate(t.p_clean)).items()},
         **{f"{k}_adversarial": v for k, v in calibration_metrics(y, np.concatenate(t.p_adv)).items()},
-        **({} if target is None else {"targeted_success_rate": targeted_success_rate(y, clean, adv, target)}),
+        **({} if target is None else {Metrics.TARGETED_SUCCESS: targeted_success_rate(y, clean, adv, target)}),
     }
 
 
@@ -106,8 +106,8 @@ def harm_rates(y: np.ndarray, clean: np.ndarray, adv: np.ndarray, positive: int)
     right = clean == y
     covid, other = right & (y == positive), right & (y != positive)
     return {
-        "missed_covid_rate": float((adv[covid] != positive).mean()) if covid.any() else float("nan"),
-        "false_alarm_rate": float((adv[other] == positive).mean()) if other.any() else float("nan"),
+        Metrics.MISSED_COVID: float((adv[covid] != positive).mean()) if covid.any() else float("nan"),
+        Metrics.FALSE_ALARM: float((adv[other] == positive).mean()) if other.any() else float("nan"),
     }
 
 
@@ -263,20 +263,20 @@ def _evaluate(options: EvaluationOptions, net, test_set) -> EvaluationResult:
     y_all = np.concatenate(totals.y)
     accuracy = {e: float((np.concatenate(p) == y_all).mean()) for e, p in totals.by_evaluation.items()}
     # Which evaluation produced the reported number: the per-image worst case over these.
-    tags = {"evaluation": " + ".join(crafting), "strongest_evaluation": min(accuracy, key=accuracy.get)}
+    tags = {Tags.EVALUATION: " + ".join(crafting), Tags.STRONGEST_EVALUATION: min(accuracy, key=accuracy.get)}
     if len(crafting) == 1:  # the per-evaluation number is the reported one
-        metrics.pop(f"adversarial_accuracy_{next(iter(crafting))}")
+        metrics.pop(f"{Metrics.PER_EVALUATION}{next(iter(crafting))}")
     pred_all = np.concatenate(totals.clean)
     y_test = _labels(test_set)
     reason = untrained_reason(y_all, pred_all, y_test, options.test_accuracy)
     metrics.update(
         {
-            "test_images": float(len(y_test)),
-            "majority_class_accuracy": majority_accuracy(y_all),
-            "clean_predicted_classes": float(len(np.unique(pred_all))),
+            Metrics.TEST_IMAGES: float(len(y_test)),
+            Metrics.MAJORITY: majority_accuracy(y_all),
+            Metrics.PREDICTED_CLASSES: float(len(np.unique(pred_all))),
         }
     )
-    tags.update({"untrained_model": str(bool(reason)).lower(), "untrained_model_reason": reason})
+    tags.update({Tags.UNTRAINED: str(bool(reason)).lower(), Tags.UNTRAINED_REASON: reason})
     if reason:
         log.warning(
             "the model is no better than always answering the majority class (%s): its adversarial "
@@ -310,6 +310,6 @@ def _defended_test_metrics(options: EvaluationOptions, defended, test_set) -> di
     positive = options.positive_class
     covid = y == positive
     return {
-        "defended_test_accuracy": float((pred == y).mean()),
-        "defended_test_sensitivity": float((pred[covid] == positive).mean()) if covid.any() else float("nan"),
+        Metrics.DEFENDED_TEST_ACCURACY: float((pred == y).mean()),
+        Metrics.DEFENDED_TEST_SENSITIVITY: float((pred[covid] == positive).mean()) if covid.any() else float("nan"),
     }

@@ -12,10 +12,9 @@ import torch
 from torch.utils.data import Dataset
 
 from ..defenses.transforms import dataset_scores
+from ..record import Metrics
 from .evaluate import evaluate, majority_accuracy
 from .options import EvaluationOptions
-
-PREFIX = "external_"
 
 
 def reading(y: np.ndarray, pred: np.ndarray, positive: int) -> dict[str, float]:
@@ -39,4 +38,4 @@ def external_evaluation(net: torch.nn.Module, dataset: Dataset, options: Evaluat
     y, pred, _ = dataset_scores(net, dataset, options.num_classes, options.defense, options.seed, options.batch_size)
     attacked = evaluate(net, dataset, replace(options, n_examples=0, test_accuracy=None))
     readings = {**reading(y, pred, options.positive_class), **attacked.metrics}
-    return {f"{PREFIX}{k}": v for k, v in readings.items()}
+    return {f"{Metrics.EXTERNAL}{k}": v for k, v in readings.items()}
