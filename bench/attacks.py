@@ -48,7 +48,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from covid_robustness.attacks.factory import build_attack  # noqa: E402
+from covid_robustness.attacks.build import build_attack  # noqa: E402
 from covid_robustness.data.classes import COVID, NORMAL  # noqa: E402
 from covid_robustness.data.synthetic import synthetic_dataset  # noqa: E402
 from covid_robustness.evaluation.passes import PassCounter  # noqa: E402

@@ -92,6 +92,7 @@ from covid_robustness.accelerator import (  # noqa: E402
 from covid_robustness.console import quiet  # noqa: E402
 from covid_robustness.data.datamodule import CXRDataModule  # noqa: E402
 from covid_robustness.evaluation.evaluate import evaluate  # noqa: E402
+from covid_robustness.evaluation.options import EvaluationOptions  # noqa: E402
 from covid_robustness.models.module import CXRClassifier  # noqa: E402
 from covid_robustness.models.registry import model_kwargs, spec  # noqa: E402
 
@@ -295,9 +296,7 @@ def measure_model(name, args, paper, device, gpu, datasets) -> dict:
         if args.tiny and "max_iter" in attack_cfg:
             attack_cfg["max_iter"] = min(attack_cfg["max_iter"], TINY["max_iter"])
         started = time.perf_counter()
-        result = evaluate(
-            net,
-            test_set,
+        options = EvaluationOptions(
             attack_cfg,
             dm.num_classes,
             dm.positive_class,
@@ -306,6 +305,7 @@ def measure_model(name, args, paper, device, gpu, datasets) -> dict:
             seed=args.seed,
             progress=False,
         )
+        result = evaluate(net, test_set, options)
         m = result.metrics
         per_image = m["attack_seconds"] / m["attack_images"]
         fb = m["attack_backward_passes"]

@@ -8,16 +8,12 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from covid_robustness.attacks.bounded import BoundedAttack
-from covid_robustness.attacks.factory import (
-    attack_label,
-    attack_names,
-    build_attack,
-    build_classifier,
-    reset_attack,
-    takes_eps,
-    validate_attack,
-    with_target,
-)
+from covid_robustness.attacks.build import build_attack
+from covid_robustness.attacks.classifier import build_classifier
+from covid_robustness.attacks.registry import attack_label, attack_names
+from covid_robustness.attacks.reset import reset_attack
+from covid_robustness.attacks.resolve import with_target
+from covid_robustness.attacks.validation import takes_eps, validate_attack
 from covid_robustness.data.classes import task_classes
 from covid_robustness.data.datamodule import CXRDataModule
 from covid_robustness.errors import ConfigError

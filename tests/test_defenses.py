@@ -11,7 +11,8 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from covid_robustness.attacks.apgd import APGD
-from covid_robustness.attacks.factory import build_attack, build_classifier
+from covid_robustness.attacks.build import build_attack
+from covid_robustness.attacks.classifier import build_classifier
 from covid_robustness.attacks.margin import MarginLoss
 from covid_robustness.data.classes import COVID, NORMAL
 from covid_robustness.data.datamodule import CXRDataModule

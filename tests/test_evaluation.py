@@ -9,6 +9,7 @@ from covid_robustness.data.datamodule import CXRDataModule
 from covid_robustness.evaluation.callback import AdversarialEvaluation
 from covid_robustness.evaluation.checks import AttackCheckError, EvalModeGuard, check_adversarial_batch
 from covid_robustness.evaluation.evaluate import evaluate
+from covid_robustness.evaluation.options import EvaluationOptions
 from covid_robustness.evaluation.passes import PassCounter
 from covid_robustness.models.module import CXRClassifier
 from covid_robustness.registry import Registry
@@ -72,7 +73,7 @@ def tiny():
 
 def _evaluate(dm, module, attack_cfg):
     """Through the Lightning callback, as a job runs it."""
-    evaluation = AdversarialEvaluation(attack_cfg, 2, dm.positive_class, max_images=24, batch_size=8)
+    evaluation = AdversarialEvaluation(EvaluationOptions(attack_cfg, 2, dm.positive_class, max_images=24, batch_size=8))
     quiet_trainer(callbacks=[evaluation]).test(module, datamodule=dm, verbose=False)
     return evaluation.result
 
@@ -82,12 +83,9 @@ def test_evaluate_needs_no_lightning_loop_and_agrees_with_the_callback(tiny):
     direct = evaluate(
         module.net,
         dm.splits["test"].tensors(),
-        {"name": "fgsm", "eps": 4 / 255},
-        2,
-        dm.positive_class,
-        max_images=24,
-        batch_size=8,
-        progress=False,
+        EvaluationOptions(
+            {"name": "fgsm", "eps": 4 / 255}, 2, dm.positive_class, max_images=24, batch_size=8, progress=False
+        ),
     )
     through_callback = _evaluate(dm, module, {"name": "fgsm", "eps": 4 / 255})
 
@@ -150,11 +148,7 @@ def test_attack_none_returns_the_images_as_they_are_at_no_cost(tiny):
     metrics = evaluate(
         module.net,
         dm.splits["test"].tensors(),
-        {"name": "none", "impl": "identity"},
-        2,
-        dm.positive_class,
-        batch_size=8,
-        progress=False,
+        EvaluationOptions({"name": "none", "impl": "identity"}, 2, dm.positive_class, batch_size=8, progress=False),
     ).metrics
     assert metrics["adversarial_accuracy"] == metrics["clean_accuracy"] and metrics["attack_images"] == 32
     assert metrics["linf_max"] == 0 and metrics["attack_forward_passes"] == metrics["attack_backward_passes"] == 0

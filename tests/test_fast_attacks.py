@@ -22,8 +22,9 @@ from torch.utils.data import TensorDataset
 
 from covid_robustness.attacks.apgd import APGD
 from covid_robustness.attacks.bounded import BoundedAttack
+from covid_robustness.attacks.build import build_attack
+from covid_robustness.attacks.classifier import build_classifier
 from covid_robustness.attacks.cw import CarliniLInfBatched
-from covid_robustness.attacks.factory import build_attack, build_classifier
 from covid_robustness.attacks.gradient import FGSM, PGD
 from covid_robustness.attacks.spatial import SpatialTransformationPerImage
 from covid_robustness.data.classes import COVID, NORMAL
@@ -509,7 +510,7 @@ def test_targeted_apgd_descends_toward_the_target_and_keeps_the_first_hit(data, 
 
 
 def test_target_class_builds_every_targeted_attack_and_refuses_the_others(classifier):
-    from covid_robustness.attacks.factory import with_target
+    from covid_robustness.attacks.resolve import with_target
 
     classes = (NORMAL, COVID)
     for cfg in (
@@ -533,8 +534,9 @@ def test_target_class_builds_every_targeted_attack_and_refuses_the_others(classi
 
 
 def test_a_targeted_evaluation_crafts_toward_its_class_only(data, classifier):
-    from covid_robustness.attacks.factory import with_target
+    from covid_robustness.attacks.resolve import with_target
     from covid_robustness.evaluation.evaluate import evaluate
+    from covid_robustness.evaluation.options import EvaluationOptions
 
     net = TinyNetWithStd(classifier.model)
     test_set = TensorDataset(*(torch.from_numpy(a) for a in data))
@@ -543,7 +545,7 @@ def test_a_targeted_evaluation_crafts_toward_its_class_only(data, classifier):
     results = {}
     for target in (None, *classes):
         attack = with_target({**common, "target_class": target}, classes)
-        results[target] = evaluate(net, test_set, attack, 2, positive, batch_size=32, progress=False)
+        results[target] = evaluate(net, test_set, EvaluationOptions(attack, 2, positive, batch_size=32, progress=False))
     normal, covid = 0, positive
     toward_normal, toward_covid = results["Normal"].metrics, results["COVID-19"].metrics
     # Toward Normal only COVID-19 images can fall (two classes: every success misses a COVID-19 image),
@@ -608,11 +610,12 @@ def test_the_curve_from_radii_matches_fixed_budget_pgd(data, classifier, radius_
 
 def test_a_radius_evaluation_logs_the_curve_and_the_median_radius_per_class(data, classifier, radius_run):
     from covid_robustness.evaluation.evaluate import evaluate
+    from covid_robustness.evaluation.options import EvaluationOptions
 
     net = TinyNetWithStd(classifier.model)
     test_set = TensorDataset(*(torch.from_numpy(a) for a in data))
     attack = {"name": "radius", "impl": "fast", "eps": 8 / 255, "steps": 5, "max_iter": 10}
-    result = evaluate(net, test_set, attack, 2, 1, batch_size=64, progress=False)
+    result = evaluate(net, test_set, EvaluationOptions(attack, 2, 1, batch_size=64, progress=False))
     m, radii = result.metrics, result.radii
     np.testing.assert_array_equal(result.probabilities["labels"], data[1])
     assert m["adversarial_accuracy"] == pytest.approx(m["curve_accuracy_8_255"])  # accuracy at eps

@@ -7,13 +7,15 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from covid_robustness.attacks.factory import in_pixels, validate_attack
+from covid_robustness.attacks.resolve import in_pixels
+from covid_robustness.attacks.validation import validate_attack
 from covid_robustness.data.datamodule import CXRDataModule
 from covid_robustness.defenses.adversarial_training import adversarial_batch
 from covid_robustness.defenses.transforms import build_defense
 from covid_robustness.errors import ConfigError
 from covid_robustness.evaluation.checks import AttackCheckError, check_not_above_clean
 from covid_robustness.evaluation.evaluate import evaluate, untrained_reason
+from covid_robustness.evaluation.options import EvaluationOptions
 from covid_robustness.models.module import CXRClassifier, Normalized
 
 from .conftest import make_cfg
@@ -50,13 +52,15 @@ def _evaluate(dm, module, attack: dict, defense=None, batch_size: int = 8, max_i
     return evaluate(
         module.net,
         dm.splits["test"].tensors(),
-        attack,
-        2,
-        dm.positive_class,
-        max_images=max_images,
-        batch_size=batch_size,
-        defense=defense,
-        progress=False,
+        EvaluationOptions(
+            attack,
+            2,
+            dm.positive_class,
+            max_images=max_images,
+            batch_size=batch_size,
+            defense=defense,
+            progress=False,
+        ),
     )
 
 

@@ -1,21 +1,15 @@
 """Attacks as ART EvasionAttacks built from config, whichever library implements them.
 
-An implementation registers a builder `(classifier, eps, params) -> EvasionAttack` with
-`register_attack`, beside its definition: factory.py registers ART's attacks, cw.py and spatial.py their
-fast versions. ATTACKS maps an attack's name to a Registry of its implementations (attack.impl), so a
-config chooses an attack by name and an implementation of it by impl.
+Every module of this package is imported here, so an attack file registers its builders (registry.py:
+ATTACKS, register_attack) by being in the package, as a model file does in models/.
 """
 
-from ..registry import Registry
+import importlib
+import pkgutil
 
-ATTACKS: dict[str, Registry] = {}
+from .registry import ATTACKS, register_attack
 
+__all__ = ["ATTACKS", "register_attack"]
 
-def register_attack(name: str, impl: str = "art", *, needs_eps: bool, takes_eps: bool, label: str):
-    """Decorator on a builder `(classifier, eps, params) -> EvasionAttack` (eps in pixels, or None).
-
-    Meta: needs_eps (attack.eps is required), takes_eps (attack.eps is allowed: a budget, or the ball a
-    minimum-norm attack's result is projected onto), label (the attack's short name in tables: PGD).
-    """
-    impls = ATTACKS.setdefault(name, Registry(f"implementation of attack {name}", key="attack.impl"))
-    return impls.register(impl, needs_eps=needs_eps, takes_eps=takes_eps, label=label)
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")

@@ -33,8 +33,8 @@ from art.config import ART_NUMPY_DTYPE
 from art.estimators.classification import PyTorchClassifier
 from art.utils import check_and_transform_label_format, get_labels_np_array, projection, random_sphere
 
-from . import register_attack
 from .own import model_outputs
+from .registry import register_attack
 
 
 def checkpoints(max_iter: int) -> list[int]:

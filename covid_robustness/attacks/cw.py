@@ -23,10 +23,10 @@ strictly closer than the best so far" picks the same image ART picks.
 
 Cost per round and image: at most max_iter forward+backward passes and one forward pass, against
 ART's sum over ~21 constants of (2 forward + 2 forward+backward) per Adam step plus 2 forward passes
-per constant. This is the "better constant schedule" the issue allows: it is not a different schedule
-but ART's full schedule, evaluated from one shared trajectory. Images are attacked `batch_size` at a
-time, each with its own tau, best distance, Adam state and stop indices; an image leaves the batch
-when its trajectory no longer matters (all constants stopped) and when its rounds are over.
+per constant. It is not a different constant schedule but ART's full schedule, evaluated from one
+shared trajectory. Images are attacked `batch_size` at a time, each with its own tau, best distance,
+Adam state and stop indices; an image leaves the batch when its trajectory no longer matters (all
+constants stopped) and when its rounds are over.
 
 Deviation from ART (documented, deliberate): for targeted attacks ART counts a result as a success when
 the prediction differs from the target label (the untargeted test, a bug); here a targeted success is a
@@ -52,9 +52,9 @@ from art.estimators.pytorch import PyTorchEstimator
 from art.utils import check_and_transform_label_format
 from tqdm.auto import tqdm
 
-from . import register_attack
 from .bounded import bounded
 from .own import OwnEvasionAttack
+from .registry import register_attack
 
 logger = logging.getLogger(__name__)
 

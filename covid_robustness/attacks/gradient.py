@@ -42,8 +42,8 @@ from art.estimators.classification import PyTorchClassifier
 from art.utils import check_and_transform_label_format, get_labels_np_array, random_sphere
 from tqdm.auto import tqdm
 
-from . import register_attack
 from .own import OwnEvasionAttack, model_outputs
+from .registry import register_attack
 
 
 def pgd_step(eps: float, max_iter) -> float:

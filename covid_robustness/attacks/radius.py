@@ -20,9 +20,9 @@ from art.config import ART_NUMPY_DTYPE
 from art.estimators.classification import PyTorchClassifier
 from art.utils import check_and_transform_label_format
 
-from . import register_attack
 from .gradient import PGD, pgd_step
 from .own import OwnEvasionAttack
+from .registry import register_attack
 
 
 class RadiusPGD(OwnEvasionAttack):

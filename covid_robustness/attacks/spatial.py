@@ -49,9 +49,9 @@ from art.estimators.pytorch import PyTorchEstimator
 from art.utils import check_and_transform_label_format
 from tqdm.auto import tqdm
 
-from . import register_attack
 from .cw import torch_logits
 from .own import OwnEvasionAttack
+from .registry import register_attack
 
 logger = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ..accelerator import DeviceLoader
 from ..errors import ConfigError
+from ..record import Metrics
 from .cache import read_folder_cached
 from .classes import COVID, task_classes
 from .duplicates import (
@@ -207,12 +208,12 @@ class CXRDataModule(pl.LightningDataModule):
             return {}
         sizes = np.bincount(self.groups)
         return {
-            "test_near_duplicates_in_train": float(
+            Metrics.TEST_NEAR_DUPLICATES: float(
                 count_leaked(self.hashes, self.indices["test"], self.indices["train"], self.dedupe_distance)
             ),
-            "near_duplicate_groups": float((sizes > 1).sum()),
-            "near_duplicate_images": float(sizes[sizes > 1].sum()),
-            "near_duplicate_groups_mixed_labels": float(mixed_label_groups(self.labels, self.groups)),
+            Metrics.NEAR_DUPLICATE_GROUPS: float((sizes > 1).sum()),
+            Metrics.NEAR_DUPLICATE_IMAGES: float(sizes[sizes > 1].sum()),
+            Metrics.NEAR_DUPLICATE_GROUPS_MIXED: float(mixed_label_groups(self.labels, self.groups)),
         }
 
     def external_metrics(self) -> dict[str, float]:
@@ -224,14 +225,14 @@ class CXRDataModule(pl.LightningDataModule):
             return {}
         counts = np.bincount(self.external.labels, minlength=self.num_classes)
         metrics = {
-            "external_images": float(len(self.external.labels)),
-            "external_skipped": float(self.external_skipped),
+            Metrics.EXTERNAL_IMAGES: float(len(self.external.labels)),
+            Metrics.EXTERNAL_SKIPPED: float(self.external_skipped),
         }
-        metrics |= {f"external_images_{c}": float(n) for c, n in zip(self.classes, counts)}
+        metrics |= {f"{Metrics.EXTERNAL_IMAGES}_{c}": float(n) for c, n in zip(self.classes, counts)}
         train = self.splits["train"].images if self.hashes is None else None
         train_hashes = image_hashes(train) if train is not None else self.hashes[self.indices["train"]]
         leaked = within(self.external_hashes, train_hashes, self.dedupe_distance).any(1).sum()
-        metrics["external_near_duplicates_in_train"] = float(leaked)
+        metrics[Metrics.EXTERNAL_NEAR_DUPLICATES] = float(leaked)
         return metrics
 
     def digest(self) -> str:

@@ -28,7 +28,7 @@ from art.estimators.classification import PyTorchClassifier
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader, Dataset
 
-from ..attacks.factory import build_classifier
+from ..attacks.classifier import build_classifier
 from ..errors import ConfigError
 from ..registry import Registry
 

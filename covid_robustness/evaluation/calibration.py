@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torchmetrics.functional.classification import multiclass_calibration_error
 
+from ..record import Metrics
+
 BINS = 15
 CONFIDENT = 0.9
 
@@ -24,7 +26,7 @@ def calibration_metrics(y: np.ndarray, probs: np.ndarray) -> dict[str, float]:
     brier = ((probs - np.eye(num_classes)[y]) ** 2).sum(1).mean()
     wrong = probs.argmax(1) != y
     confident = (probs[wrong].max(1) > CONFIDENT).mean() if wrong.any() else float("nan")
-    return {"ece": float(ece), "brier": float(brier), "confident_error_share": float(confident)}
+    return {Metrics.ECE: float(ece), Metrics.BRIER: float(brier), Metrics.CONFIDENT_ERRORS: float(confident)}
 
 
 def reliability(y: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -15,14 +15,15 @@ import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from ..errors import ConfigError
+from ..record import Metrics
 from .corruptions import CORRUPTIONS, corrupt, severity_param
 from .evaluate import EvaluationResult, evaluate
+from .options import EvaluationOptions
 
 NONE = "none"
-PREFIX = "corruption_"
 # Over the severities: SUMMED add up, *_max take the maximum, every other metric the mean of the severities
 # where it is defined (a rate without an image to count is nan).
-SUMMED = ("attack_seconds",)
+SUMMED = (Metrics.SECONDS,)
 
 
 def check_corruption(corruption: dict) -> None:
@@ -42,20 +43,15 @@ def check_corruption(corruption: dict) -> None:
 def corrupted_set(test_set: Dataset, corruption: dict, severity: int, seed: int, device: torch.device) -> TensorDataset:
     """test_set's images corrupted at severity on device, with their labels; the images come back to the CPU."""
     x, y = _tensors(test_set)
-    name = corruption["name"]
+    name, benchmark = corruption["name"], corruption.get("benchmark", "chestmnist")
     generator = torch.Generator(device=device).manual_seed(zlib.crc32(f"{seed}/{name}/{severity}".encode()))
     out = torch.cat(
         [
-            _corrupt(x[i : i + 256].to(device), corruption, severity, generator).cpu()
+            corrupt(x[i : i + 256].to(device), name, severity, benchmark=benchmark, generator=generator).cpu()
             for i in range(0, len(x), 256)  # bounds the device memory of the 3-channel noise
         ]
     )
     return TensorDataset(out, y)
-
-
-def _corrupt(x: torch.Tensor, corruption: dict, severity: int, generator: torch.Generator) -> torch.Tensor:
-    benchmark = corruption.get("benchmark", "chestmnist")
-    return corrupt(x, corruption["name"], severity, benchmark=benchmark, generator=generator)
 
 
 def _tensors(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,25 +62,23 @@ def _tensors(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack([p[0] for p in pairs]), torch.as_tensor([int(p[1]) for p in pairs])
 
 
-def evaluate_corrupted(
-    net: torch.nn.Module, test_set: Dataset, corruption: dict, *args, seed: int = 0, **options
-) -> EvaluationResult:
-    """evaluate() on the corrupted test set at each of corruption["severities"]; args and options as evaluate's."""
-    device = next(net.parameters()).device
+def evaluate_corrupted(net: torch.nn.Module, test_set: Dataset, options: EvaluationOptions) -> EvaluationResult:
+    """evaluate() on the test set corrupted at each of options.corruption["severities"]."""
+    corruption, device = options.corruption, next(net.parameters()).device
     results = {
-        s: evaluate(net, corrupted_set(test_set, corruption, s, seed, device), *args, seed=seed, **options)
+        s: evaluate(net, corrupted_set(test_set, corruption, s, options.seed, device), options)
         for s in corruption["severities"]
     }
     per_severity = {}
     for s, r in results.items():
-        per_severity[f"{PREFIX}accuracy_s{s}"] = r.metrics["clean_accuracy"]
-        per_severity[f"{PREFIX}adversarial_accuracy_s{s}"] = r.metrics["adversarial_accuracy"]
+        per_severity[f"{Metrics.CORRUPTED_ACCURACY}s{s}"] = r.metrics[Metrics.CLEAN]
+        per_severity[f"{Metrics.CORRUPTED_ADVERSARIAL}s{s}"] = r.metrics[Metrics.ADVERSARIAL]
     metrics = {}
     for k in results[max(results)].metrics:
         values = [v for r in results.values() if k in r.metrics and (v := r.metrics[k]) == v] or [float("nan")]
         metrics[k] = float(sum(values) if k in SUMMED else max(values) if k.endswith("_max") else np.mean(values))
-    metrics[f"{PREFIX}accuracy_mean"] = metrics["clean_accuracy"]
-    metrics[f"{PREFIX}adversarial_accuracy_mean"] = metrics["adversarial_accuracy"]
+    metrics[f"{Metrics.CORRUPTED_ACCURACY}mean"] = metrics[Metrics.CLEAN]
+    metrics[f"{Metrics.CORRUPTED_ADVERSARIAL}mean"] = metrics[Metrics.ADVERSARIAL]
     worst = results[max(results)]  # the examples and the untrained-model tags of the strongest severity
     # Confusion counts over every severity's images together.
     matrices = {k: sum(r.confusion[k] for r in results.values()) for k in worst.confusion}

@@ -17,12 +17,16 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from ..attacks.factory import build_attack, build_classifier, in_pixels, reset_attack
-from ..defenses.transforms import Defense, build_classifiers, predict, scores
-from ..record import RADIUS
+from ..attacks.build import build_attack
+from ..attacks.classifier import build_classifier
+from ..attacks.reset import reset_attack
+from ..attacks.resolve import in_pixels
+from ..defenses.transforms import build_classifiers, predict, scores
+from ..record import RADIUS, Metrics, Tags
 from .calibration import calibration_metrics
 from .checks import EvalModeGuard, check_adversarial_batch, check_not_above_clean
 from .operating_point import at_operating_points
+from .options import EvaluationOptions
 from .passes import PassCounter
 from .radius import per_image_radii, radius_metrics
 
@@ -63,25 +67,25 @@ def attack_metrics(t: _Totals, positive: int, target: int | None = None) -> dict
     check_not_above_clean(correct, adv == y)
     return {
         **harm_rates(y, clean, adv, positive),
-        "clean_accuracy": float(correct.mean()),
-        "adversarial_accuracy": float((adv == y).mean()),
+        Metrics.CLEAN: float(correct.mean()),
+        Metrics.ADVERSARIAL: float((adv == y).mean()),
         # Among images the model got right, the share the attack turned wrong.
-        "attack_success_rate": float((adv[correct] != y[correct]).mean()) if correct.any() else 0.0,
-        "covid_sensitivity_clean": float((clean[covid] == positive).mean()) if covid.any() else float("nan"),
-        "covid_sensitivity_adversarial": float((adv[covid] == positive).mean()) if covid.any() else float("nan"),
-        "linf_mean": float(linf.mean()),
-        "linf_max": float(linf.max()),
-        "l2_mean": float(l2.mean()),
-        "l2_max": float(l2.max()),
-        "attack_seconds": t.seconds,
-        "attack_images": float(len(y)),
+        Metrics.ATTACK_SUCCESS: float((adv[correct] != y[correct]).mean()) if correct.any() else 0.0,
+        Metrics.SENSITIVITY_CLEAN: float((clean[covid] == positive).mean()) if covid.any() else float("nan"),
+        Metrics.SENSITIVITY_ADVERSARIAL: float((adv[covid] == positive).mean()) if covid.any() else float("nan"),
+        Metrics.LINF_MEAN: float(linf.mean()),
+        Metrics.LINF_MAX: float(linf.max()),
+        Metrics.L2_MEAN: float(l2.mean()),
+        Metrics.L2_MAX: float(l2.max()),
+        Metrics.SECONDS: t.seconds,
+        Metrics.IMAGES: float(len(y)),
         # Passes through the model per attacked image: the attack's cost independent of hardware.
-        "attack_forward_passes": t.forward / len(y),
-        "attack_backward_passes": t.backward / len(y),
-        **{f"adversarial_accuracy_{e}": float((np.concatenate(p) == y).mean()) for e, p in t.by_evaluation.items()},
+        Metrics.FORWARD_PASSES: t.forward / len(y),
+        Metrics.BACKWARD_PASSES: t.backward / len(y),
+        **{f"{Metrics.PER_EVALUATION}{e}": float((np.concatenate(p) == y).mean()) for e, p in t.by_evaluation.items()},
         **{f"{k}_clean": v for k, v in calibration_metrics(y, np.concatenate(t.p_clean)).items()},
         **{f"{k}_adversarial": v for k, v in calibration_metrics(y, np.concatenate(t.p_adv)).items()},
-        **({} if target is None else {"targeted_success_rate": targeted_success_rate(y, clean, adv, target)}),
+        **({} if target is None else {Metrics.TARGETED_SUCCESS: targeted_success_rate(y, clean, adv, target)}),
     }
 
 
@@ -102,8 +106,8 @@ def harm_rates(y: np.ndarray, clean: np.ndarray, adv: np.ndarray, positive: int)
     right = clean == y
     covid, other = right & (y == positive), right & (y != positive)
     return {
-        "missed_covid_rate": float((adv[covid] != positive).mean()) if covid.any() else float("nan"),
-        "false_alarm_rate": float((adv[other] == positive).mean()) if other.any() else float("nan"),
+        Metrics.MISSED_COVID: float((adv[covid] != positive).mean()) if covid.any() else float("nan"),
+        Metrics.FALSE_ALARM: float((adv[other] == positive).mean()) if other.any() else float("nan"),
     }
 
 
@@ -163,58 +167,32 @@ class EvaluationResult:
     radii: np.ndarray | None = None  # attack=radius: per attacked image, its robust radius (radius.py)
 
 
-@dataclass
-class _Job:
-    attack: dict
-    defense: Defense
-    num_classes: int
-    positive: int
-    seed: int
-    progress: bool
+def evaluate(net: torch.nn.Module, test_set: Dataset, options: EvaluationOptions) -> EvaluationResult:
+    """Attack the first options.max_images images of test_set (pairs of a [0, 1] image tensor and a label)
+    on net, as options say (options.py).
 
-
-def evaluate(
-    net: torch.nn.Module,
-    test_set: Dataset,
-    attack: dict,
-    num_classes: int,
-    positive_class: int,
-    *,
-    defense: Defense | None = None,
-    source: torch.nn.Module | None = None,
-    max_images: int | None = None,
-    batch_size: int = 64,
-    n_examples: int = 6,
-    seed: int = 0,
-    test_accuracy: float | None = None,
-    progress: bool = True,
-    thresholds: dict[str, float] | None = None,
-) -> EvaluationResult:
-    """Attack the first max_images images of test_set (pairs of a [0, 1] image tensor and a label) on net.
-
-    net takes [0, 1] pixels (its normalisation inside); the attack config is as conf/attack/*.yaml resolves
-    it; source is the network a transfer attack crafts its examples on; test_accuracy (the model's accuracy
-    on the whole test split, if measured) feeds the untrained-model check; thresholds (operating_point.py,
-    chosen on the validation split) add sensitivity and specificity at each and the AUROC, clean and under
-    attack. The weights are frozen for the
-    attack and the random state is seeded right before it, so the result depends on nothing that ran before.
+    net takes [0, 1] pixels (its normalisation inside); options.thresholds (operating_point.py, chosen on the
+    validation split) add sensitivity and specificity at each and the AUROC, clean and under attack. The
+    weights are frozen for the attack and the random state is seeded right before it, so the result depends
+    on nothing that ran before.
     """
-    job = _Job(dict(attack), defense or Defense(), num_classes, positive_class, seed, progress)
-    weights = [p for m in (net, source) if m is not None for p in m.parameters() if p.requires_grad]
-    pl.seed_everything(seed, workers=True, verbose=False)
+    weights = [p for m in (net, options.source) if m is not None for p in m.parameters() if p.requires_grad]
+    pl.seed_everything(options.seed, workers=True, verbose=False)
     try:
         for p in weights:
             p.requires_grad_(False)
         # Attacks need gradients with respect to the input only; callers may hold inference mode.
         with torch.inference_mode(False), torch.enable_grad():
-            result = _evaluate(job, net.eval(), source, test_set, max_images, batch_size, n_examples, test_accuracy)
+            result = _evaluate(options, net.eval(), test_set)
     finally:
         for p in weights:
             p.requires_grad_(True)
-    if thresholds:  # the operating points chosen on the validation split, read on the attacked images
+    if options.thresholds:  # the operating points chosen on the validation split, read on the attacked images
         probs = result.probabilities
         result.metrics.update(
-            at_operating_points(probs["labels"], probs["clean"], probs["adversarial"], positive_class, thresholds)
+            at_operating_points(
+                probs["labels"], probs["clean"], probs["adversarial"], options.positive_class, options.thresholds
+            )
         )
     return result
 
@@ -226,27 +204,28 @@ def _labels(dataset: Dataset) -> np.ndarray:
     return np.array([int(dataset[i][1]) for i in range(len(dataset))])
 
 
-def _evaluate(job: _Job, net, source, test_set, max_images, batch_size, n_examples, test_accuracy) -> EvaluationResult:
+def _evaluate(options: EvaluationOptions, net, test_set) -> EvaluationResult:
     image_size = int(test_set[0][0].shape[-1])
-    defended, crafting = build_classifiers(net, job.defense, image_size, job.num_classes)
-    if source is not None:  # transfer: the source model's own gradients, whatever the target's defense
-        crafting = {"transfer": build_classifier(source.eval(), image_size, job.num_classes)}
-    attack_cfg, metrics = in_pixels(job.attack, float(net.std))
+    defended, crafting = build_classifiers(net, options.defense, image_size, options.num_classes)
+    if options.source is not None:  # transfer: the source model's own gradients, whatever the target's defense
+        crafting = {"transfer": build_classifier(options.source.eval(), image_size, options.num_classes)}
+    attack_cfg, metrics = in_pixels(options.attack, float(net.std))
     name, eps, target = attack_cfg["name"], attack_cfg.get("eps"), attack_cfg.get("target_index")
     # Built once per job; an attack that keeps state between calls is reset before each batch.
     attacks = {evaluation: build_attack(attack_cfg, classifier) for evaluation, classifier in crafting.items()}
-    if job.defense.preprocessor is not None:
-        metrics.update(_defended_test_metrics(job, defended, test_set, batch_size))
+    if options.defense.preprocessor is not None:
+        metrics.update(_defended_test_metrics(options, defended, test_set))
+    max_images = options.max_images
     attacked = test_set if max_images is None or max_images >= len(test_set) else Subset(test_set, range(max_images))
     # An attack whose rule spans the whole set (ART's spatial transformation: one transform for all
     # images) sees every attacked image in one call, so its result does not depend on eval.batch_size.
     loader = DataLoader(
-        attacked, batch_size=len(attacked) if attack_cfg.get("whole_set") else batch_size, shuffle=False
+        attacked, batch_size=len(attacked) if attack_cfg.get("whole_set") else options.batch_size, shuffle=False
     )
     totals, examples = _Totals(), None
-    for x, y in tqdm(loader, desc=f"attack {name}", unit="batch", disable=not job.progress, leave=False):
+    for x, y in tqdm(loader, desc=f"attack {name}", unit="batch", disable=options.progress is False, leave=False):
         x, y = x.numpy(), y.numpy()
-        pred_clean, p_clean = _scores(job, defended, x)
+        pred_clean, p_clean = scores(defended, x, options.defense, options.seed)
         candidates = [(x, pred_clean, p_clean)]  # the adversary may always submit the clean image
         for evaluation, classifier in crafting.items():
             attack = reset_attack(attacks[evaluation])
@@ -260,7 +239,11 @@ def _evaluate(job: _Job, net, source, test_set, max_images, batch_size, n_exampl
             totals.backward += passes.backward
             check_adversarial_batch(x, x_adv, eps, name)
             # Images the attack left as they were (attack=none leaves all) read as they did clean.
-            pred, p = (pred_clean, p_clean) if np.array_equal(x_adv, x) else _scores(job, defended, x_adv)
+            pred, p = (
+                (pred_clean, p_clean)
+                if np.array_equal(x_adv, x)
+                else scores(defended, x_adv, options.defense, options.seed)
+            )
             # Each evaluation's own number is a worst case with the clean image too.
             totals.by_evaluation.setdefault(evaluation, []).append(worst_case(y, [(x, pred_clean), (x_adv, pred)])[1])
             candidates.append((x_adv, pred, p))
@@ -274,26 +257,26 @@ def _evaluate(job: _Job, net, source, test_set, max_images, batch_size, n_exampl
         totals.linf.append(np.abs(delta).max(1))
         totals.l2.append(np.linalg.norm(delta, axis=1))
         if examples is None:
-            k = n_examples
+            k = options.n_examples
             examples = Examples(x[:k], x_adv[:k], y[:k], pred_clean[:k], pred_adv[:k])
-    metrics.update(attack_metrics(totals, job.positive, target))
+    metrics.update(attack_metrics(totals, options.positive_class, target))
     y_all = np.concatenate(totals.y)
     accuracy = {e: float((np.concatenate(p) == y_all).mean()) for e, p in totals.by_evaluation.items()}
     # Which evaluation produced the reported number: the per-image worst case over these.
-    tags = {"evaluation": " + ".join(crafting), "strongest_evaluation": min(accuracy, key=accuracy.get)}
+    tags = {Tags.EVALUATION: " + ".join(crafting), Tags.STRONGEST_EVALUATION: min(accuracy, key=accuracy.get)}
     if len(crafting) == 1:  # the per-evaluation number is the reported one
-        metrics.pop(f"adversarial_accuracy_{next(iter(crafting))}")
+        metrics.pop(f"{Metrics.PER_EVALUATION}{next(iter(crafting))}")
     pred_all = np.concatenate(totals.clean)
     y_test = _labels(test_set)
-    reason = untrained_reason(y_all, pred_all, y_test, test_accuracy)
+    reason = untrained_reason(y_all, pred_all, y_test, options.test_accuracy)
     metrics.update(
         {
-            "test_images": float(len(y_test)),
-            "majority_class_accuracy": majority_accuracy(y_all),
-            "clean_predicted_classes": float(len(np.unique(pred_all))),
+            Metrics.TEST_IMAGES: float(len(y_test)),
+            Metrics.MAJORITY: majority_accuracy(y_all),
+            Metrics.PREDICTED_CLASSES: float(len(np.unique(pred_all))),
         }
     )
-    tags.update({"untrained_model": str(bool(reason)).lower(), "untrained_model_reason": reason})
+    tags.update({Tags.UNTRAINED: str(bool(reason)).lower(), Tags.UNTRAINED_REASON: reason})
     if reason:
         log.warning(
             "the model is no better than always answering the majority class (%s): its adversarial "
@@ -304,10 +287,10 @@ def _evaluate(job: _Job, net, source, test_set, max_images, batch_size, n_exampl
     radii = None
     if name == RADIUS:  # the whole curve from the minimal examples (evaluation/radius.py)
         radii = per_image_radii(y_all, pred_all, adv_all, np.concatenate(totals.linf))
-        metrics.update(radius_metrics(y_all, radii, job.positive, eps))
+        metrics.update(radius_metrics(y_all, radii, options.positive_class, eps))
     matrices = {
-        "clean": confusion(y_all, pred_all, job.num_classes),
-        "adversarial": confusion(y_all, adv_all, job.num_classes),
+        "clean": confusion(y_all, pred_all, options.num_classes),
+        "adversarial": confusion(y_all, adv_all, options.num_classes),
     }
     probabilities = {
         "labels": y_all,
@@ -317,23 +300,16 @@ def _evaluate(job: _Job, net, source, test_set, max_images, batch_size, n_exampl
     return EvaluationResult(metrics, tags, examples, matrices, probabilities, radii)
 
 
-def _predict(job: _Job, classifier, x: np.ndarray) -> np.ndarray:
-    return predict(classifier, x, job.defense, job.seed)
-
-
-def _scores(job: _Job, classifier, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return scores(classifier, x, job.defense, job.seed)
-
-
-def _defended_test_metrics(job: _Job, defended, test_set, batch_size: int) -> dict[str, float]:
+def _defended_test_metrics(options: EvaluationOptions, defended, test_set) -> dict[str, float]:
     """Clean accuracy and COVID-19 sensitivity on the whole test split, through the defense."""
     ys, preds = [], []
-    for x, y in DataLoader(test_set, batch_size=batch_size, shuffle=False):
+    for x, y in DataLoader(test_set, batch_size=options.batch_size, shuffle=False):
         ys.append(y.numpy())
-        preds.append(_predict(job, defended, x.numpy()))
+        preds.append(predict(defended, x.numpy(), options.defense, options.seed))
     y, pred = np.concatenate(ys), np.concatenate(preds)
-    covid = y == job.positive
+    positive = options.positive_class
+    covid = y == positive
     return {
-        "defended_test_accuracy": float((pred == y).mean()),
-        "defended_test_sensitivity": float((pred[covid] == job.positive).mean()) if covid.any() else float("nan"),
+        Metrics.DEFENDED_TEST_ACCURACY: float((pred == y).mean()),
+        Metrics.DEFENDED_TEST_SENSITIVITY: float((pred[covid] == positive).mean()) if covid.any() else float("nan"),
     }

@@ -5,14 +5,16 @@ runs on the first eval.max_images of them, exactly as on the test split (evaluat
 the prefix `external_`, beside the test split's own.
 """
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..defenses.transforms import Defense, dataset_scores
+from ..defenses.transforms import dataset_scores
+from ..record import Metrics
 from .evaluate import evaluate, majority_accuracy
-
-PREFIX = "external_"
+from .options import EvaluationOptions
 
 
 def reading(y: np.ndarray, pred: np.ndarray, positive: int) -> dict[str, float]:
@@ -27,37 +29,13 @@ def reading(y: np.ndarray, pred: np.ndarray, positive: int) -> dict[str, float]:
     }
 
 
-def external_evaluation(
-    net: torch.nn.Module,
-    dataset: Dataset,
-    attack: dict,
-    num_classes: int,
-    positive_class: int,
-    *,
-    defense: Defense | None = None,
-    source: torch.nn.Module | None = None,
-    max_images: int | None = None,
-    batch_size: int = 64,
-    seed: int = 0,
-    progress: bool = True,
-    thresholds: dict[str, float] | None = None,
-) -> dict[str, float]:
-    """The `external_*` metrics of one job: the clean reading of every image, then evaluate's metrics."""
-    defense = defense or Defense()
-    y, pred, _ = dataset_scores(net, dataset, num_classes, defense, seed, batch_size)
-    attacked = evaluate(
-        net,
-        dataset,
-        attack,
-        num_classes,
-        positive_class,
-        defense=defense,
-        source=source,
-        max_images=max_images,
-        batch_size=batch_size,
-        n_examples=0,
-        seed=seed,
-        progress=progress,
-        thresholds=thresholds,
-    )
-    return {f"{PREFIX}{k}": v for k, v in {**reading(y, pred, positive_class), **attacked.metrics}.items()}
+def external_evaluation(net: torch.nn.Module, dataset: Dataset, options: EvaluationOptions) -> dict[str, float]:
+    """The `external_*` metrics of one job: the clean reading of every image, then evaluate's metrics.
+
+    No example grid (the job's examples come from its test split), and the untrained-model check without the
+    test split's accuracy, which says nothing of these images.
+    """
+    y, pred, _ = dataset_scores(net, dataset, options.num_classes, options.defense, options.seed, options.batch_size)
+    attacked = evaluate(net, dataset, replace(options, n_examples=0, test_accuracy=None))
+    readings = {**reading(y, pred, options.positive_class), **attacked.metrics}
+    return {f"{Metrics.EXTERNAL}{k}": v for k, v in readings.items()}

@@ -10,6 +10,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from ..defenses.transforms import Defense, dataset_scores
+from ..record import Metrics
 
 SENSITIVITY = 0.95
 POINTS = ("sens95", "youden")
@@ -48,13 +49,13 @@ def at_operating_points(
     N x C; the adversarial ones are each image's worst case, pushed toward the wrong side)."""
     out = {}
     for name, threshold in thresholds.items():
-        out[f"threshold_{name}"] = threshold
+        out[f"{Metrics.THRESHOLD}{name}"] = threshold
         for kind, p in (("clean", p_clean), ("adversarial", p_adv)):
             sensitivity, specificity = reading(y, p[:, positive], positive, threshold)
-            out[f"sensitivity_at_{name}_{kind}"] = sensitivity
-            out[f"specificity_at_{name}_{kind}"] = specificity
-    out["auroc_clean"] = auroc(y, p_clean[:, positive], positive)
-    out["auroc_adversarial"] = auroc(y, p_adv[:, positive], positive)
+            out[f"{Metrics.SENSITIVITY_AT}{name}_{kind}"] = sensitivity
+            out[f"{Metrics.SPECIFICITY_AT}{name}_{kind}"] = specificity
+    out[Metrics.AUROC_CLEAN] = auroc(y, p_clean[:, positive], positive)
+    out[Metrics.AUROC_ADVERSARIAL] = auroc(y, p_adv[:, positive], positive)
     return out
 
 

@@ -9,7 +9,7 @@ exceeds b: one job gives the whole curve that separate fixed-budget jobs give po
 
 import numpy as np
 
-from ..record import curve
+from ..record import Metrics, curve
 from .checks import TOLERANCE
 
 # Budgets (in 1/255) at which the curve is logged as metrics, up to the largest one searched.
@@ -38,12 +38,12 @@ def radius_metrics(y: np.ndarray, radii: np.ndarray, positive: int, eps_max: flo
     at CURVE_BUDGETS_255 up to eps_max (curve_accuracy_<n>_255)."""
     covid = y == positive
     metrics = {
-        "radius_median": _median(radii),
-        "radius_median_covid": _median(radii[covid]),
-        "radius_median_non_covid": _median(radii[~covid]),
-        "radius_beyond_max_share": float(np.isinf(radii).mean()),
+        Metrics.RADIUS_MEDIAN: _median(radii),
+        Metrics.RADIUS_MEDIAN_COVID: _median(radii[covid]),
+        Metrics.RADIUS_MEDIAN_NON_COVID: _median(radii[~covid]),
+        Metrics.RADIUS_BEYOND: float(np.isinf(radii).mean()),
     }
     budgets = [n for n in CURVE_BUDGETS_255 if n / 255 <= eps_max + 1e-9]
     for n, accuracy in zip(budgets, curve(radii, np.array(budgets) / 255)):
-        metrics[f"curve_accuracy_{n:g}_255"] = float(accuracy)
+        metrics[f"{Metrics.CURVE}{n:g}_255"] = float(accuracy)
     return metrics

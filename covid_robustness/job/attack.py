@@ -11,12 +11,14 @@ import matplotlib.pyplot as plt
 from omegaconf import DictConfig, OmegaConf
 
 from ..accelerator import evaluation_batch_size
-from ..attacks.factory import attack_label, with_target
+from ..attacks.registry import attack_label
+from ..attacks.resolve import with_target
 from ..data.datamodule import CXRDataModule
 from ..evaluation.callback import AdversarialEvaluation
 from ..evaluation.external import external_evaluation
 from ..evaluation.figures import example_grid, reliability_diagram, robustness_curve
 from ..evaluation.operating_point import POINTS, validation_thresholds
+from ..evaluation.options import EvaluationOptions
 from ..models.module import CXRClassifier
 from ..record import Artifacts, Metrics, Tags, transfer_source
 from ..tracking import Tracker
@@ -118,7 +120,7 @@ def attack_and_track(
         kept = tracker.metrics(parent_id)
         thresholds = _thresholds(tracker, parent_id, kept, net, dm, plan, cfg.seed, batch)
         module.reuse_test_metrics({k: v for k, v in kept.items() if k.startswith(Metrics.TEST)} or None)
-        evaluation = AdversarialEvaluation(
+        options = EvaluationOptions(
             attack,
             dm.num_classes,
             dm.positive_class,
@@ -130,6 +132,7 @@ def attack_and_track(
             corruption=_container(cfg.corruption) if "corruption" in cfg else None,
             thresholds=thresholds,
         )
+        evaluation = AdversarialEvaluation(options)
         trainer = lightning_trainer(cfg, plan, False, [evaluation], progress=False, training=False)
         trainer.test(module, datamodule=dm, verbose=False)
         result = evaluation.result
@@ -138,20 +141,7 @@ def attack_and_track(
             tracker.log_metrics(parent_id, test_metrics)
         metrics = {**test_metrics, **result.metrics, **dm.split_metrics()}
         if dm.external is not None:
-            metrics |= dm.external_metrics() | external_evaluation(
-                net,
-                dm.external.tensors(),
-                attack,
-                dm.num_classes,
-                dm.positive_class,
-                defense=plan.defense,
-                source=source_net,
-                max_images=cfg.eval.max_images,
-                batch_size=batch,
-                seed=cfg.seed,
-                progress=cfg.trainer.enable_progress_bar,
-                thresholds=thresholds,
-            )
+            metrics |= dm.external_metrics() | external_evaluation(net, dm.external.tensors(), options)
         tracker.log_metrics(run_id, metrics)
         tracker.set_tags(run_id, result.tags)
         _log_artifacts(tracker, run_id, result, list(dm.classes), name)

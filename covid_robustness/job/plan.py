@@ -13,7 +13,10 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from ..accelerator import GpuSettings
-from ..attacks.factory import build_attack, build_classifier, in_pixels, validate_attack, with_target
+from ..attacks.build import build_attack
+from ..attacks.classifier import build_classifier
+from ..attacks.resolve import in_pixels, with_target
+from ..attacks.validation import validate_attack
 from ..data.classes import task_classes
 from ..defenses.transforms import Defense, build_defense
 from ..errors import ConfigError

@@ -53,6 +53,8 @@ class Metrics:
     PER_EVALUATION = "adversarial_accuracy_"  # + evaluation name
     IMAGES = "attack_images"
     EPS_PIXEL = "eps_pixel"
+    EPS_STD = "eps_std"  # the budget in standard deviations of the training pixels
+    NORMALISATION_STD = "normalisation_std"  # the model's std, which converts one unit into the other
     PARAMETERS = "model_parameters"
     PARAMETERS_WITH_STATS = "model_parameters_with_bn_stats"
     PAPER_PARAMETERS = "paper_parameters"
@@ -60,6 +62,55 @@ class Metrics:
     TEST = "test/"  # + name: the test loop's metrics of the bare model on the whole test split
     TEST_ACCURACY = "test/acc"
     THRESHOLD = "threshold_"  # + operating point: its threshold, chosen on the validation split
+    # Under attack, among the images the model got right clean (evaluation/evaluate.py).
+    ATTACK_SUCCESS = "attack_success_rate"  # the share the attack turned wrong
+    TARGETED_SUCCESS = "targeted_success_rate"  # a targeted attack: the share it turned into its target
+    MISSED_COVID = "missed_covid_rate"  # COVID-19 images turned to another class
+    FALSE_ALARM = "false_alarm_rate"  # other images turned to COVID-19
+    SENSITIVITY_CLEAN = "covid_sensitivity_clean"
+    SENSITIVITY_ADVERSARIAL = "covid_sensitivity_adversarial"
+    # The perturbations' sizes, and the attack's cost (passes: per attacked image).
+    LINF_MEAN = "linf_mean"
+    LINF_MAX = "linf_max"
+    L2_MEAN = "l2_mean"
+    L2_MAX = "l2_max"
+    SECONDS = "attack_seconds"  # all images
+    FORWARD_PASSES = "attack_forward_passes"
+    BACKWARD_PASSES = "attack_backward_passes"
+    # Calibration (evaluation/calibration.py), each + "_clean" and + "_adversarial".
+    ECE = "ece"
+    BRIER = "brier"
+    CONFIDENT_ERRORS = "confident_error_share"
+    # The untrained-model check and a defense's clean reading of the whole test split.
+    TEST_IMAGES = "test_images"
+    MAJORITY = "majority_class_accuracy"  # always answering the majority class
+    PREDICTED_CLASSES = "clean_predicted_classes"
+    DEFENDED_TEST_ACCURACY = "defended_test_accuracy"
+    DEFENDED_TEST_SENSITIVITY = "defended_test_sensitivity"
+    # At the operating points (evaluation/operating_point.py): + point + "_clean" or "_adversarial".
+    SENSITIVITY_AT = "sensitivity_at_"
+    SPECIFICITY_AT = "specificity_at_"
+    AUROC_CLEAN = "auroc_clean"
+    AUROC_ADVERSARIAL = "auroc_adversarial"
+    # attack=radius (evaluation/radius.py).
+    RADIUS_MEDIAN = "radius_median"
+    RADIUS_MEDIAN_COVID = "radius_median_covid"
+    RADIUS_MEDIAN_NON_COVID = "radius_median_non_covid"
+    RADIUS_BEYOND = "radius_beyond_max_share"  # images standing at the largest budget searched
+    CURVE = "curve_accuracy_"  # + budget in 1/255 + "_255"
+    # A corrupted test split (evaluation/corrupted.py): + "s" + severity, or + "mean" over the severities.
+    CORRUPTED_ACCURACY = "corruption_accuracy_"
+    CORRUPTED_ADVERSARIAL = "corruption_adversarial_accuracy_"
+    # Another source's images (evaluation/external.py): + the name of what is read there.
+    EXTERNAL = "external_"
+    EXTERNAL_IMAGES = "external_images"  # + "_" + class: its images
+    EXTERNAL_SKIPPED = "external_skipped"
+    EXTERNAL_NEAR_DUPLICATES = "external_near_duplicates_in_train"
+    # Near-duplicates of the folder source (data/datamodule.py).
+    TEST_NEAR_DUPLICATES = "test_near_duplicates_in_train"
+    NEAR_DUPLICATE_GROUPS = "near_duplicate_groups"
+    NEAR_DUPLICATE_IMAGES = "near_duplicate_images"
+    NEAR_DUPLICATE_GROUPS_MIXED = "near_duplicate_groups_mixed_labels"
 
 
 class Artifacts:
@@ -80,7 +131,7 @@ class ProbeMetrics:
     ACCURACY = "probe_accuracy"
     SENSITIVITY = "probe_sensitivity"
     SPECIFICITY = "probe_specificity"
-    CHANCE = "majority_class_accuracy"  # always answering the test split's majority class
+    CHANCE = Metrics.MAJORITY  # always answering the test split's majority class
     ABOVE_CHANCE = "probe_above_chance"  # ACCURACY - CHANCE
     FILL = "probe_fill_pixel"  # border probe: the constant (0-255) its blanked interior is set to
     FRAME = "probe_frame_pixels"  # border probe: the visible frame's width on each side, in pixels
