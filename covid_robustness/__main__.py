@@ -46,7 +46,7 @@ def main() -> None:
 
         params(sys.argv[2:])
     elif len(sys.argv) > 1 and sys.argv[1] == "report":
-        from .report import main as report
+        from .report.cli import main as report
 
         report(sys.argv[2:])
     elif len(sys.argv) > 1 and sys.argv[1] == "probe":

@@ -71,8 +71,8 @@ def test_the_radius_job_logs_radii_that_agree_with_the_fixed_budget_jobs(store):
 
 
 def test_the_clinical_page_shows_harm_calibration_operating_points_radii_and_targets(store):
-    from covid_robustness.report import build
     from covid_robustness.report.collect import collect
+    from covid_robustness.report.pages import build
 
     client = MlflowClient(f"sqlite:///{store / 'mlruns' / 'mlflow.db'}")
     written = {p.name for p in build(client, collect(client, "default"), store / "report")}

@@ -7,7 +7,7 @@ import re
 import pytest
 from mlflow.tracking import MlflowClient
 
-from covid_robustness.report import main
+from covid_robustness.report.cli import main
 
 from .conftest import TINY, run_cli
 

@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from covid_robustness.report import defenses, figures, paper_eps, tables
+from covid_robustness.report import blocks, defenses, figures, paper_eps, records, tables
 from covid_robustness.report.collect import Job, Study, newest_per_cell
 from covid_robustness.report.estimate import measured
 from covid_robustness.report.intervals import overlap, wilson
@@ -176,14 +176,14 @@ def test_seeds_aggregate_to_mean_and_min_max():
     assert e.seeds == 3 and e.mean == pytest.approx(0.725) and e.spread == (0.7, 0.75)
     lo, hi = wilson(87, 120)  # 28 + 29 + 30 of 3 x 40 images
     assert e.text() == f"72.50 (70.00-75.00, 3 seeds) [{100 * lo:.1f}, {100 * hi:.1f}]"
-    (record,) = [r for r in tables.table2_records(rows(s)) if r["attack"] == "fgsm"]
+    (record,) = [r for r in records.table2_records(rows(s)) if r["attack"] == "fgsm"]
     assert (record["accuracy"], record["accuracy_min"], record["accuracy_max"], record["n_seeds"]) == (
         pytest.approx(0.725),
         0.7,
         0.75,
         3,
     )
-    assert len(tables.job_records(s)) == 3  # runs.csv keeps one line per run
+    assert len(records.job_records(s)) == 3  # runs.csv keeps one line per run
 
 
 # 2. Intervals
@@ -372,21 +372,21 @@ def test_untrained_models_are_marked_and_listed():
     )
     table = tables.table2(rows(s))
     fgsm = next(r for r in table.rows if r[0] == "FGSM eps=8/255")
-    assert fgsm[1].endswith("]") and fgsm[3].endswith(f"] {tables.UNTRAINED}")
-    assert tables.UNTRAINED_NOTE in table.notes
+    assert fgsm[1].endswith("]") and fgsm[3].endswith(f"] {blocks.UNTRAINED}")
+    assert blocks.UNTRAINED_NOTE in table.notes
     listed = tables.jobs(s)
     column = listed.columns.index("untrained model")
     assert [r[column] for r in listed.rows] == [
         "no",
-        f"{tables.UNTRAINED} it predicts one class (0) for all 64 attacked images",
+        f"{blocks.UNTRAINED} it predicts one class (0) for all 64 attacked images",
     ]
-    assert [r["untrained_model"] for r in tables.table2_records(rows(s)) if r["attack"] == "fgsm"] == [False, True]
+    assert [r["untrained_model"] for r in records.table2_records(rows(s)) if r["attack"] == "fgsm"] == [False, True]
 
 
 def test_masking_and_untrained_marks_follow_the_interval():
     s = study(job(acc=0.5, masking=True, masking_reasons="r", untrained=True))
     cell = next(r for r in tables.table2(rows(s)).rows if r[0] == "FGSM eps=8/255")[1]
-    assert cell == f"{measured(s.jobs, 'adversarial_accuracy').text()} {tables.MASK} {tables.UNTRAINED}"
+    assert cell == f"{measured(s.jobs, 'adversarial_accuracy').text()} {blocks.MASK} {blocks.UNTRAINED}"
 
 
 def test_transfer_tables_and_every_figure_render_from_hand_made_jobs():

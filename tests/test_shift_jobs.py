@@ -98,8 +98,8 @@ def test_no_corruption_leaves_keys_and_params_as_before_and_bad_ones_are_refused
 def test_the_report_shows_corruption_and_external_accuracy_beside_the_attacks(store):
     from mlflow.tracking import MlflowClient
 
-    from covid_robustness.report import build
     from covid_robustness.report.collect import collect
+    from covid_robustness.report.pages import build
 
     client = MlflowClient(f"sqlite:///{store / 'mlruns' / 'mlflow.db'}")
     written = {p.name for p in build(client, collect(client, "default"), store / "report")}

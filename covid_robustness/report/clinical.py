@@ -19,11 +19,11 @@ from mlflow.tracking import MlflowClient
 
 from ..data.classes import COVID
 from ..record import RADIUS, curve
+from .blocks import DASH, Table, pct
 from .collect import Job, Study, artifact
 from .evalsets import evaluation_sets, key
 from .figures import COLORS
 from .labels import attack_label, model_label, model_order
-from .tables import DASH, Table, pct
 
 
 def _budget(job: Job) -> str:

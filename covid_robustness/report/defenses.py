@@ -13,13 +13,13 @@ from statistics import mean
 import matplotlib.pyplot as plt
 import numpy as np
 
+from .blocks import DASH, Table, cell, flag_notes, marks
 from .collect import Job, Study
 from .estimate import Estimate, clean_on_test, measured, per_seed, pooled
 from .evalsets import EvalSet, evaluation_sets, key
 from .figures import COLORS, eps_axis, error_bars, seed_dots
 from .intervals import overlap
 from .labels import model_label, model_order
-from .tables import DASH, Table, cell, flag_notes, marks
 
 NONE = "none"
 SAME = "≈"

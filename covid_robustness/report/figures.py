@@ -2,7 +2,6 @@
 
 import io
 from collections import defaultdict
-from dataclasses import dataclass
 from statistics import mean
 
 import matplotlib
@@ -13,21 +12,13 @@ import numpy as np
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from .blocks import UNTRAINED
 from .collect import Job
 from .estimate import Estimate, measured
 from .labels import attack_label, model_label, model_order
 from .summary import CLEAN, Row, sweeps
-from .tables import UNTRAINED
 
 COLORS = plt.get_cmap("tab10").colors
-
-
-@dataclass
-class Figure:
-    file: str  # the PNG's name in the report folder
-    title: str
-    caption: str
-    png: bytes
 
 
 def to_png(fig) -> bytes:

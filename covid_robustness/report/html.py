@@ -3,8 +3,7 @@
 import base64
 from html import escape
 
-from .figures import Figure
-from .tables import Link, Table
+from .blocks import Figure, Link, Table
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1300px; padding: 0 1em; color: #222; }

@@ -1,7 +1,6 @@
 """report.md: the tables as Markdown tables, the figures as links to the PNGs beside it."""
 
-from .figures import Figure
-from .tables import Link, Table
+from .blocks import Figure, Link, Table
 
 
 def _cell(text: str) -> str:

@@ -14,11 +14,11 @@ from math import exp, log
 import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
 
+from .blocks import DASH, Table, flag_notes, marks
 from .estimate import Estimate
 from .figures import COLORS
 from .labels import model_label
 from .summary import MODELS, PAPER_TABLE2, Row, sweeps
-from .tables import DASH, Table, flag_notes, marks
 
 ATTACKS = ("fgsm", "pgd")  # the paper's attacks that have an L-inf budget
 BELOW, ABOVE = "below", "above"  # the crossing lies outside the grid, on this side

@@ -13,12 +13,12 @@ import numpy as np
 from ..record import ProbeMetrics, numbers_params
 from ..record.sections import PROBE, is_training_param, section
 from ..shortcut import PROBES, verdict
+from .blocks import DASH, Table, pct
 from .collect import Job, Probe, Study
 from .estimate import Estimate
 from .evalsets import differing, settings, training_key
 from .figures import COLORS
 from .labels import attack_label, model_label, model_order
-from .tables import DASH, Table, pct
 
 CORRUPTED = "corruption_accuracy_s"
 SEVERITY_NOTE = "mean over the job's severities"

@@ -1,12 +1,11 @@
 """The report's tables, as plain rows of text that the Markdown and HTML pages both render."""
 
-from dataclasses import dataclass, field
-from datetime import datetime
 from statistics import mean
 
 from ..record import Metrics, value
+from .blocks import DASH, INTERVAL_NOTE, MASK, UNTRAINED, Table, cell, flag_notes, marks, pct, when
 from .collect import Job, Study
-from .estimate import ATTACKED, Estimate, measured
+from .estimate import ATTACKED, measured
 from .evalsets import evaluation_sets
 from .evalsets import key as evaluation_key
 from .labels import attack_label, model_label, model_order
@@ -22,67 +21,6 @@ from .summary import (
     paper_average,
     paper_label,
 )
-
-MASK = "⚠"
-UNTRAINED = "∅"
-DASH = "–"
-MASK_NOTE = f"{MASK}: the sweep flagged possible gradient masking for this run (reasons in the table of jobs)."
-UNTRAINED_NOTE = (
-    f"{UNTRAINED}: the model is no better than always answering the majority class (tag untrained_model, "
-    "reason in the table of jobs): an attack cannot turn its answers wrong, so its accuracy says nothing "
-    "about robustness."
-)
-INTERVAL_NOTE = (
-    "[low, high]: the 95 % Wilson score interval of the images counted; with several seeds the mean over "
-    "them, their (min-max, n seeds) and the interval of all their images together."
-)
-
-
-@dataclass
-class Table:
-    title: str
-    columns: list[str]
-    rows: list[list[str]]
-    notes: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Link:
-    """A section that points to another page of the report."""
-
-    title: str
-    href: str  # relative to the report folder
-    text: str
-
-
-def pct(value: float | None) -> str:
-    return DASH if value is None or value != value else f"{100 * value:.2f}"
-
-
-def marks(jobs, masking: bool = True) -> str:
-    """The flags a number carries: possible gradient masking (of an attack's number), an untrained model."""
-    jobs = list(jobs)
-    return (f" {MASK}" if masking and any(j.masking for j in jobs) else "") + (
-        f" {UNTRAINED}" if any(j.untrained for j in jobs) else ""
-    )
-
-
-def cell(estimate: Estimate | None, masking: bool = True) -> str:
-    """An accuracy with its interval, its seeds and its flags; a dash where there is none.
-
-    masking=False for clean accuracies, which no attack produced.
-    """
-    return DASH if estimate is None else estimate.text() + marks(estimate.jobs, masking)
-
-
-def flag_notes(jobs, masking: bool = True) -> list[str]:
-    """The legend of the marks the table uses."""
-    jobs = list(jobs)
-    return [MASK_NOTE] * masking + [UNTRAINED_NOTE] * any(j.untrained for j in jobs)
-
-
-def when(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _number_first(value: str) -> tuple:
@@ -366,73 +304,3 @@ def replaced(study: Study) -> Table | None:
             "kept apart, as rows or as seeds."
         ],
     )
-
-
-def table2_records(rows: list[Row]) -> list[dict]:
-    """Table II as a tidy table, one line per evaluation set and model, with full precision."""
-    out = []
-    for row in rows:
-        for model in model_order(row.accuracy):
-            e = row.accuracy[model]
-            lo, hi = e.interval
-            evalset = row.evalset
-            out.append(
-                {
-                    "evaluation_set": row.label,
-                    "attack": row.attack,
-                    "setting": row.setting,
-                    "eps": "" if row.eps is None else row.eps,
-                    "eps_configured": "" if evalset is None or evalset.eps is None else evalset.eps,
-                    "eps_unit": "" if evalset is None else evalset.eps_unit,
-                    "impl": row.impl,
-                    "model": model,
-                    "accuracy": e.mean,
-                    "accuracy_min": e.spread[0],
-                    "accuracy_max": e.spread[1],
-                    "n_seeds": e.seeds,
-                    "correct": e.correct,
-                    "images": e.total,
-                    "ci95_low": lo,
-                    "ci95_high": hi,
-                    "covid_sensitivity": row.sensitivity[model],
-                    "paper_accuracy": row.paper.get(model, ""),
-                    "gradient_masking": "" if row.attack == CLEAN else e.masking,
-                    "untrained_model": e.untrained,
-                    "run_id": " ".join(j.run_id for j in e.jobs),
-                }
-            )
-    return out
-
-
-def job_records(study: Study) -> list[dict]:
-    """Every job used, one line each: the cell, its run and all its metrics."""
-    records = []
-    for j in study.jobs:
-        lo, hi = measured([j], "adversarial_accuracy").interval
-        records.append(
-            {
-                "run_id": j.run_id,
-                "training_run_id": j.training_run_id,
-                "start_time": when(j.start_time),
-                "cell_key": j.cell,
-                "model": j.model,
-                "attack": j.attack,
-                "setting": j.setting,
-                "eps": "" if j.eps is None else j.eps,
-                "eps_unit": j.params.get("attack.eps_unit", "pixel"),
-                "impl": j.impl,
-                "defense": j.defense,
-                "source_model": j.source_model or "",
-                "seed": j.seed,
-                "evaluation": j.evaluation,
-                "strongest_evaluation": j.strongest_evaluation,
-                "gradient_masking": j.masking,
-                "gradient_masking_reasons": j.masking_reasons,
-                "untrained_model": j.untrained,
-                "untrained_model_reason": j.untrained_reason,
-                "adversarial_accuracy_ci95_low": lo,
-                "adversarial_accuracy_ci95_high": hi,
-                **dict(sorted(j.metrics.items())),
-            }
-        )
-    return records

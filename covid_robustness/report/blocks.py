@@ -1,0 +1,80 @@
+"""The blocks every page is made of: a table, a figure, a link to another page, and the way a number is written.
+
+A page is a list of these; the Markdown and the HTML renderers (markdown.py, html.py) turn the same list into
+each format, so the two pages cannot disagree. A table's cells are text already: how an accuracy, its
+interval and its flags read is decided here once, for every table.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .estimate import Estimate
+
+MASK = "⚠"
+UNTRAINED = "∅"
+DASH = "–"
+MASK_NOTE = f"{MASK}: the sweep flagged possible gradient masking for this run (reasons in the table of jobs)."
+UNTRAINED_NOTE = (
+    f"{UNTRAINED}: the model is no better than always answering the majority class (tag untrained_model, "
+    "reason in the table of jobs): an attack cannot turn its answers wrong, so its accuracy says nothing "
+    "about robustness."
+)
+INTERVAL_NOTE = (
+    "[low, high]: the 95 % Wilson score interval of the images counted; with several seeds the mean over "
+    "them, their (min-max, n seeds) and the interval of all their images together."
+)
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Figure:
+    file: str  # the PNG's name in the report folder
+    title: str
+    caption: str
+    png: bytes
+
+
+@dataclass
+class Link:
+    """A section that points to another page of the report."""
+
+    title: str
+    href: str  # relative to the report folder
+    text: str
+
+
+def pct(value: float | None) -> str:
+    return DASH if value is None or value != value else f"{100 * value:.2f}"
+
+
+def marks(jobs, masking: bool = True) -> str:
+    """The flags a number carries: possible gradient masking (of an attack's number), an untrained model."""
+    jobs = list(jobs)
+    return (f" {MASK}" if masking and any(j.masking for j in jobs) else "") + (
+        f" {UNTRAINED}" if any(j.untrained for j in jobs) else ""
+    )
+
+
+def cell(estimate: Estimate | None, masking: bool = True) -> str:
+    """An accuracy with its interval, its seeds and its flags; a dash where there is none.
+
+    masking=False for clean accuracies, which no attack produced.
+    """
+    return DASH if estimate is None else estimate.text() + marks(estimate.jobs, masking)
+
+
+def flag_notes(jobs, masking: bool = True) -> list[str]:
+    """The legend of the marks the table uses."""
+    jobs = list(jobs)
+    return [MASK_NOTE] * masking + [UNTRAINED_NOTE] * any(j.untrained for j in jobs)
+
+
+def when(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S")

@@ -1,0 +1,185 @@
+"""The report's pages: which tables and figures each holds, in what order, and the files they are written to.
+
+Two pages: report (the paper's tables and figures, then defenses, transfer, shift, the study's runs) and,
+where the study has clinical jobs, clinical. Each is written as Markdown and as one HTML page, its figures
+as PNGs beside them, with Table II and the runs as CSV.
+"""
+
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from ..data.classes import task_classes
+from . import clinical, defenses, figures, html, markdown, paper_eps, shift, tables
+from .blocks import Figure, Link
+from .collect import Study, examples
+from .records import job_records, table2_records, write_csv
+from .summary import newest_job_per_model, rows, sweeps
+
+
+def build(client: MlflowClient, study: Study, out: Path) -> list[Path]:
+    """Writes the report into out and returns the files written."""
+    out.mkdir(parents=True, exist_ok=True)
+    table_rows = rows(study)
+    newest = newest_job_per_model(study)
+    sections: list = [tables.overview(study), tables.table2(table_rows), tables.table2_average(table_rows)]
+    if (probes := shift.probe_table(study)) is not None:  # beside Table II: what its clean row may measure
+        sections.append(probes)
+
+    def add_figure(file: str, title: str, caption: str, fig) -> None:
+        sections.append(Figure(file, title, caption, figures.to_png(fig)))
+
+    add_figure(
+        "figure3_accuracy.png",
+        "Figure 3: accuracy per model and evaluation set",
+        "Bars: our accuracy (clean: whole test split; attacks: the attacked images), with its 95 % Wilson "
+        "interval; dots: each seed, where there are several. Black ticks: the paper's value for the row it "
+        "compares with. Hatched: possible gradient masking. Faded, ∅: a model no better than the majority "
+        "class. "
+        f"A sweep over {figures.LONG_SWEEP} budgets or more is drawn in the robustness curves instead.",
+        figures.accuracy_bars(figures.bar_rows(table_rows)),
+    )
+    curves = sweeps(table_rows)
+    if curves:
+        add_figure(
+            "robustness_curves.png",
+            "Robustness curves",
+            "Accuracy (top, with its 95 % Wilson interval) and COVID-19 sensitivity (bottom) on the attacked "
+            "images against the L-inf budget; eps 0 is the clean value on the same images. Red crosses: "
+            "possible gradient masking.",
+            figures.robustness_curves(curves),
+        )
+    if equivalents := paper_eps.equivalents(table_rows):
+        sections.append(paper_eps.table(equivalents))
+        add_figure(
+            "paper_equivalent_eps.png",
+            "Figure: paper-equivalent budgets",
+            "Our accuracy against the budget (log scale) per model, with its 95 % Wilson band; dashed: the "
+            "paper's value for that model and attack; diamond: where our curve meets it, with the range where "
+            "the band contains it; dotted: the paper's eps of 0.3 std on [0, 1] pixels.",
+            paper_eps.figure(equivalents),
+        )
+    chosen = figures.kernel_jobs(table_rows)
+    arrays = {
+        job.run_id: ex
+        for by_model in chosen.values()
+        for _, job in by_model.values()
+        if (ex := examples(client, job)) is not None
+    }
+    if arrays:
+        classes = task_classes(study.jobs[0].params["data.task"])
+        add_figure(
+            "figure2_kernels.png",
+            "Figure 2: attack kernels",
+            "Per model, the first test image (left) and the perturbation each attack added to it "
+            "(adversarial - clean, red brighter, blue darker, each scaled to its own largest change, "
+            "given in grey levels); for ST the transformed image. From each job's examples.npz.",
+            figures.kernels(chosen, arrays, classes),
+        )
+    if defenses.has_defenses(study):
+        sections += [defenses.bought(study), defenses.per_model(study)]
+        add_figure(
+            "defenses.png",
+            "Robustness per defense",
+            "Accuracy on the attacked images against the L-inf budget, per model and defense, with its 95 % "
+            "Wilson interval; eps 0 is the clean accuracy on the same images (through the defense).",
+            defenses.robustness_by_defense(study),
+        )
+    if defenses.has_transfer(study):
+        sections += defenses.transfer_tables(study)
+        add_figure(
+            "transfer.png",
+            "Transfer matrices",
+            "Accuracy (%) of each target model on examples crafted on each source model; diagonal: white-box.",
+            defenses.transfer_heatmaps(study),
+        )
+    if shift.corruption_jobs(study):
+        sections.append(shift.corruption_table(study))
+        add_figure(
+            "corruptions.png",
+            "Corruption accuracy per severity",
+            "Accuracy (%) of each model on its test images corrupted by each MedMNIST-C corruption (rows) at "
+            "each severity (columns), read clean; green is high.",
+            shift.corruption_heatmaps(study),
+        )
+        if (table := shift.corruption_attack_table(study)) is not None:
+            sections.append(table)
+    if shift.external_jobs(study):
+        sections.append(shift.external_table(study))
+        add_figure(
+            "external.png",
+            "Internal against external accuracy",
+            "Clean accuracy on the model's own test split and on every image of the external set (another "
+            "source); black ticks: the external set's majority-class share, what always answering that class scores.",
+            shift.external_figure(study),
+        )
+    written = []
+    if clinical.has_clinical(study):
+        written += _page(out, "clinical", f"Clinical reading: study {study.name}", clinical_sections(client, study))
+        sections.append(
+            Link(
+                "Clinical reading",
+                "clinical.html",
+                "Missed COVID-19 and false alarms against the budget, calibration and reliability under attack, "
+                "the operating point, robust radii per class and targeted attacks (clinical.html)",
+            )
+        )
+    sections += [tables.clean_metrics(study), tables.parameter_counts(study, newest), tables.jobs(study)]
+    if (reruns := tables.replaced(study)) is not None:
+        sections.append(reruns)
+    written += _page(out, "report", f"Adversarial robustness report: study {study.name}", sections)
+    write_csv(out / "table2.csv", table2_records(table_rows))
+    write_csv(out / "runs.csv", job_records(study))
+    return written + [out / name for name in ("table2.csv", "runs.csv")]
+
+
+def _page(out: Path, name: str, title: str, sections: list) -> list[Path]:
+    """Writes one page (name.md, name.html) and its figures' PNGs; returns the files written."""
+    written = []
+    for section in sections:
+        if isinstance(section, Figure):
+            (out / section.file).write_bytes(section.png)
+            written.append(out / section.file)
+    (out / f"{name}.md").write_text(markdown.render(title, sections), encoding="utf-8")
+    (out / f"{name}.html").write_text(html.render(title, sections), encoding="utf-8")
+    return written + [out / f"{name}.md", out / f"{name}.html"]
+
+
+def clinical_sections(client: MlflowClient, study: Study) -> list:
+    """The clinical page (report/clinical.py): its tables, and figures where there is something to draw."""
+    sections: list = []
+    if clinical.harm_jobs(study):
+        sections.append(clinical.harm_table(study))
+    found = clinical.radius_data(client, study)
+    drawn = [
+        (
+            "clinical_harm.png",
+            "Missed COVID-19 and false alarms against the budget",
+            "Per model: the share of COVID-19 images read right that the attack turned to another class (solid) "
+            "and of the other images read right turned to COVID-19 (dashed), against the L-inf budget; markers: "
+            "fixed-budget jobs, black lines: read off the radius job's per-image radii (two classes).",
+            clinical.harm_figure(study, found),
+        ),
+        (
+            "clinical_reliability.png",
+            "Reliability under attack",
+            "Per model, the reliability diagram of its strongest gradient attack (lowest attacked accuracy): "
+            "accuracy against confidence per bin, clean (blue) and attacked (red); marker area ~ images.",
+            clinical.reliability_figure(client, study),
+        ),
+    ]
+    for file, title, caption, fig in drawn:
+        if fig is not None:
+            sections.append(Figure(file, title, caption, figures.to_png(fig)))
+    for table in (clinical.operating_table(study), clinical.radius_table(study)):
+        if table is not None:
+            sections.append(table)
+    if (fig := clinical.radius_figure(found)) is not None:
+        caption = (
+            "Per model and class, the distribution of each image's robust radius (attack=radius); images "
+            "that stand at the largest budget searched are drawn at it and counted under the box."
+        )
+        sections.append(Figure("clinical_radii.png", "Robust radii per class", caption, figures.to_png(fig)))
+    if (table := clinical.targeted_table(study)) is not None:
+        sections.append(table)
+    return sections
