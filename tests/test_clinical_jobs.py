@@ -75,7 +75,7 @@ def test_the_clinical_page_shows_harm_calibration_operating_points_radii_and_tar
     from covid_robustness.report.pages import build
 
     client = MlflowClient(f"sqlite:///{store / 'mlruns' / 'mlflow.db'}")
-    written = {p.name for p in build(client, collect(client, "default"), store / "report")}
+    written = {p.name for p in build(collect(client, "default"), store / "report")}
     pages = {"clinical.html", "clinical.md", "clinical_harm.png", "clinical_reliability.png", "clinical_radii.png"}
     assert pages <= written
     page = (store / "report" / "clinical.md").read_text()

@@ -102,7 +102,7 @@ def test_the_report_shows_corruption_and_external_accuracy_beside_the_attacks(st
     from covid_robustness.report.pages import build
 
     client = MlflowClient(f"sqlite:///{store / 'mlruns' / 'mlflow.db'}")
-    written = {p.name for p in build(client, collect(client, "default"), store / "report")}
+    written = {p.name for p in build(collect(client, "default"), store / "report")}
     assert {"corruptions.png", "external.png"} <= written
     report = (store / "report" / "report.md").read_text()
     none, _ = _metrics(store, "none")

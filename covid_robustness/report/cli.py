@@ -75,5 +75,5 @@ def main(argv: list[str]) -> None:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     out = args.out or Path("reports") / args.study
-    run_id = publish(client, study, build(client, study, out))
+    run_id = publish(client, study, build(study, out))
     print(f"report of study {study.name!r} ({len(study.jobs)} jobs): {out / 'report.html'}; logged to run {run_id}")

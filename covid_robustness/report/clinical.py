@@ -8,19 +8,17 @@ run again.
 """
 
 import io
-import json
 from collections import defaultdict
 
 import matplotlib.image as mpimg
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.lines import Line2D
-from mlflow.tracking import MlflowClient
 
 from ..data.classes import COVID
 from ..record import RADIUS, curve
 from .blocks import DASH, Table, pct
-from .collect import Job, Study, artifact
+from .collect import Job, Study
 from .evalsets import evaluation_sets, key
 from .figures import COLORS
 from .labels import attack_label, model_label, model_order
@@ -180,7 +178,7 @@ def operating_table(study: Study) -> Table | None:
     )
 
 
-def reliability_figure(client: MlflowClient, study: Study):
+def reliability_figure(study: Study):
     """Per model, the reliability diagram of its strongest gradient job (lowest attacked accuracy)."""
     chosen: dict[str, Job] = {}
     for j in harm_jobs(study):
@@ -188,7 +186,7 @@ def reliability_figure(client: MlflowClient, study: Study):
             j.model not in chosen or j.metrics["adversarial_accuracy"] < chosen[j.model].metrics["adversarial_accuracy"]
         ):
             chosen[j.model] = j
-    images = {m: png for m, j in chosen.items() if (png := artifact(client, j, "reliability.png")) is not None}
+    images = {m: png for m, j in chosen.items() if (png := study.artifacts.reliability(j)) is not None}
     if not images:
         return None
     models = model_order(images)
@@ -208,12 +206,6 @@ def _undefended(job: Job) -> bool:
 
 def radius_jobs(study: Study) -> list[Job]:
     return [j for j in study.jobs if j.attack == RADIUS and _undefended(j)]
-
-
-def radii(client: MlflowClient, job: Job) -> dict | None:
-    """The job's radii.json: classes, labels and each image's radius (None: beyond the largest budget)."""
-    raw = artifact(client, job, "radii.json")
-    return None if raw is None else json.loads(raw)
 
 
 def radius_table(study: Study) -> Table | None:
@@ -257,11 +249,11 @@ def radius_table(study: Study) -> Table | None:
     )
 
 
-def radius_data(client: MlflowClient, study: Study) -> dict[str, tuple[Job, dict]]:
+def radius_data(study: Study) -> dict[str, tuple[Job, dict]]:
     """Per model, its newest radius job and that job's radii.json."""
     found = {}
     for j in radius_jobs(study):
-        if j.model not in found and (data := radii(client, j)) is not None:
+        if j.model not in found and (data := study.artifacts.radii(j)) is not None:
             found[j.model] = (j, data)
     return found
 

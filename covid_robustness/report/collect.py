@@ -1,6 +1,12 @@
-"""Read one study's finished runs from MLflow into a tidy table: one Job per evaluated cell."""
+"""The report's one reader of MLflow: a study's finished runs as a tidy table (one Job per evaluated cell),
+the training and probe runs beside them, and the artifacts of its jobs on demand.
+
+Every page reads the study through what this module returns, never the store itself, so what the report
+reads is stated here once and the pages can be built from hand-made jobs as well.
+"""
 
 import io
+import json
 import tempfile
 from dataclasses import dataclass, field, replace
 
@@ -8,11 +14,11 @@ import numpy as np
 from mlflow.tracking import MlflowClient
 
 from ..errors import ConfigError
-from ..record import PROBE_ROLE, TRAINING_ROLE, Job, Tags, finished_jobs, newest_per_cell, search
+from ..record import PROBE_ROLE, TRAINING_ROLE, Artifacts, Job, Tags, finished_jobs, newest_per_cell, search
 from ..record.masking import study_flags
 from .labels import learn_labels
 
-__all__ = ["Job", "Probe", "Study", "artifact", "collect", "examples", "newest_per_cell", "studies"]
+__all__ = ["ArtifactReader", "Job", "Probe", "Study", "collect", "newest_per_cell", "studies"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +31,42 @@ class Probe:
     params: dict[str, str]
 
 
+class ArtifactReader:
+    """The artifacts of a study's job runs, downloaded when a page asks for one: a page shows a few of the
+    many a study logs (the examples of one job per model and attack, the radii of one job per model).
+
+    Without a client (a study made by hand) every job has none.
+    """
+
+    def __init__(self, client: MlflowClient | None = None):
+        self._client = client
+
+    def read(self, job: Job, name: str) -> bytes | None:
+        """The bytes of one of the job's artifacts, or None where it logged none of that name."""
+        if self._client is None or name not in {a.path for a in self._client.list_artifacts(job.run_id)}:
+            return None
+        with tempfile.TemporaryDirectory() as tmp:
+            with open(self._client.download_artifacts(job.run_id, name, tmp), "rb") as f:
+                return f.read()
+
+    def examples(self, job: Job) -> dict[str, np.ndarray] | None:
+        """The job's examples.npz (clean, adversarial, labels, pred_clean, pred_adv), if it logged one."""
+        raw = self.read(job, Artifacts.EXAMPLES)
+        if raw is None:
+            return None
+        with np.load(io.BytesIO(raw)) as arrays:
+            return dict(arrays)
+
+    def radii(self, job: Job) -> dict | None:
+        """A radius job's radii.json: classes, labels and each image's radius (None: beyond the largest budget)."""
+        raw = self.read(job, Artifacts.RADII)
+        return None if raw is None else json.loads(raw)
+
+    def reliability(self, job: Job) -> bytes | None:
+        """The job's reliability diagram (reliability.png), clean and attacked, if it drew one."""
+        return self.read(job, Artifacts.RELIABILITY)
+
+
 @dataclass
 class Study:
     name: str
@@ -34,6 +76,7 @@ class Study:
     replaced: list[tuple[Job, Job]] = field(default_factory=list)  # (older run left out, the run kept)
     trainings: dict[str, dict[str, float]] = field(default_factory=dict)  # run id: last value per metric
     probes: list[Probe] = field(default_factory=list)  # finished shortcut-probe runs, newest first
+    artifacts: ArtifactReader = field(default_factory=ArtifactReader)
 
 
 def studies(client: MlflowClient) -> list[str]:
@@ -53,7 +96,7 @@ def collect(client: MlflowClient, name: str) -> Study:
         raise ConfigError(
             f"study {name!r} has no finished job runs in {client.tracking_uri}; run a sweep with study={name} first."
         )
-    study = Study(name, client.tracking_uri, experiment.experiment_id, [])
+    study = Study(name, client.tracking_uri, experiment.experiment_id, [], artifacts=ArtifactReader(client))
     study.jobs, study.replaced = newest_per_cell(jobs)
     # Computed here as the sweep computes them, so a report of an interrupted sweep has them too.
     flags = study_flags(study.jobs)
@@ -69,21 +112,3 @@ def collect(client: MlflowClient, name: str) -> Study:
         tags = run.data.tags
         study.probes.append(Probe(tags[Tags.MODEL], tags[Tags.PROBE], dict(run.data.metrics), dict(run.data.params)))
     return study
-
-
-def artifact(client: MlflowClient, job: Job, name: str) -> bytes | None:
-    """The bytes of one of the job's artifacts, or None where it logged none of that name."""
-    if name not in {a.path for a in client.list_artifacts(job.run_id)}:
-        return None
-    with tempfile.TemporaryDirectory() as tmp:
-        with open(client.download_artifacts(job.run_id, name, tmp), "rb") as f:
-            return f.read()
-
-
-def examples(client: MlflowClient, job: Job) -> dict[str, np.ndarray] | None:
-    """The job's examples.npz (clean, adversarial, labels, pred_clean, pred_adv), if it logged one."""
-    raw = artifact(client, job, "examples.npz")
-    if raw is None:
-        return None
-    with np.load(io.BytesIO(raw)) as arrays:
-        return dict(arrays)

@@ -7,17 +7,15 @@ as PNGs beside them, with Table II and the runs as CSV.
 
 from pathlib import Path
 
-from mlflow.tracking import MlflowClient
-
 from ..data.classes import task_classes
 from . import clinical, defenses, figures, html, markdown, paper_eps, shift, tables
 from .blocks import Figure, Link
-from .collect import Study, examples
+from .collect import Study
 from .records import job_records, table2_records, write_csv
 from .summary import newest_job_per_model, rows, sweeps
 
 
-def build(client: MlflowClient, study: Study, out: Path) -> list[Path]:
+def build(study: Study, out: Path) -> list[Path]:
     """Writes the report into out and returns the files written."""
     out.mkdir(parents=True, exist_ok=True)
     table_rows = rows(study)
@@ -64,7 +62,7 @@ def build(client: MlflowClient, study: Study, out: Path) -> list[Path]:
         job.run_id: ex
         for by_model in chosen.values()
         for _, job in by_model.values()
-        if (ex := examples(client, job)) is not None
+        if (ex := study.artifacts.examples(job)) is not None
     }
     if arrays:
         classes = task_classes(study.jobs[0].params["data.task"])
@@ -115,7 +113,7 @@ def build(client: MlflowClient, study: Study, out: Path) -> list[Path]:
         )
     written = []
     if clinical.has_clinical(study):
-        written += _page(out, "clinical", f"Clinical reading: study {study.name}", clinical_sections(client, study))
+        written += _page(out, "clinical", f"Clinical reading: study {study.name}", clinical_sections(study))
         sections.append(
             Link(
                 "Clinical reading",
@@ -145,12 +143,12 @@ def _page(out: Path, name: str, title: str, sections: list) -> list[Path]:
     return written + [out / f"{name}.md", out / f"{name}.html"]
 
 
-def clinical_sections(client: MlflowClient, study: Study) -> list:
+def clinical_sections(study: Study) -> list:
     """The clinical page (report/clinical.py): its tables, and figures where there is something to draw."""
     sections: list = []
     if clinical.harm_jobs(study):
         sections.append(clinical.harm_table(study))
-    found = clinical.radius_data(client, study)
+    found = clinical.radius_data(study)
     drawn = [
         (
             "clinical_harm.png",
@@ -165,7 +163,7 @@ def clinical_sections(client: MlflowClient, study: Study) -> list:
             "Reliability under attack",
             "Per model, the reliability diagram of its strongest gradient attack (lowest attacked accuracy): "
             "accuracy against confidence per bin, clean (blue) and attacked (red); marker area ~ images.",
-            clinical.reliability_figure(client, study),
+            clinical.reliability_figure(study),
         ),
     ]
     for file, title, caption, fig in drawn:
