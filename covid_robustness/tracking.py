@@ -31,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import MLFlowLogger
 
 from .errors import ConfigError
-from .record import JOB_ROLE, TRAINING_ROLE, Tags
+from .record import JOB_ROLE, REPORT_ROLE, TRAINING_ROLE, Tags
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, str]:
@@ -80,9 +80,18 @@ def check_server(uri: str) -> None:
 
 
 class Tracker:
-    def __init__(self, uri: str | None, root: str | Path, experiment: str):
-        self.root = Path(root).resolve()
-        _check_writable(self.root)
+    """The one writer of runs: a study's experiment at uri (None: the embedded store under root).
+
+    root holds the checkpoints and the locks of the jobs; a writer that needs neither (the report's, which
+    logs a summary run to a store it has read) passes None with a uri.
+    """
+
+    def __init__(self, uri: str | None, root: str | Path | None, experiment: str):
+        if uri is None and root is None:
+            raise ValueError("a Tracker needs a tracking URI or a folder for the embedded store")
+        self.root = None if root is None else Path(root).resolve()
+        if self.root is not None:
+            _check_writable(self.root)
         if uri is None:
             uri = f"sqlite:///{self.root / 'mlflow.db'}"
             artifact_location = (self.root / "artifacts").as_uri()
@@ -194,6 +203,33 @@ class Tracker:
         if error:
             self.client.set_tag(run_id, Tags.ERROR, error[:5000])
         self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED if ok else RunStatus.FAILED))
+
+    def log_report(self, files: list[Path], jobs: int) -> str:
+        """A summary run of the study's report (role report, tagged current) holding its files; the study's
+        earlier summary runs are marked superseded by it. jobs: how many job runs the report used.
+
+        A failed upload leaves the new run FAILED and the earlier ones current.
+        """
+        earlier = self.client.search_runs(
+            [self.experiment_id],
+            f"tags.{Tags.ROLE} = '{REPORT_ROLE}' and tags.{Tags.CURRENT} = 'true'",
+            max_results=1000,
+        )
+        run_id = self.client.create_run(
+            self.experiment_id,
+            run_name=f"report {self.experiment}",
+            tags={Tags.ROLE: REPORT_ROLE, Tags.CURRENT: "true", Tags.JOBS: str(jobs), Tags.COMMIT: git_commit()},
+        ).info.run_id
+        try:
+            for path in files:
+                self.client.log_artifact(run_id, str(path))
+        except BaseException:
+            self.end(run_id, ok=False)
+            raise
+        self.end(run_id, ok=True)
+        for run in earlier:
+            self.set_tags(run.info.run_id, {Tags.CURRENT: "false", Tags.SUPERSEDED_BY: run_id})
+        return run_id
 
     def log_dataset(self, run_id: str, info: dict, context: str = "test") -> None:
         """The data a run saw as an MLflow dataset input: the runs list's Dataset column and filter.

@@ -45,6 +45,10 @@ class Tags:
     MASKING_REASONS = "gradient_masking_reasons"
     ERROR = "error"
     PROBE = "probe"  # border or statistics, on a probe's run and on a border probe's training run
+    # On a report's summary run (role report): the newest of the study's is current, the older ones name it.
+    CURRENT = "current"
+    SUPERSEDED_BY = "superseded_by"
+    JOBS = "jobs"  # how many job runs the report used
 
 
 class Metrics:

@@ -9,13 +9,11 @@ import os
 import sys
 from pathlib import Path
 
-from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
 from ..errors import ConfigError
-from ..record import REPORT_ROLE
-from ..tracking import check_server, git_commit
-from .collect import Study, collect
+from ..tracking import Tracker, check_server
+from .collect import collect
 from .pages import build
 
 DEFAULT_STORE = Path("mlruns") / "mlflow.db"
@@ -32,34 +30,6 @@ def tracking_uri(uri: str | None) -> str:
     return uri
 
 
-def publish(client: MlflowClient, study: Study, files: list[Path]) -> str:
-    """Logs the files to a new summary run and marks the study's earlier summary runs as superseded."""
-    earlier = client.search_runs(
-        [study.experiment_id], f"tags.role = '{REPORT_ROLE}' and tags.current = 'true'", max_results=1000
-    )
-    run_id = client.create_run(
-        study.experiment_id,
-        run_name=f"report {study.name}",
-        tags={
-            "role": REPORT_ROLE,
-            "current": "true",
-            "jobs": str(len(study.jobs)),
-            "mlflow.source.git.commit": git_commit(),
-        },
-    ).info.run_id
-    try:
-        for path in files:
-            client.log_artifact(run_id, str(path))
-    except BaseException:
-        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
-        raise
-    client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
-    for run in earlier:
-        client.set_tag(run.info.run_id, "current", "false")
-        client.set_tag(run.info.run_id, "superseded_by", run_id)
-    return run_id
-
-
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="covid-robustness report", description=__doc__.splitlines()[0])
     parser.add_argument("--study", required=True, help="the study (MLflow experiment) to report on")
@@ -69,11 +39,12 @@ def main(argv: list[str]) -> None:
     # One bar per downloaded artifact would bury the one line this command prints.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
-        client = MlflowClient(tracking_uri(args.tracking_uri))
-        study = collect(client, args.study)
+        uri = tracking_uri(args.tracking_uri)
+        study = collect(MlflowClient(uri), args.study)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     out = args.out or Path("reports") / args.study
-    run_id = publish(client, study, build(study, out))
+    files = build(study, out)
+    run_id = Tracker(uri, None, study.name).log_report(files, len(study.jobs))
     print(f"report of study {study.name!r} ({len(study.jobs)} jobs): {out / 'report.html'}; logged to run {run_id}")
