@@ -8,11 +8,13 @@ from covid_robustness.report import blocks, defenses, figures, paper_eps, record
 from covid_robustness.report.collect import Job, Study, newest_per_cell
 from covid_robustness.report.estimate import measured
 from covid_robustness.report.intervals import overlap, wilson
+from covid_robustness.report.labels import Labels
 from covid_robustness.report.summary import MODELS, PAPER_TABLE2, average, paper_average, rows, sweeps
 
 PX = 1 / 255
 STD = 0.2  # normalisation std of the hand-made data: 0.3 std = 0.06 = 15.3/255
 _clock = itertools.count(1_700_000_000_000, 1000)
+NAMES = Labels()  # hand-made jobs carry no labels: the paper's names
 
 
 def job(
@@ -204,7 +206,7 @@ def test_overlap():
 
 def test_table2_cells_carry_their_interval_counted_on_the_right_images():
     s = study(job(acc=0.9375, n=64))
-    table = tables.table2(rows(s))
+    table = tables.table2(rows(s), NAMES)
     fgsm = next(r for r in table.rows if r[0] == "FGSM eps=8/255")
     assert fgsm[1] == "93.75 [85.0, 97.5]"
     clean = next(r for r in table.rows if r[0] == "Clean (whole test split)")
@@ -216,7 +218,7 @@ def test_table2_cells_carry_their_interval_counted_on_the_right_images():
 def test_clean_interval_falls_back_to_the_attacked_images_with_a_note():
     old = job(acc=0.9375, n=64)
     del old.metrics["test_images"]
-    table = tables.table2(rows(study(old)))
+    table = tables.table2(rows(study(old)), NAMES)
     lo, hi = wilson(round(0.97 * 64), 64)
     assert next(r for r in table.rows if r[0].startswith("Clean"))[1] == f"97.00 [{100 * lo:.1f}, {100 * hi:.1f}]"
     assert any("did not log test_images" in n for n in table.notes)
@@ -270,7 +272,7 @@ def test_paper_values_compare_with_the_std_and_art_rule_rows():
         "PGD eps=0.3 std (ART default): not in this study",
         "C&W unbounded (ART default): not in this study",
     ]
-    notes = " ".join(tables.table2(table_rows).notes)
+    notes = " ".join(tables.table2(table_rows, NAMES).notes)
     assert "The paper's FGSM compares with our 'FGSM eps=0.3 std = 15.3/255 (ART default)'" in notes
     assert (
         "standard deviations" in notes
@@ -298,7 +300,7 @@ def test_average_over_the_five_models_pools_the_counts():
     assert not missing and (ours.correct, ours.total) == (20 + 10 + 30 + 0 + 80, 240)
     assert ours.interval == wilson(140, 240)
     assert paper_average("fgsm") == pytest.approx(sum(PAPER_TABLE2["fgsm"]) / 5)
-    table = tables.table2_average(table_rows)
+    table = tables.table2_average(table_rows, NAMES)
     fgsm = next(r for r in table.rows if r[0] == "FGSM")
     lo, hi = wilson(140, 240)
     assert fgsm[2:] == [
@@ -316,7 +318,7 @@ def test_average_names_the_models_it_lacks():
         "wrn16_8",
         "inception_v3",
     ]
-    fgsm = next(r for r in tables.table2_average(table_rows).rows if r[0] == "FGSM")
+    fgsm = next(r for r in tables.table2_average(table_rows, NAMES).rows if r[0] == "FGSM")
     assert fgsm[2] == "– (no RN-50, WRN-16-8, Inc-v3)"
 
 
@@ -345,7 +347,7 @@ def test_paper_equivalent_eps_from_a_grid():
     assert lo == pytest.approx(paper_eps.crossing([2, 4], [wilson(60, 100)[0], wilson(10, 100)[0]], paper) * PX)
     assert fgsm.value == paper_eps.ABOVE and fgsm.text(255, ".2f") == "above the grid (> 8.00)"
     assert pgd.paper_eps == pytest.approx(0.3 * STD)
-    table = paper_eps.table([pgd, fgsm])
+    table = paper_eps.table([pgd, fgsm], NAMES)
     assert table.rows[1][4].startswith(f"{255 * pgd.value:.2f} [") and table.rows[1][6] == f"{255 * 0.3 * STD:.1f}"
     assert table.rows[1][5].startswith(f"{pgd.value / STD:.3f} [")
 
@@ -370,7 +372,7 @@ def test_untrained_models_are_marked_and_listed():
             "wrn16_8", acc=1.0, untrained=True, untrained_reason="it predicts one class (0) for all 64 attacked images"
         ),
     )
-    table = tables.table2(rows(s))
+    table = tables.table2(rows(s), NAMES)
     fgsm = next(r for r in table.rows if r[0] == "FGSM eps=8/255")
     assert fgsm[1].endswith("]") and fgsm[3].endswith(f"] {blocks.UNTRAINED}")
     assert blocks.UNTRAINED_NOTE in table.notes
@@ -385,7 +387,7 @@ def test_untrained_models_are_marked_and_listed():
 
 def test_masking_and_untrained_marks_follow_the_interval():
     s = study(job(acc=0.5, masking=True, masking_reasons="r", untrained=True))
-    cell = next(r for r in tables.table2(rows(s)).rows if r[0] == "FGSM eps=8/255")[1]
+    cell = next(r for r in tables.table2(rows(s), NAMES).rows if r[0] == "FGSM eps=8/255")[1]
     assert cell == f"{measured(s.jobs, 'adversarial_accuracy').text()} {blocks.MASK} {blocks.UNTRAINED}"
 
 
@@ -425,9 +427,9 @@ def test_transfer_tables_and_every_figure_render_from_hand_made_jobs():
     table_rows = rows(s)
     assert [len(g) for g in sweeps(table_rows).values()] == [4]
     for fig in (
-        figures.accuracy_bars(figures.bar_rows(table_rows)),
-        figures.robustness_curves(sweeps(table_rows)),
-        paper_eps.figure(paper_eps.equivalents(table_rows)),
+        figures.accuracy_bars(figures.bar_rows(table_rows), NAMES),
+        figures.robustness_curves(sweeps(table_rows), NAMES),
+        paper_eps.figure(paper_eps.equivalents(table_rows), NAMES),
         defenses.robustness_by_defense(s),
         defenses.transfer_heatmaps(s),
     ):

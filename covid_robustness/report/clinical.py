@@ -21,7 +21,7 @@ from .blocks import DASH, Table, pct
 from .collect import Job, Study
 from .evalsets import evaluation_sets, key
 from .figures import COLORS
-from .labels import attack_label, model_label, model_order
+from .labels import Labels, model_order
 
 
 def _budget(job: Job) -> str:
@@ -37,22 +37,22 @@ def has_clinical(study: Study) -> bool:
     return bool(harm_jobs(study) or radius_jobs(study) or targeted_jobs(study))
 
 
-def _sorted(jobs: list[Job]) -> list[Job]:
+def _sorted(jobs: list[Job], labels: Labels) -> list[Job]:
     order = model_order({j.model for j in jobs})
-    sets = evaluation_sets(jobs)
+    sets = evaluation_sets(jobs, labels)
     return sorted(jobs, key=lambda j: (order.index(j.model), sets[key(j)].name, j.eps_pixel or 0))
 
 
 def harm_table(study: Study) -> Table:
     """Per model and evaluation: accuracy, missed-COVID and false-alarm rates, calibration clean and attacked."""
-    jobs = _sorted(harm_jobs(study))
-    sets = evaluation_sets(jobs)
+    jobs = _sorted(harm_jobs(study), study.labels)
+    sets = evaluation_sets(jobs, study.labels)
     rows = []
     for j in jobs:
         m = j.metrics
         rows.append(
             [
-                model_label(j.model),
+                study.labels.model(j.model),
                 sets[key(j)].label,
                 pct(m.get("clean_accuracy")),
                 pct(m.get("adversarial_accuracy")),
@@ -94,7 +94,7 @@ def harm_figure(study: Study, found: dict[str, tuple[Job, dict]]):
     curves = {m: v for m, v in found.items() if len(v[1]["classes"]) == 2}
     if not jobs and not curves:
         return None
-    sets = evaluation_sets(jobs)
+    sets = evaluation_sets(jobs, study.labels)
     models = model_order({j.model for j in jobs} | set(curves))
     names = sorted({sets[key(j)].name for j in jobs})
     fig, axes = plt.subplots(1, len(models), figsize=(3.6 * len(models), 3.4), squeeze=False, sharey=True)
@@ -118,7 +118,7 @@ def harm_figure(study: Study, found: dict[str, tuple[Job, dict]]):
             color = COLORS[i % len(COLORS)]
             ax.plot(eps, [100 * j.metrics["missed_covid_rate"] for j in mine], "o-", color=color, label=name)
             ax.plot(eps, [100 * j.metrics["false_alarm_rate"] for j in mine], "s--", color=color, markersize=4)
-        ax.set(title=model_label(model), xlabel="L-inf budget (x/255)", ylim=(-3, 103))
+        ax.set(title=study.labels.model(model), xlabel="L-inf budget (x/255)", ylim=(-3, 103))
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("% of the class's images read right")
     handles, labels = [], []
@@ -139,14 +139,14 @@ def harm_figure(study: Study, found: dict[str, tuple[Job, dict]]):
 
 def operating_table(study: Study) -> Table | None:
     """The operating points chosen on the validation split, read on each job's images clean and attacked."""
-    jobs = _sorted([j for j in harm_jobs(study) if "auroc_clean" in j.metrics])
+    jobs = _sorted([j for j in harm_jobs(study) if "auroc_clean" in j.metrics], study.labels)
     if not jobs:
         return None
-    sets = evaluation_sets(jobs)
+    sets = evaluation_sets(jobs, study.labels)
     rows = []
     for j in jobs:
         m = j.metrics
-        row = [model_label(j.model), sets[key(j)].label]
+        row = [study.labels.model(j.model), sets[key(j)].label]
         for point in ("sens95", "youden"):
             threshold = m.get(f"threshold_{point}")
             row += [
@@ -193,7 +193,10 @@ def reliability_figure(study: Study):
     fig, axes = plt.subplots(1, len(models), figsize=(3.3 * len(models), 3.5), squeeze=False)
     for ax, model in zip(axes[0], models):
         ax.imshow(mpimg.imread(io.BytesIO(images[model]), format="png"))
-        ax.set_title(f"{model_label(model)}: {attack_label(chosen[model].attack)} {_budget(chosen[model])}", fontsize=9)
+        ax.set_title(
+            f"{study.labels.model(model)}: {study.labels.attack(chosen[model].attack)} {_budget(chosen[model])}",
+            fontsize=9,
+        )
         ax.axis("off")
     fig.tight_layout()
     return fig
@@ -209,7 +212,7 @@ def radius_jobs(study: Study) -> list[Job]:
 
 
 def radius_table(study: Study) -> Table | None:
-    jobs = _sorted(radius_jobs(study))
+    jobs = _sorted(radius_jobs(study), study.labels)
     if not jobs:
         return None
     budgets = sorted(
@@ -222,7 +225,7 @@ def radius_table(study: Study) -> Table | None:
         medians = [m.get(f"radius_median{s}") for s in ("", "_covid", "_non_covid")]
         rows.append(
             [
-                model_label(j.model),
+                study.labels.model(j.model),
                 _budget(j),
                 *(DASH if v is None else f"> {_budget(j)}" if v != v else f"{v * 255:.2f}/255" for v in medians),
                 pct(m.get("radius_beyond_max_share")),
@@ -258,7 +261,7 @@ def radius_data(study: Study) -> dict[str, tuple[Job, dict]]:
     return found
 
 
-def radius_figure(found: dict[str, tuple[Job, dict]]):
+def radius_figure(found: dict[str, tuple[Job, dict]], labels: Labels):
     """Per model and class, the distribution of the radii (box plots); images beyond the largest budget
     are drawn at it and counted in the labels."""
     if not found:
@@ -266,7 +269,7 @@ def radius_figure(found: dict[str, tuple[Job, dict]]):
     models = model_order(found)
     classes = found[models[0]][1]["classes"]
     fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(models) * len(classes)), 3.8))
-    positions, ticks, labels = [], [], []
+    positions, ticks, ticklabels = [], [], []
     for i, model in enumerate(models):
         job, data = found[model]
         top = job.eps_pixel * 255
@@ -284,8 +287,8 @@ def radius_figure(found: dict[str, tuple[Job, dict]]):
                 patch.set_alpha(0.6)
             positions.append(pos)
             ticks.append(pos)
-            labels.append(f"{model_label(model)}\n{name}\n{beyond[mine].sum()}/{mine.sum()} > max")
-    ax.set_xticks(ticks, labels, fontsize=7)
+            ticklabels.append(f"{labels.model(model)}\n{name}\n{beyond[mine].sum()}/{mine.sum()} > max")
+    ax.set_xticks(ticks, ticklabels, fontsize=7)
     ax.set_ylabel("robust radius (x/255)")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
@@ -313,8 +316,8 @@ def targeted_table(study: Study) -> Table | None:
             m = j.metrics
             rows.append(
                 [
-                    model_label(model),
-                    f"{attack_label(attack)} {_budget(j)}",
+                    study.labels.model(model),
+                    f"{study.labels.attack(attack)} {_budget(j)}",
                     j.target_class or "(untargeted)",
                     pct(m.get("targeted_success_rate")),
                     pct(m.get("adversarial_accuracy")),

@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 from ..errors import ConfigError
 from ..record import PROBE_ROLE, TRAINING_ROLE, Artifacts, Job, Tags, finished_jobs, newest_per_cell, search
 from ..record.masking import study_flags
-from .labels import learn_labels
+from .labels import Labels
 
 __all__ = ["ArtifactReader", "Job", "Probe", "Study", "collect", "newest_per_cell", "studies"]
 
@@ -77,6 +77,7 @@ class Study:
     trainings: dict[str, dict[str, float]] = field(default_factory=dict)  # run id: last value per metric
     probes: list[Probe] = field(default_factory=list)  # finished shortcut-probe runs, newest first
     artifacts: ArtifactReader = field(default_factory=ArtifactReader)
+    labels: Labels = field(default_factory=Labels)  # from its jobs' runs; made by hand: the paper's names
 
 
 def studies(client: MlflowClient) -> list[str]:
@@ -84,7 +85,8 @@ def studies(client: MlflowClient) -> list[str]:
 
 
 def collect(client: MlflowClient, name: str) -> Study:
-    """The study's finished job runs, newest first, one per cell, and the training runs they used."""
+    """The study's finished job runs, newest first, one per cell, the training and probe runs beside them, and the
+    labels its runs give their models and attacks."""
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         raise ConfigError(
@@ -96,19 +98,25 @@ def collect(client: MlflowClient, name: str) -> Study:
         raise ConfigError(
             f"study {name!r} has no finished job runs in {client.tracking_uri}; run a sweep with study={name} first."
         )
-    study = Study(name, client.tracking_uri, experiment.experiment_id, [], artifacts=ArtifactReader(client))
-    study.jobs, study.replaced = newest_per_cell(jobs)
+    kept, replaced = newest_per_cell(jobs)
     # Computed here as the sweep computes them, so a report of an interrupted sweep has them too.
-    flags = study_flags(study.jobs)
-    study.jobs = [
-        replace(j, masking=j.run_id in flags, masking_reasons="; ".join(flags.get(j.run_id, []))) for j in study.jobs
-    ]
-    learn_labels(study.jobs)
+    flags = study_flags(kept)
+    kept = [replace(j, masking=j.run_id in flags, masking_reasons="; ".join(flags.get(j.run_id, []))) for j in kept]
     query = f"tags.{Tags.ROLE} = '{TRAINING_ROLE}' and attributes.status = 'FINISHED'"
-    for run in search(client, experiment.experiment_id, query):
-        study.trainings[run.info.run_id] = dict(run.data.metrics)
+    trainings = {run.info.run_id: dict(run.data.metrics) for run in search(client, experiment.experiment_id, query)}
     query = f"tags.{Tags.ROLE} = '{PROBE_ROLE}' and attributes.status = 'FINISHED'"
-    for run in search(client, experiment.experiment_id, query):
-        tags = run.data.tags
-        study.probes.append(Probe(tags[Tags.MODEL], tags[Tags.PROBE], dict(run.data.metrics), dict(run.data.params)))
-    return study
+    probes = [
+        Probe(run.data.tags[Tags.MODEL], run.data.tags[Tags.PROBE], dict(run.data.metrics), dict(run.data.params))
+        for run in search(client, experiment.experiment_id, query)
+    ]
+    return Study(
+        name,
+        client.tracking_uri,
+        experiment.experiment_id,
+        kept,
+        replaced,
+        trainings,
+        probes,
+        artifacts=ArtifactReader(client),
+        labels=Labels.of(kept),
+    )

@@ -19,7 +19,7 @@ from .estimate import Estimate, clean_on_test, measured, per_seed, pooled
 from .evalsets import EvalSet, evaluation_sets, key
 from .figures import COLORS, eps_axis, error_bars, seed_dots
 from .intervals import overlap
-from .labels import model_label, model_order
+from .labels import model_order
 
 NONE = "none"
 SAME = "≈"
@@ -41,7 +41,7 @@ class _Grid:
     """(model, defense) -> evaluation set -> accuracy over seeds, and the clean accuracy of each (model, defense)."""
 
     def __init__(self, study: Study):
-        self.sets = evaluation_sets(study.jobs)
+        self.sets = evaluation_sets(study.jobs, study.labels)
         jobs: dict[tuple, dict[tuple, list[Job]]] = defaultdict(lambda: defaultdict(list))
         for job in study.jobs:  # newest first
             if job.source_model is None:
@@ -79,7 +79,7 @@ def per_model(study: Study) -> Table:
             evaluations = sorted({j.strongest_evaluation for e in by_set.values() for j in e.jobs})
             body.append(
                 [
-                    model_label(model),
+                    study.labels.model(model),
                     defense,
                     f"{mean(seconds):.0f}" if seconds else DASH,
                     cell(clean, masking=False),
@@ -130,12 +130,12 @@ def bought(study: Study) -> Table:
             ]
             gain = DASH if not pairs else difference(pairs)
             if pairs and len(pairs) < len(models):  # say which models this average is over
-                gain += f" ({', '.join(model_label(d.jobs[0].model) for d, _ in pairs)})"
+                gain += f" ({', '.join(study.labels.model(d.jobs[0].model) for d, _ in pairs)})"
             gains.append(gain)
         times = [tuple(training_seconds(study, grid.clean[(m, d)].jobs[0]) for d in (defense, NONE)) for m in models]
         times = [(d, n) for d, n in times if d is not None and n]
         cost = DASH if not times else f"{sum(d for d, _ in times) / sum(n for _, n in times):.2f}x"
-        body.append([defense, ", ".join(map(model_label, models)), clean, *gains, cost])
+        body.append([defense, ", ".join(map(study.labels.model, models)), clean, *gains, cost])
     return Table(
         "Defenses: what each bought and what it cost",
         [
@@ -194,7 +194,7 @@ def robustness_by_defense(study: Study):
                 )
                 for x, p in zip(xs, points):
                     seed_dots(ax, x, p, COLORS[i % 10])
-        ax.set_title(model_label(model))
+        ax.set_title(study.labels.model(model))
         eps_axis(ax, levels)
         ax.set_ylim(-3, 103)
         ax.grid(alpha=0.3)
@@ -215,7 +215,7 @@ def _transfer(study: Study) -> dict[tuple, dict[tuple[str, str], Estimate]]:
     for job in study.jobs:  # newest first
         if (key(job), job.defense) in keyed:
             jobs[(key(job), job.defense)][(job.source_model or job.model, job.model)].append(job)
-    sets = evaluation_sets(study.jobs)
+    sets = evaluation_sets(study.jobs, study.labels)
     ordered = sorted(jobs.items(), key=lambda kv: (sets[kv[0][0]].order, kv[0][1] != NONE, kv[0][1]))
     return {k: {st: measured(per_seed(js), "adversarial_accuracy") for st, js in cells.items()} for k, cells in ordered}
 
@@ -225,17 +225,17 @@ def has_transfer(study: Study) -> bool:
 
 
 def transfer_tables(study: Study) -> list[Table]:
-    sets = evaluation_sets(study.jobs)
+    sets = evaluation_sets(study.jobs, study.labels)
     tables = []
     for (k, defense), cells in _transfer(study).items():
         sources = model_order({s for s, _ in cells})
         targets = model_order({t for _, t in cells})
-        body = [[model_label(s)] + [cell(cells.get((s, t))) for t in targets] for s in sources]
+        body = [[study.labels.model(s)] + [cell(cells.get((s, t))) for t in targets] for s in sources]
         title = f"Transfer: {sets[k].label}" + ("" if defense == NONE else f", defense {defense}")
         tables.append(
             Table(
                 title,
-                ["source \\ target", *(model_label(t) for t in targets)],
+                ["source \\ target", *(study.labels.model(t) for t in targets)],
                 body,
                 [
                     "Accuracy (%) of the target model (columns) on examples crafted on the source model (rows), "
@@ -248,7 +248,7 @@ def transfer_tables(study: Study) -> list[Table]:
 
 
 def transfer_heatmaps(study: Study):
-    sets = evaluation_sets(study.jobs)
+    sets = evaluation_sets(study.jobs, study.labels)
     grids = list(_transfer(study).items())
     fig, axes = plt.subplots(1, len(grids), figsize=(4.2 * len(grids), 3.8), squeeze=False)
     for ax, ((k, defense), cells) in zip(axes[0], grids):
@@ -258,8 +258,8 @@ def transfer_heatmaps(study: Study):
         for (i, j), v in np.ndenumerate(values):
             if v == v:
                 ax.text(j, i, f"{v:.0f}", ha="center", va="center", color="white" if v < 60 else "black", fontsize=9)
-        ax.set_xticks(range(len(targets)), [model_label(t) for t in targets], rotation=30, ha="right")
-        ax.set_yticks(range(len(sources)), [model_label(s) for s in sources])
+        ax.set_xticks(range(len(targets)), [study.labels.model(t) for t in targets], rotation=30, ha="right")
+        ax.set_yticks(range(len(sources)), [study.labels.model(s) for s in sources])
         ax.set_xlabel("target")
         ax.set_ylabel("source")
         ax.set_title(sets[k].label + ("" if defense == NONE else f" [{defense}]"), fontsize=9)

@@ -14,7 +14,7 @@ from statistics import mean
 
 from ..record import Job, numbers_params
 from ..record.sections import MODEL_TRAINING_SETTINGS, is_training_param
-from .labels import ATTACKS, attack_label
+from .labels import ATTACKS, Labels
 
 MISSING = "–"  # a param one run logged and another did not
 # Settings a job logs only when they are on (no corruption, no external set): missing means off, not shown.
@@ -157,13 +157,15 @@ def budget(attack: str, params: dict[str, str], eps: float | None, eps_pixel: fl
     return f"eps={eps_label(eps)}"
 
 
-def describe(attack: str, setting: str, impl: str, extras: Iterable[str] = (), budget_text: str = "") -> str:
+def describe(
+    labels: Labels, attack: str, setting: str, impl: str, extras: Iterable[str] = (), budget_text: str = ""
+) -> str:
     """ "FGSM eps=0.3 std = 17.7/255 (ART default)", "PGD eps=8/255 (max_iter=50)", "C&W unbounded [fast]"."""
     notes = [n for n in (SETTINGS.get(setting, setting), *extras) if n]
     return " ".join(
         p
         for p in (
-            attack_label(attack),
+            labels.attack(attack),
             budget_text,
             f"({', '.join(notes)})" if notes else "",
             f"[{impl}]" if impl != "art" else "",
@@ -172,7 +174,7 @@ def describe(attack: str, setting: str, impl: str, extras: Iterable[str] = (), b
     )
 
 
-def evaluation_sets(jobs: Iterable[Job]) -> dict[tuple, EvalSet]:
+def evaluation_sets(jobs: Iterable[Job], labels: Labels) -> dict[tuple, EvalSet]:
     """Every evaluation set of the jobs, labelled against the other sets of the same attack."""
     members: dict[tuple, list[Job]] = defaultdict(list)
     for job in jobs:
@@ -201,7 +203,7 @@ def evaluation_sets(jobs: Iterable[Job]) -> dict[tuple, EvalSet]:
             unit,
             eps_pixel,
             _metric(group, "eps_std"),
-            describe(first.attack, first.setting, first.impl, extras[k], text),
-            describe(first.attack, first.setting, first.impl, name_extras),
+            describe(labels, first.attack, first.setting, first.impl, extras[k], text),
+            describe(labels, first.attack, first.setting, first.impl, name_extras),
         )
     return sets

@@ -15,7 +15,7 @@ from matplotlib.patches import Patch
 from .blocks import UNTRAINED
 from .collect import Job
 from .estimate import Estimate, measured
-from .labels import attack_label, model_label, model_order
+from .labels import Labels, model_order
 from .summary import CLEAN, Row, sweeps
 
 COLORS = plt.get_cmap("tab10").colors
@@ -60,7 +60,7 @@ def bar_rows(rows: list[Row]) -> list[Row]:
     return [r for r in rows if r.accuracy and id(r) not in curves]
 
 
-def accuracy_bars(rows: list[Row]):
+def accuracy_bars(rows: list[Row], labels: Labels):
     """Figure 3: accuracy per evaluation set (groups) and model (bars) with its interval.
 
     The paper's value is a tick on its bar.
@@ -84,7 +84,7 @@ def accuracy_bars(rows: list[Row]):
         ax.set_ylim(0, 118)
         ax.set_yticks(range(0, 101, 20))
         ax.grid(axis="y", alpha=0.3)
-    handles = [Patch(facecolor=COLORS[i % 10], edgecolor="black", label=model_label(m)) for i, m in enumerate(models)]
+    handles = [Patch(facecolor=COLORS[i % 10], edgecolor="black", label=labels.model(m)) for i, m in enumerate(models)]
     handles.append(Line2D([], [], color="black", linewidth=2.5, label="paper"))
     handles.append(Line2D([], [], color="black", linewidth=0.8, marker="_", label="95 % interval"))
     if any(e.masking for r in rows if r.attack != CLEAN for e in r.accuracy.values()):
@@ -143,7 +143,7 @@ def eps_axis(ax, levels: list[float]) -> None:
     ax.set_xlabel("eps (/255)")
 
 
-def robustness_curves(sweeps: dict[str, list[Row]]):
+def robustness_curves(sweeps: dict[str, list[Row]], labels: Labels):
     """Accuracy (with its interval) and COVID-19 sensitivity against eps.
 
     eps 0 is the clean value on the same images.
@@ -169,7 +169,7 @@ def robustness_curves(sweeps: dict[str, list[Row]]):
                 capsize=2.5,
                 elinewidth=1,
                 markersize=4,
-                label=model_label(model),
+                label=labels.model(model),
             )
             for x, e in zip(eps, accuracy):
                 seed_dots(axes[0, col], x, e, color)
@@ -178,7 +178,7 @@ def robustness_curves(sweeps: dict[str, list[Row]]):
                 r.sensitivity[model] for r in points
             ]
             axes[1, col].plot(
-                eps, 100 * np.array(sensitivity), "o-", color=color, markersize=4, label=model_label(model)
+                eps, 100 * np.array(sensitivity), "o-", color=color, markersize=4, label=labels.model(model)
             )
             for ax, values in ((axes[0, col], [e.mean for e in accuracy[1:]]), (axes[1, col], sensitivity[1:])):
                 masked = [(x, v) for x, v, r in zip(eps[1:], values, points) if r.accuracy[model].masking]
@@ -218,6 +218,7 @@ def kernels(
     chosen: dict[str, dict[str, tuple[Row, Job]]],
     arrays: dict[str, dict[str, np.ndarray]],
     class_names: tuple[str, ...],
+    labels: Labels,
 ):
     """Figure 2: per model, the first test image and what each attack did to it.
 
@@ -237,7 +238,7 @@ def kernels(
         ex = next(chosen[a][model][1] for a in attacks if model in chosen[a])
         axes[i, 0].imshow(ex["clean"][0, 0], cmap="gray", vmin=0, vmax=1)
         axes[i, 0].set_title(
-            f"{model_label(model)}\ntrue {class_names[ex['labels'][0]]}, pred {class_names[ex['pred_clean'][0]]}",
+            f"{labels.model(model)}\ntrue {class_names[ex['labels'][0]]}, pred {class_names[ex['pred_clean'][0]]}",
             fontsize=7,
         )
         for ax, attack in zip(axes[i, 1:], attacks):
@@ -245,7 +246,7 @@ def kernels(
                 ax.text(
                     0.5,
                     0.5,
-                    f"{attack_label(attack)}\nnot run",
+                    f"{labels.attack(attack)}\nnot run",
                     ha="center",
                     va="center",
                     fontsize=7,

@@ -1,9 +1,11 @@
 """Model and attack names as the tables print them, in the paper's order.
 
 A job's run carries its model's and its attack's labels (the registries', tags model_label and
-attack_label); the report learns the labels from the runs it reads, so it needs no model or attack
-code. Runs logged before the tags existed get the labels below.
+attack_label); a study's Labels are read from its runs (collect.py), so the report needs no model or
+attack code. Runs logged before the tags existed get the paper's names below.
 """
+
+from dataclasses import dataclass, field
 
 # The paper's columns (Tables I and II), in its order, with its headers.
 PAPER_MODELS = {
@@ -15,22 +17,29 @@ PAPER_MODELS = {
 }
 # The attacks in the order rows list them.
 ATTACKS = {"fgsm": "FGSM", "pgd": "PGD", "apgd": "APGD", "autoattack_binary": "AutoAttack-2", "cw": "C&W", "st": "ST"}
-_models: dict[str, str] = {}
-_attacks: dict[str, str] = {}
 
 
-def learn_labels(jobs) -> None:
-    """Remember the labels each job's run gives its model and its attack."""
-    _models.update({j.model: j.model_label for j in jobs if j.model_label})
-    _attacks.update({j.attack: j.attack_label for j in jobs if j.attack_label})
+@dataclass(frozen=True)
+class Labels:
+    """The labels a study's runs give their models and attacks; a name they give none gets the paper's."""
 
+    models: dict[str, str] = field(default_factory=dict)
+    attacks: dict[str, str] = field(default_factory=dict)
 
-def model_label(model: str) -> str:
-    return _models.get(model) or PAPER_MODELS.get(model, model)
+    @classmethod
+    def of(cls, jobs) -> "Labels":
+        """The labels the jobs' runs carry (tags model_label, attack_label)."""
+        jobs = list(jobs)
+        return cls(
+            {j.model: j.model_label for j in jobs if j.model_label},
+            {j.attack: j.attack_label for j in jobs if j.attack_label},
+        )
 
+    def model(self, model: str) -> str:
+        return self.models.get(model) or PAPER_MODELS.get(model, model)
 
-def attack_label(attack: str) -> str:
-    return _attacks.get(attack) or ATTACKS.get(attack, attack.upper())
+    def attack(self, attack: str) -> str:
+        return self.attacks.get(attack) or ATTACKS.get(attack, attack.upper())
 
 
 def model_order(models) -> list[str]:

@@ -20,7 +20,11 @@ def build(study: Study, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     table_rows = rows(study)
     newest = newest_job_per_model(study)
-    sections: list = [tables.overview(study), tables.table2(table_rows), tables.table2_average(table_rows)]
+    sections: list = [
+        tables.overview(study),
+        tables.table2(table_rows, study.labels),
+        tables.table2_average(table_rows, study.labels),
+    ]
     if (probes := shift.probe_table(study)) is not None:  # beside Table II: what its clean row may measure
         sections.append(probes)
 
@@ -35,7 +39,7 @@ def build(study: Study, out: Path) -> list[Path]:
         "compares with. Hatched: possible gradient masking. Faded, ∅: a model no better than the majority "
         "class. "
         f"A sweep over {figures.LONG_SWEEP} budgets or more is drawn in the robustness curves instead.",
-        figures.accuracy_bars(figures.bar_rows(table_rows)),
+        figures.accuracy_bars(figures.bar_rows(table_rows), study.labels),
     )
     curves = sweeps(table_rows)
     if curves:
@@ -45,17 +49,17 @@ def build(study: Study, out: Path) -> list[Path]:
             "Accuracy (top, with its 95 % Wilson interval) and COVID-19 sensitivity (bottom) on the attacked "
             "images against the L-inf budget; eps 0 is the clean value on the same images. Red crosses: "
             "possible gradient masking.",
-            figures.robustness_curves(curves),
+            figures.robustness_curves(curves, study.labels),
         )
     if equivalents := paper_eps.equivalents(table_rows):
-        sections.append(paper_eps.table(equivalents))
+        sections.append(paper_eps.table(equivalents, study.labels))
         add_figure(
             "paper_equivalent_eps.png",
             "Figure: paper-equivalent budgets",
             "Our accuracy against the budget (log scale) per model, with its 95 % Wilson band; dashed: the "
             "paper's value for that model and attack; diamond: where our curve meets it, with the range where "
             "the band contains it; dotted: the paper's eps of 0.3 std on [0, 1] pixels.",
-            paper_eps.figure(equivalents),
+            paper_eps.figure(equivalents, study.labels),
         )
     chosen = figures.kernel_jobs(table_rows)
     arrays = {
@@ -72,7 +76,7 @@ def build(study: Study, out: Path) -> list[Path]:
             "Per model, the first test image (left) and the perturbation each attack added to it "
             "(adversarial - clean, red brighter, blue darker, each scaled to its own largest change, "
             "given in grey levels); for ST the transformed image. From each job's examples.npz.",
-            figures.kernels(chosen, arrays, classes),
+            figures.kernels(chosen, arrays, classes, study.labels),
         )
     if defenses.has_defenses(study):
         sections += [defenses.bought(study), defenses.per_model(study)]
@@ -172,7 +176,7 @@ def clinical_sections(study: Study) -> list:
     for table in (clinical.operating_table(study), clinical.radius_table(study)):
         if table is not None:
             sections.append(table)
-    if (fig := clinical.radius_figure(found)) is not None:
+    if (fig := clinical.radius_figure(found, study.labels)) is not None:
         caption = (
             "Per model and class, the distribution of each image's robust radius (attack=radius); images "
             "that stand at the largest budget searched are drawn at it and counted under the box."

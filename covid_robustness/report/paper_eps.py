@@ -17,7 +17,7 @@ from matplotlib.lines import Line2D
 from .blocks import DASH, Table, flag_notes, marks
 from .estimate import Estimate
 from .figures import COLORS
-from .labels import model_label
+from .labels import Labels
 from .summary import MODELS, PAPER_TABLE2, Row, sweeps
 
 ATTACKS = ("fgsm", "pgd")  # the paper's attacks that have an L-inf budget
@@ -110,14 +110,14 @@ def equivalents(rows: list[Row]) -> list[Equivalent]:
     return out
 
 
-def table(found: list[Equivalent]) -> Table:
+def table(found: list[Equivalent], labels: Labels) -> Table:
     body = []
     for q in sorted(found, key=lambda q: (list(MODELS).index(q.model), q.curve)):
         grid = f"{255 * q.eps[0]:g}-{255 * q.eps[-1]:g}, {len(q.eps)} budgets"
         std = DASH if q.std_per_pixel is None else q.text(q.std_per_pixel, ".3f")
         body.append(
             [
-                model_label(q.model) + marks(j for a in q.accuracy for j in a.jobs),
+                labels.model(q.model) + marks(j for a in q.accuracy for j in a.jobs),
                 q.curve,
                 grid,
                 f"{100 * q.paper:.2f}",
@@ -151,7 +151,7 @@ def table(found: list[Equivalent]) -> Table:
     )
 
 
-def figure(found: list[Equivalent]):
+def figure(found: list[Equivalent], labels: Labels):
     """Accuracy against eps per model, the paper's value as a dashed line and the crossing marked."""
     models = [m for m in MODELS if any(q.model == m for q in found)]
     curves = list(dict.fromkeys(q.curve for q in found))
@@ -192,7 +192,7 @@ def figure(found: list[Equivalent]):
         ax.set_xlabel("eps (/255)")
         ax.set_xticks(sorted(set(levels)), [f"{v:g}" for v in sorted(set(levels))], fontsize=7)
         ax.minorticks_off()
-        ax.set_title(model_label(model))
+        ax.set_title(labels.model(model))
         ax.set_ylim(-3, 103)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("accuracy (%)")

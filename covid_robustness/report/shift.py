@@ -18,7 +18,7 @@ from .collect import Job, Probe, Study
 from .estimate import Estimate
 from .evalsets import differing, settings, training_key
 from .figures import COLORS
-from .labels import attack_label, model_label, model_order
+from .labels import Labels, model_order
 
 CORRUPTED = "corruption_accuracy_s"
 SEVERITY_NOTE = "mean over the job's severities"
@@ -47,7 +47,7 @@ def probe_table(study: Study) -> Table | None:
         accuracy = {k: None if p is None else p.metrics[ProbeMetrics.ACCURACY] for k, p in found.items()}
         rows.append(
             [
-                model_label(model),
+                study.labels.model(model),
                 pct(full),
                 *(DASH if accuracy[k] is None else pct(accuracy[k]) for k in PROBES),
                 pct(chance),
@@ -87,19 +87,19 @@ def has_shift(study: Study) -> bool:
 def _variants(jobs: list[Job]) -> dict[tuple, str]:
     """Each training variant (training settings less the model) labelled by how it differs from the others."""
     sets = {training_key(j): dict(training_key(j)) for j in jobs}
-    labels = differing(sets)
-    return {k: ", ".join(labels.get(k, [])) for k in sets}
+    differs = differing(sets)
+    return {k: ", ".join(differs.get(k, [])) for k in sets}
 
 
-def _model_variant(job: Job, labels: dict[tuple, str]) -> str:
-    variant = labels.get(training_key(job), "")
-    return model_label(job.model) + (f" ({variant})" if variant else "")
+def _model_variant(job: Job, variants: dict[tuple, str], labels: Labels) -> str:
+    variant = variants.get(training_key(job), "")
+    return labels.model(job.model) + (f" ({variant})" if variant else "")
 
 
-def _ordered(keys, labels: dict[tuple, str]) -> list[tuple[str, tuple]]:
+def _ordered(keys, variants: dict[tuple, str]) -> list[tuple[str, tuple]]:
     """(model, training variant) pairs in the paper's model order, then by variant label."""
     order = model_order({m for m, _ in keys})
-    return sorted(keys, key=lambda mv: (order.index(mv[0]), labels.get(mv[1], "")))
+    return sorted(keys, key=lambda mv: (order.index(mv[0]), variants.get(mv[1], "")))
 
 
 def _severities(job: Job) -> list[int]:
@@ -120,11 +120,11 @@ def _reading_jobs(study: Study) -> dict[tuple[str, tuple, str], Job]:
 def corruption_heatmaps(study: Study):
     """One heatmap per model (and training variant): accuracy (%) per corruption (rows) and severity (columns)."""
     readings = _reading_jobs(study)
-    labels = _variants(list(readings.values()))
+    variants = _variants(list(readings.values()))
     panels = defaultdict(dict)
     for (model, variant, corruption), job in readings.items():
         panels[(model, variant)][corruption] = job
-    order = _ordered(panels, labels)
+    order = _ordered(panels, variants)
     severities = sorted({s for by in panels.values() for j in by.values() for s in _severities(j)})
     corruptions = sorted({c for by in panels.values() for c in by})
     fig, axes = plt.subplots(
@@ -145,7 +145,7 @@ def corruption_heatmaps(study: Study):
             if v == v:
                 ax.text(jdx, i, f"{v:.0f}", ha="center", va="center", fontsize=7)
         first = next(iter(panels[mv].values()))
-        ax.set_title(_model_variant(first, labels), fontsize=9)
+        ax.set_title(_model_variant(first, variants, study.labels), fontsize=9)
         ax.set_xticks(range(len(severities)), [str(s) for s in severities])
         ax.set_xlabel("severity")
         ax.set_yticks(range(len(corruptions)), [c.replace("_", " ") for c in corruptions], fontsize=8)
@@ -156,19 +156,19 @@ def corruption_heatmaps(study: Study):
 def corruption_table(study: Study) -> Table:
     """Per model: clean, mean over every corruption and severity, and the worst corruption."""
     readings = _reading_jobs(study)
-    labels = _variants(list(readings.values()))
+    variants = _variants(list(readings.values()))
     by_model = defaultdict(list)
     for (model, variant, _), job in readings.items():
         by_model[(model, variant)].append(job)
     rows = []
-    for model, variant in _ordered(by_model, labels):
+    for model, variant in _ordered(by_model, variants):
         jobs = by_model[(model, variant)]
         clean = _clean(study, model, variant)
         means = {j.corruption: j.metrics["corruption_accuracy_mean"] for j in jobs}
         worst = min(means, key=means.get)
         rows.append(
             [
-                _model_variant(jobs[0], labels),
+                _model_variant(jobs[0], variants, study.labels),
                 pct(clean),
                 pct(float(np.mean(list(means.values())))),
                 f"{worst.replace('_', ' ')} {pct(means[worst])}",
@@ -199,7 +199,7 @@ def corruption_attack_table(study: Study) -> Table | None:
     attacked = [j for j in corruption_jobs(study) if j.attack != "none"]
     if not attacked:
         return None
-    labels = _variants(attacked)
+    variants = _variants(attacked)
     wanted = {_attack_settings(j) for j in attacked}
     trainings = {training_key(j) for j in attacked}
     # The same attack settings on the test images as they are, where the study has them, on the same
@@ -209,9 +209,11 @@ def corruption_attack_table(study: Study) -> Table | None:
     heads: dict[tuple, str] = {}
     for job in attacked + uncorrupted:  # newest first within each
         mv = (job.model, training_key(job))
-        heads.setdefault(mv, _model_variant(job, labels))
-        cells[(_attack_text(job), job.corruption or "none")].setdefault(mv, job.metrics["adversarial_accuracy"])
-    columns = _ordered(heads, labels)
+        heads.setdefault(mv, _model_variant(job, variants, study.labels))
+        cells[(_attack_text(job, study.labels), job.corruption or "none")].setdefault(
+            mv, job.metrics["adversarial_accuracy"]
+        )
+    columns = _ordered(heads, variants)
     rows = [
         [attack, corruption.replace("_", " ")] + [pct(cells[(attack, corruption)].get(mv)) for mv in columns]
         for attack, corruption in sorted(cells, key=lambda r: (r[0], r[1] != "none", r[1]))
@@ -232,20 +234,20 @@ def _attack_settings(job: Job) -> tuple:
     return tuple(sorted((k, v) for k, v in settings(job).items() if k.startswith(("attack.", "eval."))))
 
 
-def _attack_text(job: Job) -> str:
+def _attack_text(job: Job, labels: Labels) -> str:
     eps = job.eps_pixel
-    return attack_label(job.attack) + ("" if eps is None else f" eps={eps * 255:.3g}/255")
+    return labels.attack(job.attack) + ("" if eps is None else f" eps={eps * 255:.3g}/255")
 
 
 def external_table(study: Study) -> Table:
     """Per model (and training variant): internal against external accuracy, and how the errors fall."""
     jobs = external_jobs(study)
-    labels = _variants(jobs)
+    variants = _variants(jobs)
     newest: dict[tuple[str, tuple], Job] = {}
     for job in jobs:  # newest first; the clean reading is the same for every attack of one training
         newest.setdefault((job.model, training_key(job)), job)
     rows = []
-    for mv in _ordered(newest, labels):
+    for mv in _ordered(newest, variants):
         job = newest[mv]
         m = job.metrics
         n = m["external_images"]
@@ -253,7 +255,7 @@ def external_table(study: Study) -> Table:
         internal = m.get("test/acc")
         rows.append(
             [
-                _model_variant(job, labels),
+                _model_variant(job, variants, study.labels),
                 pct(internal),
                 external.text(),
                 DASH if internal is None else f"{100 * (m['external_accuracy'] - internal):+.1f}",
@@ -288,11 +290,11 @@ def external_table(study: Study) -> Table:
 def external_figure(study: Study):
     """Internal and external accuracy per model (and variant), side by side, with the majority baseline."""
     jobs = external_jobs(study)
-    labels = _variants(jobs)
+    variants = _variants(jobs)
     newest: dict[tuple[str, tuple], Job] = {}
     for job in jobs:
         newest.setdefault((job.model, training_key(job)), job)
-    items = [(mv, newest[mv]) for mv in _ordered(newest, labels)]
+    items = [(mv, newest[mv]) for mv in _ordered(newest, variants)]
     fig, ax = plt.subplots(figsize=(1.5 + 1.1 * len(items), 3.6))
     x = np.arange(len(items))
     internal = [100 * j.metrics.get("test/acc", np.nan) for _, j in items]
@@ -301,7 +303,7 @@ def external_figure(study: Study):
     ax.bar(x + 0.2, external, 0.4, color=COLORS[3], label="external")
     majority = [100 * j.metrics["external_majority_accuracy"] for _, j in items]
     ax.scatter(x + 0.2, majority, marker="_", s=400, color="black", label="external: always the majority class")
-    ax.set_xticks(x, [_model_variant(j, labels) for _, j in items], rotation=20, ha="right", fontsize=8)
+    ax.set_xticks(x, [_model_variant(j, variants, study.labels) for _, j in items], rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 100)
     ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)

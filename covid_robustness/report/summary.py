@@ -14,7 +14,7 @@ from .collect import Job, Study
 from .estimate import TESTED, Estimate, measured, per_seed, pooled
 from .evalsets import EvalSet, describe, differing, evaluation_sets, key, training_key
 from .labels import PAPER_MODELS as MODELS
-from .labels import attack_label
+from .labels import Labels
 
 CLEAN = "clean"
 CLEAN_SPLIT = "whole test split"
@@ -49,7 +49,7 @@ def compares_with_paper(evalset: EvalSet) -> bool:
     return spec is not None and all(getattr(evalset, k) == v for k, v in spec.items())
 
 
-def paper_label(attack: str) -> str:
+def paper_label(attack: str, labels: Labels) -> str:
     """The evaluation set a paper row compares with, as our row of it would be labelled."""
     spec = PAPER_SETTING[attack]
     text = (
@@ -59,7 +59,7 @@ def paper_label(attack: str) -> str:
         if attack == "st"
         else f"eps={spec['eps']:g} {spec['eps_unit']}"
     )
-    return describe(attack, spec["setting"], "art", budget_text=text)
+    return describe(labels, attack, spec["setting"], "art", budget_text=text)
 
 
 @dataclass
@@ -72,6 +72,7 @@ class Row:
     accuracy: dict[str, Estimate] = field(default_factory=dict)
     sensitivity: dict[str, float] = field(default_factory=dict)
     compared: bool = False  # the paper's row of this attack compares with this one
+    attack_label: str = ""  # the attack as the study's runs label it
 
     @property
     def setting(self) -> str:
@@ -87,6 +88,10 @@ class Row:
         return "" if self.evalset is None else self.evalset.impl
 
     @property
+    def paper_row(self) -> str:
+        return ("Clean" if self.attack == CLEAN else self.attack_label) if self.compared else ""
+
+    @property
     def jobs(self) -> dict[str, list[Job]]:
         """Per model, the runs of its seeds; empty for the clean rows."""
         return {} if self.evalset is None else {m: list(e.jobs) for m, e in self.accuracy.items()}
@@ -95,10 +100,6 @@ class Row:
     def paper(self) -> dict[str, float]:
         """The paper's accuracy (%) per model, where this row is the one the paper's row compares with."""
         return dict(zip(MODELS, PAPER_TABLE2[self.attack])) if self.compared else {}
-
-    @property
-    def paper_row(self) -> str:
-        return ("Clean" if self.attack == CLEAN else attack_label(self.attack)) if self.compared else ""
 
 
 def newest_job_per_model(study: Study) -> dict[str, Job]:
@@ -137,7 +138,7 @@ def clean_rows(study: Study) -> list[Row]:
 
 def attack_rows(study: Study) -> list[Row]:
     """One row per evaluation set of the jobs without defense or transfer, in the report's order."""
-    sets = evaluation_sets(study.jobs)  # labelled against every set of the study, as the other tables are
+    sets = evaluation_sets(study.jobs, study.labels)  # labelled against every set of the study, as the other tables are
     groups: dict[tuple, dict[str, list[Job]]] = defaultdict(lambda: defaultdict(list))
     for job in study.jobs:
         if job.plain:
@@ -145,7 +146,8 @@ def attack_rows(study: Study) -> list[Row]:
     out = []
     for k, by_model in groups.items():
         evalset = sets[k]
-        row = Row(evalset.label, evalset.attack, evalset, compared=compares_with_paper(evalset))
+        label = study.labels.attack(evalset.attack)
+        row = Row(evalset.label, evalset.attack, evalset, compared=compares_with_paper(evalset), attack_label=label)
         for model, jobs in by_model.items():
             seeds = per_seed(jobs)
             row.accuracy[model] = measured(seeds, "adversarial_accuracy")
@@ -163,7 +165,9 @@ def rows(study: Study) -> list[Row]:
     attacked = attack_rows(study)
     compared = {row.attack for row in attacked if row.compared}
     missing = [
-        Row(f"{paper_label(a)}: not in this study", a, compared=True) for a in PAPER_SETTING if a not in compared
+        Row(f"{paper_label(a, study.labels)}: not in this study", a, compared=True, attack_label=study.labels.attack(a))
+        for a in PAPER_SETTING
+        if a not in compared
     ]
     return [*clean_rows(study), *attacked, *missing]
 

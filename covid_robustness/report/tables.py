@@ -8,7 +8,7 @@ from .collect import Job, Study
 from .estimate import ATTACKED, measured
 from .evalsets import evaluation_sets
 from .evalsets import key as evaluation_key
-from .labels import attack_label, model_label, model_order
+from .labels import Labels, model_order
 from .summary import (
     CLEAN,
     MODELS,
@@ -64,7 +64,7 @@ def _counts(rows: list[Row], clean: bool) -> str:
     return ", ".join(f"{n:g}" for n in sorted({n for e in estimates for n in e.images}))
 
 
-def _paper_notes(rows: list[Row]) -> list[str]:
+def _paper_notes(rows: list[Row], labels: Labels) -> list[str]:
     """Which of our rows each paper row compares with, and why that one."""
     notes = [
         "Paper values (the paper's Table II) stand beside the row they compare with, named in the last column; "
@@ -72,14 +72,16 @@ def _paper_notes(rows: list[Row]) -> list[str]:
     ]
     for attack in PAPER_SETTING:
         ours = [r.label for r in rows if r.attack == attack and r.compared and r.evalset is not None]
-        which = " and ".join(f"our '{label}'" for label in ours) or f"'{paper_label(attack)}' (not in this study)"
-        notes.append(f"The paper's {attack_label(attack)} compares with {which}: {PAPER_WHY[attack]}.")
+        which = (
+            " and ".join(f"our '{label}'" for label in ours) or f"'{paper_label(attack, labels)}' (not in this study)"
+        )
+        notes.append(f"The paper's {labels.attack(attack)} compares with {which}: {PAPER_WHY[attack]}.")
     return notes
 
 
-def table2(rows: list[Row]) -> Table:
+def table2(rows: list[Row], labels: Labels) -> Table:
     models = model_order({m for r in rows for m in r.accuracy})
-    columns = ["evaluation set"] + [c for m in models for c in (model_label(m), f"{model_label(m)} paper")]
+    columns = ["evaluation set"] + [c for m in models for c in (labels.model(m), f"{labels.model(m)} paper")]
     body = []
     for row in rows:
         cells = [row.label]
@@ -99,12 +101,12 @@ def table2(rows: list[Row]) -> Table:
             "Some runs did not log test_images (older runs): their clean interval counts the attacked "
             "images instead (attack_images), so it is wider than the whole test split would give."
         )
-    notes += _paper_notes(rows)
+    notes += _paper_notes(rows, labels)
     notes += flag_notes(j for r in rows for e in r.accuracy.values() for j in e.jobs)
     return Table("Table II: accuracy under attack", columns + ["paper row"], body, notes)
 
 
-def table2_average(rows: list[Row]) -> Table:
+def table2_average(rows: list[Row], labels: Labels) -> Table:
     """The paper's headline row: each compared row over the five models, ours beside the paper's."""
     body = []
     for row in sorted((r for r in rows if r.compared), key=lambda r: list(PAPER_TABLE2).index(r.attack)):
@@ -114,7 +116,7 @@ def table2_average(rows: list[Row]) -> Table:
             text = ours.pooled_text() + marks(ours.jobs, masking=row.attack != CLEAN)
             diff = f"{100 * ours.pooled - paper:+.2f}"
         elif missing and row.accuracy:
-            text, diff = f"{DASH} (no {', '.join(model_label(m) for m in missing)})", DASH
+            text, diff = f"{DASH} (no {', '.join(labels.model(m) for m in missing)})", DASH
         else:
             text, diff = "not in this study", DASH
         body.append([row.paper_row, row.label.removesuffix(": not in this study"), text, f"{paper:.2f}", diff])
@@ -137,14 +139,14 @@ def parameter_counts(study: Study, newest: dict[str, Job]) -> Table:
     for model in model_order(newest):
         m = study.trainings.get(newest[model].training_run_id, {})
         if Metrics.PARAMETERS not in m:
-            body.append([model_label(model), DASH, DASH, DASH, DASH])
+            body.append([study.labels.model(model), DASH, DASH, DASH, DASH])
             continue
         params, with_stats, paper = (
             m.get(k) for k in (Metrics.PARAMETERS, Metrics.PARAMETERS_WITH_STATS, Metrics.PAPER_PARAMETERS)
         )
         body.append(
             [
-                model_label(model),
+                study.labels.model(model),
                 f"{params:,.0f}",
                 f"{with_stats:,.0f}",
                 DASH if paper is None else f"{paper:,.0f}",
@@ -177,7 +179,7 @@ def clean_metrics(study: Study) -> Table:
                 pct(mean(j.metrics[k] for j in jobs)) for k in ("test/sensitivity", "test/specificity", "test/auroc")
             )
             body.append(
-                [model_label(model)]
+                [study.labels.model(model)]
                 + ([row.label] if len(rows) > 1 else [])
                 + [
                     _distinct(list(jobs), "trainer.max_epochs"),
@@ -206,7 +208,7 @@ def clean_metrics(study: Study) -> Table:
 
 def jobs(study: Study) -> Table:
     models = model_order({j.model for j in study.jobs})
-    sets = evaluation_sets(study.jobs)
+    sets = evaluation_sets(study.jobs, study.labels)
     order = sorted(
         study.jobs,
         key=lambda j: (
@@ -221,10 +223,10 @@ def jobs(study: Study) -> Table:
     body = []
     for job in order:
         m = job.metrics
-        source = DASH if job.source_model is None else model_label(job.source_model)
+        source = DASH if job.source_model is None else study.labels.model(job.source_model)
         body.append(
             [
-                model_label(job.model),
+                study.labels.model(job.model),
                 job.defense,
                 source,
                 sets[evaluation_key(job)].label,
@@ -283,10 +285,10 @@ def jobs(study: Study) -> Table:
 def replaced(study: Study) -> Table | None:
     if not study.replaced:
         return None
-    sets = evaluation_sets(study.jobs + [old for old, _ in study.replaced])
+    sets = evaluation_sets(study.jobs + [old for old, _ in study.replaced], study.labels)
     body = [
         [
-            model_label(old.model),
+            study.labels.model(old.model),
             sets[evaluation_key(old)].label,
             old.seed,
             f"{old.run_id[:8]} ({when(old.start_time)})",
