@@ -14,7 +14,17 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..accelerator import uses_cuda
 from ..record import transfer_source
-from ..record.sections import CELL, EXTERNAL_DATA, NOT_IN_KEY, PROBE, TRAINING
+from ..record.sections import (
+    CELL,
+    CORRUPTION,
+    DATA,
+    EXTERNAL_DATA,
+    HARMONISE,
+    LOGGED_WHEN_ON,
+    NOT_IN_KEY,
+    PROBE,
+    TRAINING,
+)
 from ..shortcut import probe_name
 
 
@@ -31,16 +41,29 @@ def job_settings(cfg: DictConfig) -> dict:
         settings.pop("gpu", None)
     if settings["trainer"].get("gradient_clip_val") is None:  # no clipping: keyed as before the setting existed
         settings["trainer"].pop("gradient_clip_val", None)
-    if settings.get("corruption", {}).get("name", "none") == "none":
-        settings.pop("corruption", None)
-    if not settings["data"].get("harmonise", False):  # the remedy off: keyed and logged as before it existed
-        settings["data"].pop("harmonise", None)
-    if settings["data"].get("external_root") is None:
-        for name in EXTERNAL_DATA:
-            settings["data"].pop(name, None)
+    # The settings logged only when on (the remedy, the corruption, the external set), and when each is off:
+    # then keyed and logged as before it existed.
+    off = {
+        CORRUPTION: _setting(settings, f"{CORRUPTION}.name", "none") == "none",
+        HARMONISE: not _setting(settings, HARMONISE, False),
+        **{f"{DATA}.{name}": _setting(settings, f"{DATA}.external_root") is None for name in EXTERNAL_DATA},
+    }
+    for name in LOGGED_WHEN_ON:
+        if off[name]:
+            head, _, key = name.partition(".")
+            if key:
+                settings[head].pop(key, None)
+            else:
+                settings.pop(head, None)
     if probe_name(settings) == "none":  # a normal job: keyed and logged as before the probe group existed
         settings.pop(PROBE, None)
     return settings
+
+
+def _setting(settings: dict, name: str, default=None):
+    """One setting of the resolved config by its param name (section.key)."""
+    head, _, key = name.partition(".")
+    return settings.get(head, {}).get(key, default)
 
 
 def _parts(settings: dict, sections) -> dict:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import sections
 from .sections import is_numbers_param
 
 # Run roles (tag "role").
@@ -51,6 +52,30 @@ class Tags:
     JOBS = "jobs"  # how many job runs the report used
 
 
+class Params:
+    """The flattened config settings (section.key) the run record and the report read."""
+
+    MODEL = f"{sections.MODEL}.name"
+    ATTACK = f"{sections.ATTACK}.name"
+    SETTING = f"{sections.ATTACK}.setting"  # the attack's setting label (budget, art_default, ...)
+    IMPL = f"{sections.ATTACK}.impl"
+    EPS = f"{sections.ATTACK}.eps"
+    EPS_UNIT = f"{sections.ATTACK}.eps_unit"
+    MAX_ITER = f"{sections.ATTACK}.max_iter"
+    MAX_ROTATION = f"{sections.ATTACK}.max_rotation"  # the spatial attack's grid
+    MAX_TRANSLATION = f"{sections.ATTACK}.max_translation"
+    SOURCE_MODEL = f"{sections.ATTACK}.source_model"
+    TARGET_CLASS = f"{sections.ATTACK}.target_class"
+    DEFENSE = f"{sections.DEFENSE}.name"
+    CORRUPTION = f"{sections.CORRUPTION}.name"
+    SEED = sections.SEED
+    DATA_SOURCE = f"{sections.DATA}.source"
+    TASK = f"{sections.DATA}.task"
+    IMAGE_SIZE = f"{sections.DATA}.image_size"
+    MAX_EPOCHS = f"{sections.TRAINER}.max_epochs"
+    MAX_IMAGES = f"{sections.EVAL}.max_images"
+
+
 class Metrics:
     CLEAN = "clean_accuracy"
     ADVERSARIAL = "adversarial_accuracy"
@@ -63,8 +88,12 @@ class Metrics:
     PARAMETERS_WITH_STATS = "model_parameters_with_bn_stats"
     PAPER_PARAMETERS = "paper_parameters"
     TRAINING_SECONDS = "training_seconds"  # on a training run
+    VAL_ACCURACY = "val/acc"  # on a training run: its last epoch's
     TEST = "test/"  # + name: the test loop's metrics of the bare model on the whole test split
-    TEST_ACCURACY = "test/acc"
+    TEST_ACCURACY = TEST + "acc"
+    TEST_SENSITIVITY = TEST + "sensitivity"  # of COVID-19 against the rest
+    TEST_SPECIFICITY = TEST + "specificity"
+    TEST_AUROC = TEST + "auroc"
     THRESHOLD = "threshold_"  # + operating point: its threshold, chosen on the validation split
     # Under attack, among the images the model got right clean (evaluation/evaluate.py).
     ATTACK_SUCCESS = "attack_success_rate"  # the share the attack turned wrong
@@ -212,27 +241,27 @@ class Job:
         return cls(
             run_id=run.info.run_id,
             start_time=run.info.start_time,
-            model=p["model.name"],
-            attack=p["attack.name"],
-            setting=p.get("attack.setting", t.get(Tags.SETTING, "")),
-            impl=p.get("attack.impl", "art"),
-            eps=number(p.get("attack.eps")),
+            model=p[Params.MODEL],
+            attack=p[Params.ATTACK],
+            setting=p.get(Params.SETTING, t.get(Tags.SETTING, "")),
+            impl=p.get(Params.IMPL, "art"),
+            eps=number(p.get(Params.EPS)),
             training_run_id=t.get(Tags.PARENT, ""),
             params=dict(p),
             metrics=dict(run.data.metrics),
             masking=t.get(Tags.MASKING) == "true",
             masking_reasons=t.get(Tags.MASKING_REASONS, ""),
-            defense=p.get("defense.name", "none"),
-            source_model=transfer_source(p["model.name"], p.get("attack.source_model")),
+            defense=p.get(Params.DEFENSE, "none"),
+            source_model=transfer_source(p[Params.MODEL], p.get(Params.SOURCE_MODEL)),
             evaluation=t.get(Tags.EVALUATION, "whitebox"),
             strongest_evaluation=t.get(Tags.STRONGEST_EVALUATION, "whitebox"),
-            seed=p.get("seed", "0"),
+            seed=p.get(Params.SEED, "0"),
             cell_key=t.get(Tags.CELL_KEY, ""),
             untrained=t.get(Tags.UNTRAINED) == "true",
             untrained_reason=t.get(Tags.UNTRAINED_REASON, ""),
             model_label=t.get(Tags.MODEL_LABEL, ""),
             attack_label=t.get(Tags.ATTACK_LABEL, ""),
-            max_iter=integer(p.get("attack.max_iter")),
+            max_iter=integer(p.get(Params.MAX_ITER)),
             tags=dict(t),
         )
 
@@ -246,7 +275,7 @@ class Job:
             return self.cell_key
         params = numbers_params(self.params)
         if self.source_model is None:  # no source, or the model itself: a white-box job either way
-            params.pop("attack.source_model", None)
+            params.pop(Params.SOURCE_MODEL, None)
         blob = json.dumps(params, sort_keys=True)
         return "params:" + hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -265,13 +294,13 @@ class Job:
     @property
     def target_class(self) -> str | None:
         """The class a targeted attack crafted toward (attack.target_class), or None."""
-        target = self.params.get("attack.target_class")
+        target = self.params.get(Params.TARGET_CLASS)
         return None if target in (None, "None") else target
 
     @property
     def corruption(self) -> str | None:
         """The corruption its test images went through (evaluation.corrupted), or None."""
-        return self.params.get("corruption.name")
+        return self.params.get(Params.CORRUPTION)
 
     @property
     def eps_pixel(self) -> float | None:
@@ -294,7 +323,7 @@ class Job:
 
 
 # What older runs did not log, as they ran it.
-DEFAULTS = {"attack.eps_unit": "pixel"}
+DEFAULTS = {Params.EPS_UNIT: "pixel"}
 
 
 def numbers_params(params: dict[str, str]) -> dict[str, str]:

@@ -6,32 +6,44 @@ attack, the evaluation settings and the defense (an input transformation acts at
 both, within one study: two runs of one cell are reruns of one another.
 """
 
-TRAINING = ("data", "model", "optim", "trainer", "gpu", "seed")
-DEFENSE_TRAINING = "defense.training"  # the one part of the defense that changes the weights
-EVALUATION = ("attack", "eval", "defense", "corruption")
+# The config's sections (conf/<section>/), as the params name them: section.key, or one value (SCALARS).
+DATA, MODEL, OPTIM, TRAINER, GPU, SEED = "data", "model", "optim", "trainer", "gpu", "seed"
+ATTACK, EVAL, DEFENSE, CORRUPTION, STUDY = "attack", "eval", "defense", "corruption", "study"
+TRAINING = (DATA, MODEL, OPTIM, TRAINER, GPU, SEED)
+DEFENSE_TRAINING = f"{DEFENSE}.training"  # the one part of the defense that changes the weights
+EVALUATION = (ATTACK, EVAL, DEFENSE, CORRUPTION)
 # A shortcut probe (probe.py) in place of the attack: absent from a normal job's settings (probe.name=none),
 # so it changes none of their keys or params. A border probe's settings change its weights: a training param.
 PROBE = "probe"
-CELL = (*TRAINING, *EVALUATION, PROBE, "study")
-SCALARS = ("seed", "study")  # sections that are one value; the others are groups, logged as section.key
+CELL = (*TRAINING, *EVALUATION, PROBE, STUDY)
+SCALARS = (SEED, STUDY)  # sections that are one value; the others are groups, logged as section.key
 # Settings that change how a job runs or what it shows, not its numbers.
 NOT_IN_KEY = {
-    "data": ("num_workers", "cache", "cache_dir"),
-    "trainer": ("enable_progress_bar", "log_every_n_steps"),
-    "gpu": ("data_on_device",),  # the same batches from the device as from the host
+    DATA: ("num_workers", "cache", "cache_dir"),
+    TRAINER: ("enable_progress_bar", "log_every_n_steps"),
+    GPU: ("data_on_device",),  # the same batches from the device as from the host
 }
-SKIPPED_IMAGES = "data.skipped_images"  # a job's param: the data folder's images left out as unreadable
-NOT_NUMBERS = ("eval.n_examples", SKIPPED_IMAGES)
-# Data settings that say which other images a job evaluates on, not what its model trains on.
+SKIPPED_IMAGES = f"{DATA}.skipped_images"  # a job's param: the data folder's images left out as unreadable
+NOT_NUMBERS = (f"{EVAL}.n_examples", SKIPPED_IMAGES)
 # Training settings a model config may carry for its architecture (conf/model/vgg19.yaml's clipping): the
 # trainer reads them (conf/trainer/default.yaml); the architecture's constructor does not take them.
 MODEL_TRAINING_SETTINGS = ("gradient_clip_val",)
+# Data settings that say which other images a job evaluates on, not what its model trains on.
 EXTERNAL_DATA = ("external_root", "external_class_dirs")
+HARMONISE = f"{DATA}.harmonise"  # a remedy against source shortcuts (conf/data/folder.yaml)
+# Settings a job leaves out of its keys and params while they are off (keys.job_settings), so that a store
+# written before they existed still matches: a run without them had them off. A section, or section.key.
+LOGGED_WHEN_ON = (CORRUPTION, HARMONISE, *(f"{DATA}.{name}" for name in EXTERNAL_DATA))
 
 
 def section(key: str) -> str:
     """The section of a flattened param (`attack.eps` -> attack, `seed` -> seed)."""
     return key.split(".")[0]
+
+
+def within(key: str, names) -> bool:
+    """Whether a flattened param is one of the names (a section, or section.key) or lies under one."""
+    return any(key == name or key.startswith(f"{name}.") for name in names)
 
 
 def is_training_param(key: str) -> bool:
@@ -57,7 +69,7 @@ def is_numbers_param(key: str) -> bool:
 
 
 def _external(key: str) -> bool:
-    return any(key == f"data.{name}" or key.startswith(f"data.{name}.") for name in EXTERNAL_DATA)
+    return within(key, [f"{DATA}.{name}" for name in EXTERNAL_DATA])
 
 
 def _ignored(key: str) -> bool:

@@ -8,6 +8,7 @@ interval and its flags read is decided here once, for every table.
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from ..record import Tags
 from .estimate import Estimate
 
 MASK = "⚠"
@@ -15,7 +16,7 @@ UNTRAINED = "∅"
 DASH = "–"
 MASK_NOTE = f"{MASK}: the sweep flagged possible gradient masking for this run (reasons in the table of jobs)."
 UNTRAINED_NOTE = (
-    f"{UNTRAINED}: the model is no better than always answering the majority class (tag untrained_model, "
+    f"{UNTRAINED}: the model is no better than always answering the majority class (tag {Tags.UNTRAINED}, "
     "reason in the table of jobs): an attack cannot turn its answers wrong, so its accuracy says nothing "
     "about robustness."
 )

@@ -16,12 +16,19 @@ import numpy as np
 from matplotlib.lines import Line2D
 
 from ..data.classes import COVID
-from ..record import RADIUS, curve
+from ..record import RADIUS, Metrics, curve
 from .blocks import DASH, Table, pct
 from .collect import Job, Study
 from .evalsets import evaluation_sets, key
 from .figures import COLORS
 from .labels import Labels, model_order
+
+# The calibration and the readings at each operating point, clean and attacked, as a job logs them
+# (evaluation/calibration.py, operating_point.py: + "_clean" or "_adversarial").
+ECE_CLEAN, ECE_ATTACKED = f"{Metrics.ECE}_clean", f"{Metrics.ECE}_adversarial"
+CONFIDENT_ERRORS_ATTACKED = f"{Metrics.CONFIDENT_ERRORS}_adversarial"
+OPERATING_POINTS = ("sens95", "youden")  # evaluation/operating_point.py's POINTS, in the table's order
+RADIUS_MEDIANS = (Metrics.RADIUS_MEDIAN, Metrics.RADIUS_MEDIAN_COVID, Metrics.RADIUS_MEDIAN_NON_COVID)
 
 
 def _budget(job: Job) -> str:
@@ -30,7 +37,7 @@ def _budget(job: Job) -> str:
 
 def harm_jobs(study: Study) -> list[Job]:
     """The paper's-setting jobs (untargeted, no defense or transfer) that measured both directions of harm."""
-    return [j for j in study.jobs if j.plain and "missed_covid_rate" in j.metrics]
+    return [j for j in study.jobs if j.plain and Metrics.MISSED_COVID in j.metrics]
 
 
 def has_clinical(study: Study) -> bool:
@@ -54,13 +61,13 @@ def harm_table(study: Study) -> Table:
             [
                 study.labels.model(j.model),
                 sets[key(j)].label,
-                pct(m.get("clean_accuracy")),
-                pct(m.get("adversarial_accuracy")),
-                pct(m.get("missed_covid_rate")),
-                pct(m.get("false_alarm_rate")),
-                f"{m['ece_clean']:.3f}" if "ece_clean" in m else DASH,
-                f"{m['ece_adversarial']:.3f}" if "ece_adversarial" in m else DASH,
-                pct(m.get("confident_error_share_adversarial")),
+                pct(m.get(Metrics.CLEAN)),
+                pct(m.get(Metrics.ADVERSARIAL)),
+                pct(m.get(Metrics.MISSED_COVID)),
+                pct(m.get(Metrics.FALSE_ALARM)),
+                f"{m[ECE_CLEAN]:.3f}" if ECE_CLEAN in m else DASH,
+                f"{m[ECE_ATTACKED]:.3f}" if ECE_ATTACKED in m else DASH,
+                pct(m.get(CONFIDENT_ERRORS_ATTACKED)),
             ]
         )
     return Table(
@@ -116,8 +123,8 @@ def harm_figure(study: Study, found: dict[str, tuple[Job, dict]]):
                 continue
             eps = [j.eps_pixel * 255 for j in mine]
             color = COLORS[i % len(COLORS)]
-            ax.plot(eps, [100 * j.metrics["missed_covid_rate"] for j in mine], "o-", color=color, label=name)
-            ax.plot(eps, [100 * j.metrics["false_alarm_rate"] for j in mine], "s--", color=color, markersize=4)
+            ax.plot(eps, [100 * j.metrics[Metrics.MISSED_COVID] for j in mine], "o-", color=color, label=name)
+            ax.plot(eps, [100 * j.metrics[Metrics.FALSE_ALARM] for j in mine], "s--", color=color, markersize=4)
         ax.set(title=study.labels.model(model), xlabel="L-inf budget (x/255)", ylim=(-3, 103))
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("% of the class's images read right")
@@ -139,7 +146,7 @@ def harm_figure(study: Study, found: dict[str, tuple[Job, dict]]):
 
 def operating_table(study: Study) -> Table | None:
     """The operating points chosen on the validation split, read on each job's images clean and attacked."""
-    jobs = _sorted([j for j in harm_jobs(study) if "auroc_clean" in j.metrics], study.labels)
+    jobs = _sorted([j for j in harm_jobs(study) if Metrics.AUROC_CLEAN in j.metrics], study.labels)
     if not jobs:
         return None
     sets = evaluation_sets(jobs, study.labels)
@@ -147,14 +154,14 @@ def operating_table(study: Study) -> Table | None:
     for j in jobs:
         m = j.metrics
         row = [study.labels.model(j.model), sets[key(j)].label]
-        for point in ("sens95", "youden"):
-            threshold = m.get(f"threshold_{point}")
+        for point in OPERATING_POINTS:
+            threshold = m.get(Metrics.THRESHOLD + point)
+            row.append(DASH if threshold is None else f"{threshold:.3f}")
             row += [
-                DASH if threshold is None else f"{threshold:.3f}",
-                f"{pct(m.get(f'sensitivity_at_{point}_clean'))} → {pct(m.get(f'sensitivity_at_{point}_adversarial'))}",
-                f"{pct(m.get(f'specificity_at_{point}_clean'))} → {pct(m.get(f'specificity_at_{point}_adversarial'))}",
+                f"{pct(m.get(f'{reading}{point}_clean'))} → {pct(m.get(f'{reading}{point}_adversarial'))}"
+                for reading in (Metrics.SENSITIVITY_AT, Metrics.SPECIFICITY_AT)
             ]
-        row.append(f"{m['auroc_clean']:.3f} → {m['auroc_adversarial']:.3f}")
+        row.append(f"{m[Metrics.AUROC_CLEAN]:.3f} → {m[Metrics.AUROC_ADVERSARIAL]:.3f}")
         rows.append(row)
     return Table(
         "The operating point, clean → attacked",
@@ -183,7 +190,7 @@ def reliability_figure(study: Study):
     chosen: dict[str, Job] = {}
     for j in harm_jobs(study):
         if j.attack in ("fgsm", "pgd", "apgd", "cw") and (
-            j.model not in chosen or j.metrics["adversarial_accuracy"] < chosen[j.model].metrics["adversarial_accuracy"]
+            j.model not in chosen or j.metrics[Metrics.ADVERSARIAL] < chosen[j.model].metrics[Metrics.ADVERSARIAL]
         ):
             chosen[j.model] = j
     images = {m: png for m, j in chosen.items() if (png := study.artifacts.reliability(j)) is not None}
@@ -211,24 +218,29 @@ def radius_jobs(study: Study) -> list[Job]:
     return [j for j in study.jobs if j.attack == RADIUS and _undefended(j)]
 
 
+def _curve_budget(name: str) -> str:
+    """The budget of a radius job's curve metric, in grey levels as logged: curve_accuracy_8_255 -> 8."""
+    return name.removeprefix(Metrics.CURVE).removesuffix("_255")
+
+
 def radius_table(study: Study) -> Table | None:
     jobs = _sorted(radius_jobs(study), study.labels)
     if not jobs:
         return None
     budgets = sorted(
-        {k for j in jobs for k in j.metrics if k.startswith("curve_accuracy_")},
-        key=lambda k: float(k.split("_")[2]),
+        {k for j in jobs for k in j.metrics if k.startswith(Metrics.CURVE)},
+        key=lambda k: float(_curve_budget(k)),
     )
     rows = []
     for j in jobs:
         m = j.metrics
-        medians = [m.get(f"radius_median{s}") for s in ("", "_covid", "_non_covid")]
+        medians = [m.get(k) for k in RADIUS_MEDIANS]
         rows.append(
             [
                 study.labels.model(j.model),
                 _budget(j),
                 *(DASH if v is None else f"> {_budget(j)}" if v != v else f"{v * 255:.2f}/255" for v in medians),
-                pct(m.get("radius_beyond_max_share")),
+                pct(m.get(Metrics.RADIUS_BEYOND)),
                 *(pct(m.get(b)) for b in budgets),
             ]
         )
@@ -241,7 +253,7 @@ def radius_table(study: Study) -> Table | None:
             "median, COVID-19",
             "median, others",
             "beyond it %",
-            *(f"acc. % at {b.split('_')[2]}/255" for b in budgets),
+            *(f"acc. % at {_curve_budget(b)}/255" for b in budgets),
         ],
         rows,
         [
@@ -319,10 +331,10 @@ def targeted_table(study: Study) -> Table | None:
                     study.labels.model(model),
                     f"{study.labels.attack(attack)} {_budget(j)}",
                     j.target_class or "(untargeted)",
-                    pct(m.get("targeted_success_rate")),
-                    pct(m.get("adversarial_accuracy")),
-                    pct(m.get("missed_covid_rate")),
-                    pct(m.get("false_alarm_rate")),
+                    pct(m.get(Metrics.TARGETED_SUCCESS)),
+                    pct(m.get(Metrics.ADVERSARIAL)),
+                    pct(m.get(Metrics.MISSED_COVID)),
+                    pct(m.get(Metrics.FALSE_ALARM)),
                 ]
             )
     return Table(

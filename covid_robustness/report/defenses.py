@@ -13,6 +13,7 @@ from statistics import mean
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ..record import Metrics
 from .blocks import DASH, Table, cell, flag_notes, marks
 from .collect import Job, Study
 from .estimate import Estimate, clean_on_test, measured, per_seed, pooled
@@ -34,7 +35,7 @@ def defense_order(defenses) -> list[str]:
 
 
 def training_seconds(study: Study, job: Job) -> float | None:
-    return study.trainings.get(job.training_run_id, {}).get("training_seconds")
+    return study.trainings.get(job.training_run_id, {}).get(Metrics.TRAINING_SECONDS)
 
 
 class _Grid:
@@ -47,7 +48,7 @@ class _Grid:
             if job.source_model is None:
                 jobs[(job.model, job.defense)][key(job)].append(job)
         self.robust = {
-            md: {k: measured(per_seed(js), "adversarial_accuracy") for k, js in by_set.items()}
+            md: {k: measured(per_seed(js), Metrics.ADVERSARIAL) for k, js in by_set.items()}
             for md, by_set in jobs.items()
         }
         self.clean = {
@@ -176,7 +177,7 @@ def robustness_by_defense(study: Study):
                 )
                 if not sets:
                     continue
-                points = [measured(by_set[sets[0].key].jobs, "clean_accuracy")] + [by_set[s.key] for s in sets]
+                points = [measured(by_set[sets[0].key].jobs, Metrics.CLEAN)] + [by_set[s.key] for s in sets]
                 xs = [0.0] + [255 * (s.eps_pixel or 0.0) for s in sets]
                 levels += xs
                 label = defense if len(curves) == 1 else f"{defense}, {sets[0].name}"
@@ -217,7 +218,7 @@ def _transfer(study: Study) -> dict[tuple, dict[tuple[str, str], Estimate]]:
             jobs[(key(job), job.defense)][(job.source_model or job.model, job.model)].append(job)
     sets = evaluation_sets(study.jobs, study.labels)
     ordered = sorted(jobs.items(), key=lambda kv: (sets[kv[0][0]].order, kv[0][1] != NONE, kv[0][1]))
-    return {k: {st: measured(per_seed(js), "adversarial_accuracy") for st, js in cells.items()} for k, cells in ordered}
+    return {k: {st: measured(per_seed(js), Metrics.ADVERSARIAL) for st, js in cells.items()} for k, cells in ordered}
 
 
 def has_transfer(study: Study) -> bool:

@@ -8,11 +8,9 @@ pooled over the seeds).
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ..record import Metrics
 from .collect import Job
 from .intervals import wilson
-
-ATTACKED = "attack_images"  # images an attack row counts
-TESTED = "test_images"  # images of the whole test split, which the clean metrics count
 
 
 @dataclass(frozen=True)
@@ -22,7 +20,7 @@ class Estimate:
     values: tuple[float, ...]  # one fraction per seed
     images: tuple[float, ...]  # the images each value counts
     jobs: tuple[Job, ...] = ()
-    counted_on_attacked: bool = False  # a run lacked test_images: its clean value counted as attack_images
+    counted_on_attacked: bool = False  # a run lacked the test split's count: its clean value counts the attacked
 
     @property
     def seeds(self) -> int:
@@ -82,12 +80,12 @@ def per_seed(jobs: Iterable[Job]) -> list[Job]:
     return list(newest.values())
 
 
-def measured(jobs: Iterable[Job], metric: str, count: str = ATTACKED) -> Estimate:
+def measured(jobs: Iterable[Job], metric: str, count: str = Metrics.IMAGES) -> Estimate:
     """The metric over the jobs (one per seed), counted on the images named by count (else the attacked ones)."""
     jobs = tuple(jobs)
     return Estimate(
         tuple(j.metrics[metric] for j in jobs),
-        tuple(j.metrics.get(count, j.metrics[ATTACKED]) for j in jobs),
+        tuple(j.metrics.get(count, j.metrics[Metrics.IMAGES]) for j in jobs),
         jobs,
         any(count not in j.metrics for j in jobs),
     )
@@ -95,12 +93,12 @@ def measured(jobs: Iterable[Job], metric: str, count: str = ATTACKED) -> Estimat
 
 def deployed_metric(job: Job) -> str:
     """The clean accuracy on the whole test split as deployed: through an input-transformation defense if any."""
-    return "defended_test_accuracy" if "defended_test_accuracy" in job.metrics else "test/acc"
+    return Metrics.DEFENDED_TEST_ACCURACY if Metrics.DEFENDED_TEST_ACCURACY in job.metrics else Metrics.TEST_ACCURACY
 
 
 def clean_on_test(jobs: Iterable[Job]) -> Estimate:
     """The clean accuracy on the whole test split as deployed, over the jobs (one per seed)."""
-    return pooled(measured([j], deployed_metric(j), TESTED) for j in jobs)
+    return pooled(measured([j], deployed_metric(j), Metrics.TEST_IMAGES) for j in jobs)
 
 
 def pooled(estimates: Iterable[Estimate]) -> Estimate:

@@ -12,33 +12,43 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from statistics import mean
 
-from ..record import Job, numbers_params
-from ..record.sections import MODEL_TRAINING_SETTINGS, is_training_param
+from ..record import Job, Metrics, Params, numbers_params
+from ..record.sections import (
+    ATTACK,
+    DEFENSE,
+    LOGGED_WHEN_ON,
+    MODEL,
+    MODEL_TRAINING_SETTINGS,
+    TRAINER,
+    is_training_param,
+    within,
+)
 from .labels import ATTACKS, Labels
 
 MISSING = "–"  # a param one run logged and another did not
 # Settings a job logs only when they are on (no corruption, no external set): missing means off, not shown.
 # An untargeted attack's target_class (None) is read as missing too (settings()).
-LOGGED_WHEN_ON = ("corruption.", "data.external_", "data.harmonise", "attack.target_class")
+SHOWN_WHEN_ON = (*LOGGED_WHEN_ON, Params.TARGET_CLASS)
 
 SETTINGS = {"budget": "", "art_default": "ART default", "art_rule": "ART's rule", "paper": "paper setting"}
 
 # Set apart: each model is a column, seeds are aggregated, defenses and transfer sources have their own tables.
-APART = {"seed", "attack.source_model"}
-APART_PREFIXES = ("model.", "defense.")
+APART = {Params.SEED, Params.SOURCE_MODEL}
+APART_PREFIXES = (f"{MODEL}.", f"{DEFENSE}.")
 # Training settings a model config may carry (conf/model/vgg19.yaml's gradient clipping): at the model's
 # own value they belong to its column, not to a row; set otherwise (for every model, say) they label one.
-MODEL_OWN = {f"trainer.{name}": f"model.{name}" for name in MODEL_TRAINING_SETTINGS}
+MODEL_OWN = {f"{TRAINER}.{name}": f"{MODEL}.{name}" for name in MODEL_TRAINING_SETTINGS}
 # In the label already: the attack, its setting label, implementation and budget.
 IN_LABEL = {
-    "attack.name",
-    "attack.setting",
-    "attack.impl",
-    "attack.eps",
-    "attack.eps_unit",
-    "attack.max_rotation",
-    "attack.max_translation",
+    Params.ATTACK,
+    Params.SETTING,
+    Params.IMPL,
+    Params.EPS,
+    Params.EPS_UNIT,
+    Params.MAX_ROTATION,
+    Params.MAX_TRANSLATION,
 }
+ATTACK_PARAM = f"{ATTACK}."  # an attack's own params are labelled without their section
 
 
 def settings(job: Job) -> dict[str, str]:
@@ -49,7 +59,7 @@ def settings(job: Job) -> dict[str, str]:
         for k, v in numbers_params(job.params).items()
         if k not in APART
         and not k.startswith(APART_PREFIXES)
-        and not (k == "attack.target_class" and v == "None")
+        and not (k == Params.TARGET_CLASS and v == "None")
         and not (k in MODEL_OWN and v == job.params.get(MODEL_OWN[k]))
     }
 
@@ -59,7 +69,7 @@ def key(job: Job) -> tuple:
     return tuple(sorted(settings(job).items()))
 
 
-def training_key(job: Job) -> tuple:
+def training_settings(job: Job) -> tuple:
     """The settings its trained model depends on, less the model and seed: what a clean row groups by."""
     return tuple(sorted((k, v) for k, v in settings(job).items() if is_training_param(k)))
 
@@ -91,13 +101,17 @@ def differing(
         groups[neighbours(params)].append(k)
     out = {}
     for members in groups.values():
-        names = sorted({p for k in members for p in sets[k]} - IN_LABEL, key=lambda p: (not p.startswith("attack."), p))
+        names = sorted(
+            {p for k in members for p in sets[k]} - IN_LABEL, key=lambda p: (not p.startswith(ATTACK_PARAM), p)
+        )
         for k in members:
             mine, shown = sets[k], []
             for p in names:
-                peers = [sets[o] for o in members if not p.startswith("attack.") or setting(sets[o]) == setting(mine)]
-                if len({s.get(p, MISSING) for s in peers}) > 1 and (p in mine or not p.startswith(LOGGED_WHEN_ON)):
-                    shown.append(f"{p.removeprefix('attack.')}={mine.get(p, MISSING)}")
+                peers = [
+                    sets[o] for o in members if not p.startswith(ATTACK_PARAM) or setting(sets[o]) == setting(mine)
+                ]
+                if len({s.get(p, MISSING) for s in peers}) > 1 and (p in mine or not within(p, SHOWN_WHEN_ON)):
+                    shown.append(f"{p.removeprefix(ATTACK_PARAM)}={mine.get(p, MISSING)}")
             out[k] = shown
     return out
 
@@ -118,7 +132,7 @@ class EvalSet:
     @property
     def sweep(self) -> tuple | None:
         """Sets that differ only in their budget share this; None without an L-inf budget."""
-        return None if self.eps is None else tuple(kv for kv in self.key if kv[0] != "attack.eps")
+        return None if self.eps is None else tuple(kv for kv in self.key if kv[0] != Params.EPS)
 
     @property
     def order(self) -> tuple:
@@ -147,12 +161,12 @@ def budget(attack: str, params: dict[str, str], eps: float | None, eps_pixel: fl
     """The budget as the label states it: eps in its unit (with its pixel value for std), or ST's grid."""
     if attack == "st":
         return (
-            f"rot ±{float(params.get('attack.max_rotation', 'nan')):g}°, "
-            f"shift ±{float(params.get('attack.max_translation', 'nan')):g}%"
+            f"rot ±{float(params.get(Params.MAX_ROTATION, 'nan')):g}°, "
+            f"shift ±{float(params.get(Params.MAX_TRANSLATION, 'nan')):g}%"
         )
     if eps is None:
         return "unbounded" if attack == "cw" else ""
-    if params.get("attack.eps_unit", "pixel") == "std":
+    if params.get(Params.EPS_UNIT, "pixel") == "std":
         return f"eps={eps:g} std" + ("" if eps_pixel is None else f" = {grey_levels(eps_pixel)}")
     return f"eps={eps_label(eps)}"
 
@@ -181,14 +195,14 @@ def evaluation_sets(jobs: Iterable[Job], labels: Labels) -> dict[tuple, EvalSet]
         members[key(job)].append(job)
     extras = differing(
         {k: dict(k) for k in members},
-        neighbours=lambda s: s.get("attack.name", ""),
-        setting=lambda s: s.get("attack.setting", ""),
+        neighbours=lambda s: s.get(Params.ATTACK, ""),
+        setting=lambda s: s.get(Params.SETTING, ""),
     )
     sets = {}
     for k, group in members.items():
         first, params = group[0], dict(k)
-        unit = params.get("attack.eps_unit", "pixel")
-        eps_pixel = _metric(group, "eps_pixel")
+        unit = params.get(Params.EPS_UNIT, "pixel")
+        eps_pixel = _metric(group, Metrics.EPS_PIXEL)
         if eps_pixel is None and unit == "pixel":
             eps_pixel = first.eps
         text = budget(first.attack, params, first.eps, eps_pixel)
@@ -202,7 +216,7 @@ def evaluation_sets(jobs: Iterable[Job], labels: Labels) -> dict[tuple, EvalSet]
             first.eps,
             unit,
             eps_pixel,
-            _metric(group, "eps_std"),
+            _metric(group, Metrics.EPS_STD),
             describe(labels, first.attack, first.setting, first.impl, extras[k], text),
             describe(labels, first.attack, first.setting, first.impl, name_extras),
         )

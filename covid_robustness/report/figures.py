@@ -12,6 +12,7 @@ import numpy as np
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from ..record import Metrics
 from .blocks import UNTRAINED
 from .collect import Job
 from .estimate import Estimate, measured
@@ -157,9 +158,7 @@ def robustness_curves(sweeps: dict[str, list[Row]], labels: Labels):
                 continue
             color = COLORS[i % 10]
             eps = [0.0] + [255 * r.eps for r in points]
-            accuracy = [measured(points[0].accuracy[model].jobs, "clean_accuracy")] + [
-                r.accuracy[model] for r in points
-            ]
+            accuracy = [measured(points[0].accuracy[model].jobs, Metrics.CLEAN)] + [r.accuracy[model] for r in points]
             axes[0, col].errorbar(
                 eps,
                 [100 * e.mean for e in accuracy],
@@ -174,7 +173,7 @@ def robustness_curves(sweeps: dict[str, list[Row]], labels: Labels):
             for x, e in zip(eps, accuracy):
                 seed_dots(axes[0, col], x, e, color)
             first = points[0].accuracy[model].jobs
-            sensitivity = [mean(j.metrics["covid_sensitivity_clean"] for j in first)] + [
+            sensitivity = [mean(j.metrics[Metrics.SENSITIVITY_CLEAN] for j in first)] + [
                 r.sensitivity[model] for r in points
             ]
             axes[1, col].plot(

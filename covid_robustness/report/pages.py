@@ -8,6 +8,7 @@ as PNGs beside them, with Table II and the runs as CSV.
 from pathlib import Path
 
 from ..data.classes import task_classes
+from ..record import Artifacts, Params
 from . import clinical, defenses, figures, html, markdown, paper_eps, shift, tables
 from .blocks import Figure, Link
 from .collect import Study
@@ -69,13 +70,13 @@ def build(study: Study, out: Path) -> list[Path]:
         if (ex := study.artifacts.examples(job)) is not None
     }
     if arrays:
-        classes = task_classes(study.jobs[0].params["data.task"])
+        classes = task_classes(study.jobs[0].params[Params.TASK])
         add_figure(
             "figure2_kernels.png",
             "Figure 2: attack kernels",
             "Per model, the first test image (left) and the perturbation each attack added to it "
             "(adversarial - clean, red brighter, blue darker, each scaled to its own largest change, "
-            "given in grey levels); for ST the transformed image. From each job's examples.npz.",
+            f"given in grey levels); for ST the transformed image. From each job's {Artifacts.EXAMPLES}.",
             figures.kernels(chosen, arrays, classes, study.labels),
         )
     if defenses.has_defenses(study):

@@ -14,6 +14,7 @@ from math import exp, log
 import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
 
+from ..record import Metrics
 from .blocks import DASH, Table, flag_notes, marks
 from .estimate import Estimate
 from .figures import COLORS
@@ -143,9 +144,9 @@ def table(found: list[Equivalent], labels: Labels) -> Table:
             "and attack, linear in log(eps) between the grid's budgets; in brackets the budgets where the 95 % "
             "Wilson band of our curve contains the paper's value. Below or above the grid: our curve is already "
             "under the paper's value at the smallest budget, or still over it at the largest.",
-            f"In std units: divided by the normalisation std (metrics eps_std / eps_pixel). Last column: the "
-            f"paper's eps of {PAPER_EPS_STD:g} (ART's default on standardised images) on [0, 1] pixels, for "
-            "comparison.",
+            f"In std units: divided by the normalisation std (metrics {Metrics.EPS_STD} / {Metrics.EPS_PIXEL}). "
+            f"Last column: the paper's eps of {PAPER_EPS_STD:g} (ART's default on standardised images) on [0, 1] "
+            "pixels, for comparison.",
             *flag_notes(j for q in found for a in q.accuracy for j in a.jobs),
         ],
     )

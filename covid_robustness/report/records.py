@@ -7,6 +7,7 @@ table can be checked against MLflow or redrawn elsewhere without parsing the Mar
 import csv
 from pathlib import Path
 
+from ..record import Metrics, Params, Tags
 from .blocks import when
 from .collect import Study
 from .estimate import measured
@@ -42,8 +43,8 @@ def table2_records(rows: list[Row]) -> list[dict]:
                     "ci95_high": hi,
                     "covid_sensitivity": row.sensitivity[model],
                     "paper_accuracy": row.paper.get(model, ""),
-                    "gradient_masking": "" if row.attack == CLEAN else e.masking,
-                    "untrained_model": e.untrained,
+                    Tags.MASKING: "" if row.attack == CLEAN else e.masking,
+                    Tags.UNTRAINED: e.untrained,
                     "run_id": " ".join(j.run_id for j in e.jobs),
                 }
             )
@@ -54,30 +55,30 @@ def job_records(study: Study) -> list[dict]:
     """Every job used, one line each: the cell, its run and all its metrics."""
     records = []
     for j in study.jobs:
-        lo, hi = measured([j], "adversarial_accuracy").interval
+        lo, hi = measured([j], Metrics.ADVERSARIAL).interval
         records.append(
             {
                 "run_id": j.run_id,
                 "training_run_id": j.training_run_id,
                 "start_time": when(j.start_time),
-                "cell_key": j.cell,
-                "model": j.model,
-                "attack": j.attack,
-                "setting": j.setting,
+                Tags.CELL_KEY: j.cell,
+                Tags.MODEL: j.model,
+                Tags.ATTACK: j.attack,
+                Tags.SETTING: j.setting,
                 "eps": "" if j.eps is None else j.eps,
-                "eps_unit": j.params.get("attack.eps_unit", "pixel"),
+                "eps_unit": j.params.get(Params.EPS_UNIT, "pixel"),
                 "impl": j.impl,
-                "defense": j.defense,
+                Tags.DEFENSE: j.defense,
                 "source_model": j.source_model or "",
                 "seed": j.seed,
-                "evaluation": j.evaluation,
-                "strongest_evaluation": j.strongest_evaluation,
-                "gradient_masking": j.masking,
-                "gradient_masking_reasons": j.masking_reasons,
-                "untrained_model": j.untrained,
-                "untrained_model_reason": j.untrained_reason,
-                "adversarial_accuracy_ci95_low": lo,
-                "adversarial_accuracy_ci95_high": hi,
+                Tags.EVALUATION: j.evaluation,
+                Tags.STRONGEST_EVALUATION: j.strongest_evaluation,
+                Tags.MASKING: j.masking,
+                Tags.MASKING_REASONS: j.masking_reasons,
+                Tags.UNTRAINED: j.untrained,
+                Tags.UNTRAINED_REASON: j.untrained_reason,
+                f"{Metrics.ADVERSARIAL}_ci95_low": lo,
+                f"{Metrics.ADVERSARIAL}_ci95_high": hi,
                 **dict(sorted(j.metrics.items())),
             }
         )

@@ -10,17 +10,25 @@ from collections import defaultdict
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..record import ProbeMetrics, numbers_params
-from ..record.sections import PROBE, is_training_param, section
+from ..record import Metrics, ProbeMetrics, numbers_params
+from ..record.sections import ATTACK, EVAL, PROBE, is_training_param, section
 from ..shortcut import PROBES, verdict
 from .blocks import DASH, Table, pct
 from .collect import Job, Probe, Study
 from .estimate import Estimate
-from .evalsets import differing, settings, training_key
+from .evalsets import differing, settings, training_settings
 from .figures import COLORS
 from .labels import Labels, model_order
 
-CORRUPTED = "corruption_accuracy_s"
+BORDER, STATISTICS = PROBES
+# What a job logs of its corrupted and its external images (evaluation/corrupted.py, external.py).
+CORRUPTED = f"{Metrics.CORRUPTED_ACCURACY}s"  # + severity
+CORRUPTED_MEAN = f"{Metrics.CORRUPTED_ACCURACY}mean"  # over the job's severities
+EXTERNAL_ACCURACY = f"{Metrics.EXTERNAL}accuracy"
+EXTERNAL_SENSITIVITY = f"{Metrics.EXTERNAL}sensitivity"
+EXTERNAL_SPECIFICITY = f"{Metrics.EXTERNAL}specificity"
+EXTERNAL_PREDICTED_COVID = f"{Metrics.EXTERNAL}predicted_covid"
+EXTERNAL_MAJORITY = f"{Metrics.EXTERNAL}majority_accuracy"
 SEVERITY_NOTE = "mean over the job's severities"
 
 
@@ -29,20 +37,20 @@ def corruption_jobs(study: Study) -> list[Job]:
 
 
 def external_jobs(study: Study) -> list[Job]:
-    return [j for j in study.jobs if "external_accuracy" in j.metrics]
+    return [j for j in study.jobs if EXTERNAL_ACCURACY in j.metrics]
 
 
 def probe_table(study: Study) -> Table | None:
     """Per model: its clean test accuracy beside the shortcut probes' and chance, with the verdict."""
     if not study.probes:
         return None
-    statistics = next((p for p in study.probes if p.probe == "statistics"), None)  # one serves every model
-    models = model_order({p.model for p in study.probes if p.probe == "border"} | {j.model for j in study.jobs})
+    statistics = next((p for p in study.probes if p.probe == STATISTICS), None)  # one serves every model
+    models = model_order({p.model for p in study.probes if p.probe == BORDER} | {j.model for j in study.jobs})
     rows = []
     for model in models:
-        border = next((p for p in study.probes if p.probe == "border" and p.model == model), None)
+        border = next((p for p in study.probes if p.probe == BORDER and p.model == model), None)
         full = _full_model_accuracy(study, model, border or statistics)
-        found = {"border": border, "statistics": statistics}
+        found = {BORDER: border, STATISTICS: statistics}
         chance = next((p.metrics[ProbeMetrics.CHANCE] for p in found.values() if p is not None), None)
         accuracy = {k: None if p is None else p.metrics[ProbeMetrics.ACCURACY] for k, p in found.items()}
         rows.append(
@@ -71,13 +79,13 @@ def probe_table(study: Study) -> Table | None:
 def _full_model_accuracy(study: Study, model: str, probe: Probe | None) -> float | None:
     """The clean test accuracy of the model's training that matches the probe's training settings best (a
     study may also train the model with a remedy switched on: that one is not the probe's full model)."""
-    plain = [j for j in study.jobs if j.model == model and j.plain and "test/acc" in j.metrics]
+    plain = [j for j in study.jobs if j.model == model and j.plain and Metrics.TEST_ACCURACY in j.metrics]
     if not plain:
         return None
     params = numbers_params(probe.params) if probe is not None else {}
     wanted = {(k, v) for k, v in params.items() if is_training_param(k) and section(k) != PROBE}
-    best = min(plain, key=lambda j: len(set(training_key(j)) ^ wanted))
-    return best.metrics["test/acc"]
+    best = min(plain, key=lambda j: len(set(training_settings(j)) ^ wanted))
+    return best.metrics[Metrics.TEST_ACCURACY]
 
 
 def has_shift(study: Study) -> bool:
@@ -86,13 +94,13 @@ def has_shift(study: Study) -> bool:
 
 def _variants(jobs: list[Job]) -> dict[tuple, str]:
     """Each training variant (training settings less the model) labelled by how it differs from the others."""
-    sets = {training_key(j): dict(training_key(j)) for j in jobs}
+    sets = {training_settings(j): dict(training_settings(j)) for j in jobs}
     differs = differing(sets)
     return {k: ", ".join(differs.get(k, [])) for k in sets}
 
 
 def _model_variant(job: Job, variants: dict[tuple, str], labels: Labels) -> str:
-    variant = variants.get(training_key(job), "")
+    variant = variants.get(training_settings(job), "")
     return labels.model(job.model) + (f" ({variant})" if variant else "")
 
 
@@ -111,8 +119,8 @@ def _reading_jobs(study: Study) -> dict[tuple[str, tuple, str], Job]:
     the most images (attack=none reads the whole split; an attack job its first eval.max_images)."""
     best: dict[tuple[str, tuple, str], Job] = {}
     for job in corruption_jobs(study):  # newest first
-        k = (job.model, training_key(job), job.corruption)
-        if k not in best or job.metrics["attack_images"] > best[k].metrics["attack_images"]:
+        k = (job.model, training_settings(job), job.corruption)
+        if k not in best or job.metrics[Metrics.IMAGES] > best[k].metrics[Metrics.IMAGES]:
             best[k] = job
     return best
 
@@ -164,7 +172,7 @@ def corruption_table(study: Study) -> Table:
     for model, variant in _ordered(by_model, variants):
         jobs = by_model[(model, variant)]
         clean = _clean(study, model, variant)
-        means = {j.corruption: j.metrics["corruption_accuracy_mean"] for j in jobs}
+        means = {j.corruption: j.metrics[CORRUPTED_MEAN] for j in jobs}
         worst = min(means, key=means.get)
         rows.append(
             [
@@ -189,8 +197,8 @@ def corruption_table(study: Study) -> Table:
 def _clean(study: Study, model: str, variant: tuple) -> float | None:
     """The model's clean accuracy on its whole, uncorrupted test split (any of its jobs' Lightning test loop)."""
     for job in study.jobs:
-        if job.model == model and training_key(job) == variant and "test/acc" in job.metrics:
-            return job.metrics["test/acc"]
+        if job.model == model and training_settings(job) == variant and Metrics.TEST_ACCURACY in job.metrics:
+            return job.metrics[Metrics.TEST_ACCURACY]
     return None
 
 
@@ -201,17 +209,19 @@ def corruption_attack_table(study: Study) -> Table | None:
         return None
     variants = _variants(attacked)
     wanted = {_attack_settings(j) for j in attacked}
-    trainings = {training_key(j) for j in attacked}
+    trainings = {training_settings(j) for j in attacked}
     # The same attack settings on the test images as they are, where the study has them, on the same
     # trainings (a training the corruptions were not run on, with a remedy say, has no column here).
-    uncorrupted = [j for j in study.jobs if j.plain and _attack_settings(j) in wanted and training_key(j) in trainings]
+    uncorrupted = [
+        j for j in study.jobs if j.plain and _attack_settings(j) in wanted and training_settings(j) in trainings
+    ]
     cells: dict[tuple[str, str], dict[tuple, float]] = defaultdict(dict)
     heads: dict[tuple, str] = {}
     for job in attacked + uncorrupted:  # newest first within each
-        mv = (job.model, training_key(job))
+        mv = (job.model, training_settings(job))
         heads.setdefault(mv, _model_variant(job, variants, study.labels))
         cells[(_attack_text(job, study.labels), job.corruption or "none")].setdefault(
-            mv, job.metrics["adversarial_accuracy"]
+            mv, job.metrics[Metrics.ADVERSARIAL]
         )
     columns = _ordered(heads, variants)
     rows = [
@@ -231,7 +241,7 @@ def corruption_attack_table(study: Study) -> Table | None:
 
 def _attack_settings(job: Job) -> tuple:
     """What an attack row holds fixed: the attack's and the evaluation's settings."""
-    return tuple(sorted((k, v) for k, v in settings(job).items() if k.startswith(("attack.", "eval."))))
+    return tuple(sorted((k, v) for k, v in settings(job).items() if k.startswith((f"{ATTACK}.", f"{EVAL}."))))
 
 
 def _attack_text(job: Job, labels: Labels) -> str:
@@ -245,25 +255,25 @@ def external_table(study: Study) -> Table:
     variants = _variants(jobs)
     newest: dict[tuple[str, tuple], Job] = {}
     for job in jobs:  # newest first; the clean reading is the same for every attack of one training
-        newest.setdefault((job.model, training_key(job)), job)
+        newest.setdefault((job.model, training_settings(job)), job)
     rows = []
     for mv in _ordered(newest, variants):
         job = newest[mv]
         m = job.metrics
-        n = m["external_images"]
-        external = Estimate((m["external_accuracy"],), (n,), (job,))
-        internal = m.get("test/acc")
+        n = m[Metrics.EXTERNAL_IMAGES]
+        external = Estimate((m[EXTERNAL_ACCURACY],), (n,), (job,))
+        internal = m.get(Metrics.TEST_ACCURACY)
         rows.append(
             [
                 _model_variant(job, variants, study.labels),
                 pct(internal),
                 external.text(),
-                DASH if internal is None else f"{100 * (m['external_accuracy'] - internal):+.1f}",
-                pct(m["external_sensitivity"]),
-                pct(m["external_specificity"]),
-                pct(m["external_predicted_covid"]),
-                pct(m["external_majority_accuracy"]),
-                f"{m.get('external_near_duplicates_in_train', 0):.0f}",
+                DASH if internal is None else f"{100 * (m[EXTERNAL_ACCURACY] - internal):+.1f}",
+                pct(m[EXTERNAL_SENSITIVITY]),
+                pct(m[EXTERNAL_SPECIFICITY]),
+                pct(m[EXTERNAL_PREDICTED_COVID]),
+                pct(m[EXTERNAL_MAJORITY]),
+                f"{m.get(Metrics.EXTERNAL_NEAR_DUPLICATES, 0):.0f}",
             ]
         )
     return Table(
@@ -293,15 +303,15 @@ def external_figure(study: Study):
     variants = _variants(jobs)
     newest: dict[tuple[str, tuple], Job] = {}
     for job in jobs:
-        newest.setdefault((job.model, training_key(job)), job)
+        newest.setdefault((job.model, training_settings(job)), job)
     items = [(mv, newest[mv]) for mv in _ordered(newest, variants)]
     fig, ax = plt.subplots(figsize=(1.5 + 1.1 * len(items), 3.6))
     x = np.arange(len(items))
-    internal = [100 * j.metrics.get("test/acc", np.nan) for _, j in items]
-    external = [100 * j.metrics["external_accuracy"] for _, j in items]
+    internal = [100 * j.metrics.get(Metrics.TEST_ACCURACY, np.nan) for _, j in items]
+    external = [100 * j.metrics[EXTERNAL_ACCURACY] for _, j in items]
     ax.bar(x - 0.2, internal, 0.4, color=COLORS[0], label="internal (test split)")
     ax.bar(x + 0.2, external, 0.4, color=COLORS[3], label="external")
-    majority = [100 * j.metrics["external_majority_accuracy"] for _, j in items]
+    majority = [100 * j.metrics[EXTERNAL_MAJORITY] for _, j in items]
     ax.scatter(x + 0.2, majority, marker="_", s=400, color="black", label="external: always the majority class")
     ax.set_xticks(x, [_model_variant(j, variants, study.labels) for _, j in items], rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("accuracy (%)")

@@ -10,9 +10,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from statistics import mean
 
+from ..record import Metrics
 from .collect import Job, Study
-from .estimate import TESTED, Estimate, measured, per_seed, pooled
-from .evalsets import EvalSet, describe, differing, evaluation_sets, key, training_key
+from .estimate import Estimate, measured, per_seed, pooled
+from .evalsets import EvalSet, describe, differing, evaluation_sets, key, training_settings
 from .labels import PAPER_MODELS as MODELS
 from .labels import Labels
 
@@ -123,15 +124,16 @@ def clean_rows(study: Study) -> list[Row]:
     """One row per training setting (usually one): the accuracy on the whole test split, over the seeds."""
     groups: dict[tuple, dict[str, list[Job]]] = defaultdict(lambda: defaultdict(list))
     for job in _clean_jobs(study):
-        groups[training_key(job)][job.model].append(job)
+        groups[training_settings(job)][job.model].append(job)
     extras = differing({k: dict(k) for k in groups})
     out = []
     for k, by_model in groups.items():
         row = Row(f"Clean ({', '.join([CLEAN_SPLIT, *extras[k]])})", CLEAN, compared=True)
         for model, jobs in by_model.items():
             seeds = per_seed(jobs)
-            row.accuracy[model] = measured(seeds, "test/acc", TESTED)  # the bare model, as the paper's
-            row.sensitivity[model] = mean(j.metrics["test/sensitivity"] for j in seeds)
+            # the bare model, as the paper's
+            row.accuracy[model] = measured(seeds, Metrics.TEST_ACCURACY, Metrics.TEST_IMAGES)
+            row.sensitivity[model] = mean(j.metrics[Metrics.TEST_SENSITIVITY] for j in seeds)
         out.append(row)
     return sorted(out, key=lambda r: r.label)
 
@@ -150,8 +152,8 @@ def attack_rows(study: Study) -> list[Row]:
         row = Row(evalset.label, evalset.attack, evalset, compared=compares_with_paper(evalset), attack_label=label)
         for model, jobs in by_model.items():
             seeds = per_seed(jobs)
-            row.accuracy[model] = measured(seeds, "adversarial_accuracy")
-            row.sensitivity[model] = mean(j.metrics["covid_sensitivity_adversarial"] for j in seeds)
+            row.accuracy[model] = measured(seeds, Metrics.ADVERSARIAL)
+            row.sensitivity[model] = mean(j.metrics[Metrics.SENSITIVITY_ADVERSARIAL] for j in seeds)
         out.append(row)
     return sorted(out, key=lambda r: r.evalset.order)
 

@@ -2,10 +2,10 @@
 
 from statistics import mean
 
-from ..record import Metrics, value
+from ..record import Metrics, Params, Tags, value
 from .blocks import DASH, INTERVAL_NOTE, MASK, UNTRAINED, Table, cell, flag_notes, marks, pct, when
 from .collect import Job, Study
-from .estimate import ATTACKED, measured
+from .estimate import measured
 from .evalsets import evaluation_sets
 from .evalsets import key as evaluation_key
 from .labels import Labels, model_order
@@ -45,14 +45,14 @@ def overview(study: Study) -> Table:
         ("training runs", str(len({j.training_run_id for j in jobs}))),
         (
             "data",
-            f"{_distinct(jobs, 'data.source')}, task {_distinct(jobs, 'data.task')}, "
-            f"{_distinct(jobs, 'data.image_size')} px",
+            f"{_distinct(jobs, Params.DATA_SOURCE)}, task {_distinct(jobs, Params.TASK)}, "
+            f"{_distinct(jobs, Params.IMAGE_SIZE)} px",
         ),
-        ("epochs", _distinct(jobs, "trainer.max_epochs")),
+        ("epochs", _distinct(jobs, Params.MAX_EPOCHS)),
         ("defenses", ", ".join(sorted({j.defense for j in jobs}))),
         ("transfer attacks", f"{sum(j.source_model is not None for j in jobs)} jobs"),
-        ("attacked test images per job", _distinct(jobs, "eval.max_images", none="the whole test split")),
-        ("seed", _distinct(jobs, "seed")),
+        ("attacked test images per job", _distinct(jobs, Params.MAX_IMAGES, none="the whole test split")),
+        ("seed", _distinct(jobs, Params.SEED)),
         ("untrained models", f"{sum(j.untrained for j in jobs)} jobs{marks(jobs, masking=False)}"),
         ("runs started", f"{when(min(j.start_time for j in jobs))} to {when(max(j.start_time for j in jobs))}"),
     ]
@@ -91,15 +91,15 @@ def table2(rows: list[Row], labels: Labels) -> Table:
         body.append(cells + [row.paper_row or DASH])
     attacked = _counts(rows, clean=False)
     notes = [
-        "Accuracy in %. Clean rows: the whole test split (test/acc, counted on test_images: "
+        f"Accuracy in %. Clean rows: the whole test split ({Metrics.TEST_ACCURACY}, counted on {Metrics.TEST_IMAGES}: "
         f"{_counts(rows, clean=True) or DASH} per run); attack rows: the attacked test images "
-        f"(attack_images: {attacked or DASH} per job, eval.max_images).",
+        f"({Metrics.IMAGES}: {attacked or DASH} per job, {Params.MAX_IMAGES}).",
         INTERVAL_NOTE,
     ]
     if any(e.counted_on_attacked for r in rows for e in r.accuracy.values()):
         notes.append(
-            "Some runs did not log test_images (older runs): their clean interval counts the attacked "
-            "images instead (attack_images), so it is wider than the whole test split would give."
+            f"Some runs did not log {Metrics.TEST_IMAGES} (older runs): their clean interval counts the attacked "
+            f"images instead ({Metrics.IMAGES}), so it is wider than the whole test split would give."
         )
     notes += _paper_notes(rows, labels)
     notes += flag_notes(j for r in rows for e in r.accuracy.values() for j in e.jobs)
@@ -174,15 +174,20 @@ def clean_metrics(study: Study) -> Table:
         for model in model_order(row.accuracy):
             estimate = row.accuracy[model]
             jobs = estimate.jobs
-            vals = [v for j in jobs if (v := study.trainings.get(j.training_run_id, {}).get("val/acc")) is not None]
+            vals = [
+                v
+                for j in jobs
+                if (v := study.trainings.get(j.training_run_id, {}).get(Metrics.VAL_ACCURACY)) is not None
+            ]
             means = (
-                pct(mean(j.metrics[k] for j in jobs)) for k in ("test/sensitivity", "test/specificity", "test/auroc")
+                pct(mean(j.metrics[k] for j in jobs))
+                for k in (Metrics.TEST_SENSITIVITY, Metrics.TEST_SPECIFICITY, Metrics.TEST_AUROC)
             )
             body.append(
                 [study.labels.model(model)]
                 + ([row.label] if len(rows) > 1 else [])
                 + [
-                    _distinct(list(jobs), "trainer.max_epochs"),
+                    _distinct(list(jobs), Params.MAX_EPOCHS),
                     pct(mean(vals) if vals else None),
                     cell(estimate, masking=False),
                     *means,
@@ -232,17 +237,21 @@ def jobs(study: Study) -> Table:
                 sets[evaluation_key(job)].label,
                 job.seed,
                 job.evaluation,
-                f"{m[ATTACKED]:g}",
-                measured([job], "clean_accuracy").text(),
-                measured([job], "adversarial_accuracy").text(),
+                f"{m[Metrics.IMAGES]:g}",
+                measured([job], Metrics.CLEAN).text(),
+                measured([job], Metrics.ADVERSARIAL).text(),
                 *(
                     pct(m[k])
-                    for k in ("attack_success_rate", "covid_sensitivity_clean", "covid_sensitivity_adversarial")
+                    for k in (
+                        Metrics.ATTACK_SUCCESS,
+                        Metrics.SENSITIVITY_CLEAN,
+                        Metrics.SENSITIVITY_ADVERSARIAL,
+                    )
                 ),
-                f"{m['linf_max']:.4f}",
-                f"{m['l2_mean']:.3f}",
-                f"{m.get('attack_forward_passes', 0):g} / {m.get('attack_backward_passes', 0):g}",
-                f"{m['attack_seconds']:.1f}",
+                f"{m[Metrics.LINF_MAX]:.4f}",
+                f"{m[Metrics.L2_MEAN]:.3f}",
+                f"{m.get(Metrics.FORWARD_PASSES, 0):g} / {m.get(Metrics.BACKWARD_PASSES, 0):g}",
+                f"{m[Metrics.SECONDS]:.1f}",
                 f"{MASK} {job.masking_reasons}" if job.masking else "no",
                 f"{UNTRAINED} {job.untrained_reason}" if job.untrained else "no",
                 job.run_id[:8],
@@ -301,8 +310,8 @@ def replaced(study: Study) -> Table | None:
         ["model", "evaluation set", "seed", "left out", "used instead"],
         body,
         [
-            "Two finished job runs of the same cell (tag cell_key: every setting that can change a job's numbers "
-            "is the same, seed included): the report uses the newest. Runs that differ in any such setting are "
-            "kept apart, as rows or as seeds."
+            f"Two finished job runs of the same cell (tag {Tags.CELL_KEY}: every setting that can change a job's "
+            "numbers is the same, seed included): the report uses the newest. Runs that differ in any such setting "
+            "are kept apart, as rows or as seeds."
         ],
     )
