@@ -88,10 +88,6 @@ def _full_model_accuracy(study: Study, model: str, probe: Probe | None) -> float
     return best.metrics[Metrics.TEST_ACCURACY]
 
 
-def has_shift(study: Study) -> bool:
-    return bool(corruption_jobs(study) or external_jobs(study) or study.probes)
-
-
 def _variants(jobs: list[Job]) -> dict[tuple, str]:
     """Each training variant (training settings less the model) labelled by how it differs from the others."""
     sets = {training_settings(j): dict(training_settings(j)) for j in jobs}
