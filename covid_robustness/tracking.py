@@ -1,4 +1,5 @@
-"""MLflow: one experiment per study, a training run per trained model, a nested run per job.
+"""MLflow: one experiment per study, a training run per trained model, a nested run per job, a summary run
+per report; Tracker writes them all, the job's runs and the report's alike.
 
 The embedded store is sqlite at <dir>/mlflow.db with artifacts in <dir>/artifacts (MLflow 3.13+
 refuses plain file stores). With a tracking URI set (a server), the server decides where artifacts go.

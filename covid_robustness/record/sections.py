@@ -6,7 +6,7 @@ attack, the evaluation settings and the defense (an input transformation acts at
 both, within one study: two runs of one cell are reruns of one another.
 """
 
-# The config's sections (conf/<section>/), as the params name them: section.key, or one value (SCALARS).
+# The config's sections (its top-level keys), as the params name them: section.key, or one value (SCALARS).
 DATA, MODEL, OPTIM, TRAINER, GPU, SEED = "data", "model", "optim", "trainer", "gpu", "seed"
 ATTACK, EVAL, DEFENSE, CORRUPTION, STUDY = "attack", "eval", "defense", "corruption", "study"
 TRAINING = (DATA, MODEL, OPTIM, TRAINER, GPU, SEED)

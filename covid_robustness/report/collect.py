@@ -69,6 +69,8 @@ class ArtifactReader:
 
 @dataclass
 class Study:
+    """One study as the report reads it: its jobs, the runs beside them, its labels and its artifacts."""
+
     name: str
     uri: str
     experiment_id: str

@@ -1,4 +1,9 @@
-"""The report's figures, drawn from the rows and example arrays read from MLflow."""
+"""The main page's figures (Figure 3's bars, the robustness curves, Figure 2's kernels) and what every figure
+of the report shares: its colours, its error bars and seed dots, its budget axis and its PNG.
+
+Drawn from the rows and the examples collect.py read; matplotlib draws off-screen (Agg), as the report
+runs without a display.
+"""
 
 import io
 from collections import defaultdict

@@ -1,4 +1,10 @@
-"""The report's tables, as plain rows of text that the Markdown and HTML pages both render."""
+"""The main page's tables: the study, Table II and its average, Table I, the clean metrics, the jobs and the
+reruns left out.
+
+Each is built from the study's rows and jobs into a blocks.Table of text, so the Markdown and HTML pages
+print the same cells; the tables of defenses, shift, paper-equivalent budgets and the clinical page have
+modules of their own.
+"""
 
 from statistics import mean
 
