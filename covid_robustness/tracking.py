@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import MLFlowLogger
 
 from .errors import ConfigError
-from .record import JOB_ROLE, REPORT_ROLE, TRAINING_ROLE, Tags
+from .record import JOB_ROLE, REPORT_ROLE, TRAINING_ROLE, Artifacts, Tags
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, str]:
@@ -186,7 +186,7 @@ class Tracker:
             self.client.set_tag(run_id, name, value)
 
     def log_config(self, run_id: str, cfg: DictConfig) -> None:
-        self.client.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        self.client.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), Artifacts.CONFIG)
 
     def log_arrays(self, run_id: str, arrays: dict[str, np.ndarray], name: str) -> None:
         with tempfile.TemporaryDirectory() as tmp:

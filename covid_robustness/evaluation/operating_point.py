@@ -10,18 +10,17 @@ import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from ..defenses.transforms import Defense, dataset_scores
-from ..record import Metrics
+from ..record import OPERATING_POINTS, Metrics
 
 SENSITIVITY = 0.95
-POINTS = ("sens95", "youden")
 
 
 def choose(y: np.ndarray, p_covid: np.ndarray, positive: int) -> dict[str, float]:
-    """The thresholds of POINTS on labels y and probabilities of COVID-19 (validation split); nan without
+    """The thresholds of OPERATING_POINTS on labels y and probabilities of COVID-19 (validation split); nan without
     both classes."""
     covid = y == positive
     if covid.all() or not covid.any():
-        return dict.fromkeys(POINTS, float("nan"))
+        return dict.fromkeys(OPERATING_POINTS, float("nan"))
     fpr, tpr, thresholds = roc_curve(covid, p_covid)
     thresholds = np.minimum(thresholds, 1.0)  # sklearn's first threshold is inf: no image called positive
     sens95 = thresholds[np.argmax(tpr >= SENSITIVITY)]  # thresholds fall as tpr rises: the first is the highest
@@ -62,6 +61,6 @@ def at_operating_points(
 def validation_thresholds(
     net, val_set, num_classes: int, positive: int, defense: Defense | None = None, seed: int = 0, batch_size: int = 64
 ) -> dict[str, float]:
-    """The thresholds of POINTS chosen on the validation split, read through the model's defense."""
+    """The thresholds of OPERATING_POINTS chosen on the validation split, read through the model's defense."""
     y, _, probs = dataset_scores(net, val_set, num_classes, defense or Defense(), seed, batch_size)
     return choose(y, probs[:, positive], positive)

@@ -17,10 +17,10 @@ from ..data.datamodule import CXRDataModule
 from ..evaluation.callback import AdversarialEvaluation
 from ..evaluation.external import external_evaluation
 from ..evaluation.figures import example_grid, reliability_diagram, robustness_curve
-from ..evaluation.operating_point import POINTS, validation_thresholds
+from ..evaluation.operating_point import validation_thresholds
 from ..evaluation.options import EvaluationOptions
 from ..models.module import CXRClassifier
-from ..record import Artifacts, Metrics, Tags, transfer_source
+from ..record import OPERATING_POINTS, Artifacts, Metrics, Tags, transfer_source
 from ..tracking import Tracker
 from .cell import claim, common_tags, job_run, setup_data
 from .keys import cell_key, training_key
@@ -58,8 +58,8 @@ def _thresholds(
     """The operating points' thresholds: chosen on the validation split as deployed, by the first job of a
     training, and kept on the training run for its other jobs (a test-time defense's stay with its job)."""
     undefended = plan.defense.preprocessor is None
-    if undefended and all(f"{Metrics.THRESHOLD}{k}" in kept for k in POINTS):
-        return {k: kept[f"{Metrics.THRESHOLD}{k}"] for k in POINTS}
+    if undefended and all(f"{Metrics.THRESHOLD}{k}" in kept for k in OPERATING_POINTS):
+        return {k: kept[f"{Metrics.THRESHOLD}{k}"] for k in OPERATING_POINTS}
     thresholds = validation_thresholds(
         net, dm.splits["val"].tensors(), dm.num_classes, dm.positive_class, plan.defense, seed, batch
     )

@@ -76,6 +76,10 @@ class Params:
     MAX_IMAGES = f"{sections.EVAL}.max_images"
 
 
+# The operating points a job chooses on the validation split (evaluation/operating_point.py), in tables' order.
+OPERATING_POINTS = ("sens95", "youden")
+
+
 class Metrics:
     CLEAN = "clean_accuracy"
     ADVERSARIAL = "adversarial_accuracy"

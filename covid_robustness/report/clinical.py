@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.lines import Line2D
 
 from ..data.classes import COVID
-from ..record import RADIUS, Metrics, curve
+from ..record import OPERATING_POINTS, RADIUS, Metrics, curve
 from .blocks import DASH, Table, pct
 from .collect import Job, Study
 from .evalsets import evaluation_sets, key
@@ -27,7 +27,6 @@ from .labels import Labels, model_order
 # (evaluation/calibration.py, operating_point.py: + "_clean" or "_adversarial").
 ECE_CLEAN, ECE_ATTACKED = f"{Metrics.ECE}_clean", f"{Metrics.ECE}_adversarial"
 CONFIDENT_ERRORS_ATTACKED = f"{Metrics.CONFIDENT_ERRORS}_adversarial"
-OPERATING_POINTS = ("sens95", "youden")  # evaluation/operating_point.py's POINTS, in the table's order
 RADIUS_MEDIANS = (Metrics.RADIUS_MEDIAN, Metrics.RADIUS_MEDIAN_COVID, Metrics.RADIUS_MEDIAN_NON_COVID)
 
 
