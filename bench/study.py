@@ -296,15 +296,8 @@ def measure_model(name, args, paper, device, gpu, datasets) -> dict:
         if args.tiny and "max_iter" in attack_cfg:
             attack_cfg["max_iter"] = min(attack_cfg["max_iter"], TINY["max_iter"])
         started = time.perf_counter()
-        options = EvaluationOptions(
-            attack_cfg,
-            dm.num_classes,
-            dm.positive_class,
-            max_images=args.attack_images,
-            batch_size=eval_batch,
-            seed=args.seed,
-            progress=False,
-        )
+        how = {"max_images": args.attack_images, "batch_size": eval_batch, "seed": args.seed, "progress": False}
+        options = EvaluationOptions(attack_cfg, dm.num_classes, dm.positive_class, **how)
         result = evaluate(net, test_set, options)
         m = result.metrics
         per_image = m["attack_seconds"] / m["attack_images"]

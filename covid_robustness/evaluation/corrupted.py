@@ -71,14 +71,14 @@ def evaluate_corrupted(net: torch.nn.Module, test_set: Dataset, options: Evaluat
     }
     per_severity = {}
     for s, r in results.items():
-        per_severity[f"{Metrics.CORRUPTED_ACCURACY}s{s}"] = r.metrics[Metrics.CLEAN]
-        per_severity[f"{Metrics.CORRUPTED_ADVERSARIAL}s{s}"] = r.metrics[Metrics.ADVERSARIAL]
+        per_severity[f"{Metrics.CORRUPTED_AT}{s}"] = r.metrics[Metrics.CLEAN]
+        per_severity[f"{Metrics.CORRUPTED_ADVERSARIAL_AT}{s}"] = r.metrics[Metrics.ADVERSARIAL]
     metrics = {}
     for k in results[max(results)].metrics:
         values = [v for r in results.values() if k in r.metrics and (v := r.metrics[k]) == v] or [float("nan")]
         metrics[k] = float(sum(values) if k in SUMMED else max(values) if k.endswith("_max") else np.mean(values))
-    metrics[f"{Metrics.CORRUPTED_ACCURACY}mean"] = metrics[Metrics.CLEAN]
-    metrics[f"{Metrics.CORRUPTED_ADVERSARIAL}mean"] = metrics[Metrics.ADVERSARIAL]
+    metrics[Metrics.CORRUPTED_MEAN] = metrics[Metrics.CLEAN]
+    metrics[Metrics.CORRUPTED_ADVERSARIAL_MEAN] = metrics[Metrics.ADVERSARIAL]
     worst = results[max(results)]  # the examples and the untrained-model tags of the strongest severity
     # Confusion counts over every severity's images together.
     matrices = {k: sum(r.confusion[k] for r in results.values()) for k in worst.confusion}

@@ -135,11 +135,19 @@ class Metrics:
     RADIUS_MEDIAN_NON_COVID = "radius_median_non_covid"
     RADIUS_BEYOND = "radius_beyond_max_share"  # images standing at the largest budget searched
     CURVE = "curve_accuracy_"  # + budget in 1/255 + "_255"
-    # A corrupted test split (evaluation/corrupted.py): + "s" + severity, or + "mean" over the severities.
-    CORRUPTED_ACCURACY = "corruption_accuracy_"
-    CORRUPTED_ADVERSARIAL = "corruption_adversarial_accuracy_"
+    # A corrupted test split (evaluation/corrupted.py), clean and attacked: at each severity, and the mean
+    # over the job's severities.
+    CORRUPTED_AT = "corruption_accuracy_s"  # + severity
+    CORRUPTED_ADVERSARIAL_AT = "corruption_adversarial_accuracy_s"  # + severity
+    CORRUPTED_MEAN = "corruption_accuracy_mean"
+    CORRUPTED_ADVERSARIAL_MEAN = "corruption_adversarial_accuracy_mean"
     # Another source's images (evaluation/external.py): + the name of what is read there.
     EXTERNAL = "external_"
+    EXTERNAL_ACCURACY = f"{EXTERNAL}accuracy"
+    EXTERNAL_SENSITIVITY = f"{EXTERNAL}sensitivity"
+    EXTERNAL_SPECIFICITY = f"{EXTERNAL}specificity"
+    EXTERNAL_PREDICTED_COVID = f"{EXTERNAL}predicted_covid"
+    EXTERNAL_MAJORITY = f"{EXTERNAL}majority_accuracy"
     EXTERNAL_IMAGES = "external_images"  # + "_" + class: its images
     EXTERNAL_SKIPPED = "external_skipped"
     EXTERNAL_NEAR_DUPLICATES = "external_near_duplicates_in_train"

@@ -30,6 +30,18 @@ SAME_NOTE = (
 )
 
 
+# The title and caption of each figure this module draws, as the report prints them.
+ROBUSTNESS_FIGURE = (
+    "Robustness per defense",
+    "Accuracy on the attacked images against the L-inf budget, per model and defense, with its 95 % "
+    "Wilson interval; eps 0 is the clean accuracy on the same images (through the defense).",
+)
+TRANSFER_FIGURE = (
+    "Transfer matrices",
+    "Accuracy (%) of each target model on examples crafted on each source model; diagonal: white-box.",
+)
+
+
 def defense_order(defenses) -> list[str]:
     return ([NONE] if NONE in defenses else []) + sorted(set(defenses) - {NONE})
 

@@ -81,41 +81,18 @@ def build(study: Study, out: Path) -> list[Path]:
         )
     if defenses.has_defenses(study):
         sections += [defenses.bought(study), defenses.per_model(study)]
-        add_figure(
-            "defenses.png",
-            "Robustness per defense",
-            "Accuracy on the attacked images against the L-inf budget, per model and defense, with its 95 % "
-            "Wilson interval; eps 0 is the clean accuracy on the same images (through the defense).",
-            defenses.robustness_by_defense(study),
-        )
+        add_figure("defenses.png", *defenses.ROBUSTNESS_FIGURE, defenses.robustness_by_defense(study))
     if defenses.has_transfer(study):
         sections += defenses.transfer_tables(study)
-        add_figure(
-            "transfer.png",
-            "Transfer matrices",
-            "Accuracy (%) of each target model on examples crafted on each source model; diagonal: white-box.",
-            defenses.transfer_heatmaps(study),
-        )
+        add_figure("transfer.png", *defenses.TRANSFER_FIGURE, defenses.transfer_heatmaps(study))
     if shift.corruption_jobs(study):
         sections.append(shift.corruption_table(study))
-        add_figure(
-            "corruptions.png",
-            "Corruption accuracy per severity",
-            "Accuracy (%) of each model on its test images corrupted by each MedMNIST-C corruption (rows) at "
-            "each severity (columns), read clean; green is high.",
-            shift.corruption_heatmaps(study),
-        )
+        add_figure("corruptions.png", *shift.CORRUPTION_FIGURE, shift.corruption_heatmaps(study))
         if (table := shift.corruption_attack_table(study)) is not None:
             sections.append(table)
     if shift.external_jobs(study):
         sections.append(shift.external_table(study))
-        add_figure(
-            "external.png",
-            "Internal against external accuracy",
-            "Clean accuracy on the model's own test split and on every image of the external set (another "
-            "source); black ticks: the external set's majority-class share, what always answering that class scores.",
-            shift.external_figure(study),
-        )
+        add_figure("external.png", *shift.EXTERNAL_FIGURE, shift.external_figure(study))
     written = []
     if clinical.has_clinical(study):
         written += _page(out, "clinical", f"Clinical reading: study {study.name}", clinical_sections(study))

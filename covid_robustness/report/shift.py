@@ -21,15 +21,20 @@ from .figures import COLORS
 from .labels import Labels, model_order
 
 BORDER, STATISTICS = PROBES
-# What a job logs of its corrupted and its external images (evaluation/corrupted.py, external.py).
-CORRUPTED = f"{Metrics.CORRUPTED_ACCURACY}s"  # + severity
-CORRUPTED_MEAN = f"{Metrics.CORRUPTED_ACCURACY}mean"  # over the job's severities
-EXTERNAL_ACCURACY = f"{Metrics.EXTERNAL}accuracy"
-EXTERNAL_SENSITIVITY = f"{Metrics.EXTERNAL}sensitivity"
-EXTERNAL_SPECIFICITY = f"{Metrics.EXTERNAL}specificity"
-EXTERNAL_PREDICTED_COVID = f"{Metrics.EXTERNAL}predicted_covid"
-EXTERNAL_MAJORITY = f"{Metrics.EXTERNAL}majority_accuracy"
 SEVERITY_NOTE = "mean over the job's severities"
+
+
+# The title and caption of each figure this module draws, as the report prints them.
+CORRUPTION_FIGURE = (
+    "Corruption accuracy per severity",
+    "Accuracy (%) of each model on its test images corrupted by each MedMNIST-C corruption (rows) at "
+    "each severity (columns), read clean; green is high.",
+)
+EXTERNAL_FIGURE = (
+    "Internal against external accuracy",
+    "Clean accuracy on the model's own test split and on every image of the external set (another "
+    "source); black ticks: the external set's majority-class share, what always answering that class scores.",
+)
 
 
 def corruption_jobs(study: Study) -> list[Job]:
@@ -37,7 +42,7 @@ def corruption_jobs(study: Study) -> list[Job]:
 
 
 def external_jobs(study: Study) -> list[Job]:
-    return [j for j in study.jobs if EXTERNAL_ACCURACY in j.metrics]
+    return [j for j in study.jobs if Metrics.EXTERNAL_ACCURACY in j.metrics]
 
 
 def probe_table(study: Study) -> Table | None:
@@ -107,7 +112,7 @@ def _ordered(keys, variants: dict[tuple, str]) -> list[tuple[str, tuple]]:
 
 
 def _severities(job: Job) -> list[int]:
-    return sorted(int(k.removeprefix(CORRUPTED)) for k in job.metrics if k.startswith(CORRUPTED))
+    return sorted(int(k.removeprefix(Metrics.CORRUPTED_AT)) for k in job.metrics if k.startswith(Metrics.CORRUPTED_AT))
 
 
 def _reading_jobs(study: Study) -> dict[tuple[str, tuple, str], Job]:
@@ -143,7 +148,7 @@ def corruption_heatmaps(study: Study):
         for i, c in enumerate(corruptions):
             if (job := panels[mv].get(c)) is not None:
                 for jdx, s in enumerate(severities):
-                    grid[i, jdx] = 100 * job.metrics.get(f"{CORRUPTED}{s}", np.nan)
+                    grid[i, jdx] = 100 * job.metrics.get(f"{Metrics.CORRUPTED_AT}{s}", np.nan)
         image = ax.imshow(grid, cmap="RdYlGn", vmin=0, vmax=100, aspect="auto")
         for (i, jdx), v in np.ndenumerate(grid):
             if v == v:
@@ -168,7 +173,7 @@ def corruption_table(study: Study) -> Table:
     for model, variant in _ordered(by_model, variants):
         jobs = by_model[(model, variant)]
         clean = _clean(study, model, variant)
-        means = {j.corruption: j.metrics[CORRUPTED_MEAN] for j in jobs}
+        means = {j.corruption: j.metrics[Metrics.CORRUPTED_MEAN] for j in jobs}
         worst = min(means, key=means.get)
         rows.append(
             [
@@ -257,18 +262,18 @@ def external_table(study: Study) -> Table:
         job = newest[mv]
         m = job.metrics
         n = m[Metrics.EXTERNAL_IMAGES]
-        external = Estimate((m[EXTERNAL_ACCURACY],), (n,), (job,))
+        external = Estimate((m[Metrics.EXTERNAL_ACCURACY],), (n,), (job,))
         internal = m.get(Metrics.TEST_ACCURACY)
         rows.append(
             [
                 _model_variant(job, variants, study.labels),
                 pct(internal),
                 external.text(),
-                DASH if internal is None else f"{100 * (m[EXTERNAL_ACCURACY] - internal):+.1f}",
-                pct(m[EXTERNAL_SENSITIVITY]),
-                pct(m[EXTERNAL_SPECIFICITY]),
-                pct(m[EXTERNAL_PREDICTED_COVID]),
-                pct(m[EXTERNAL_MAJORITY]),
+                DASH if internal is None else f"{100 * (m[Metrics.EXTERNAL_ACCURACY] - internal):+.1f}",
+                pct(m[Metrics.EXTERNAL_SENSITIVITY]),
+                pct(m[Metrics.EXTERNAL_SPECIFICITY]),
+                pct(m[Metrics.EXTERNAL_PREDICTED_COVID]),
+                pct(m[Metrics.EXTERNAL_MAJORITY]),
                 f"{m.get(Metrics.EXTERNAL_NEAR_DUPLICATES, 0):.0f}",
             ]
         )
@@ -304,10 +309,10 @@ def external_figure(study: Study):
     fig, ax = plt.subplots(figsize=(1.5 + 1.1 * len(items), 3.6))
     x = np.arange(len(items))
     internal = [100 * j.metrics.get(Metrics.TEST_ACCURACY, np.nan) for _, j in items]
-    external = [100 * j.metrics[EXTERNAL_ACCURACY] for _, j in items]
+    external = [100 * j.metrics[Metrics.EXTERNAL_ACCURACY] for _, j in items]
     ax.bar(x - 0.2, internal, 0.4, color=COLORS[0], label="internal (test split)")
     ax.bar(x + 0.2, external, 0.4, color=COLORS[3], label="external")
-    majority = [100 * j.metrics[EXTERNAL_MAJORITY] for _, j in items]
+    majority = [100 * j.metrics[Metrics.EXTERNAL_MAJORITY] for _, j in items]
     ax.scatter(x + 0.2, majority, marker="_", s=400, color="black", label="external: always the majority class")
     ax.set_xticks(x, [_model_variant(j, variants, study.labels) for _, j in items], rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("accuracy (%)")
