@@ -436,3 +436,14 @@ def test_transfer_tables_and_every_figure_render_from_hand_made_jobs():
         assert figures.to_png(fig)[:4] == b"\x89PNG"
     # A sweep of four budgets is drawn as curves; Figure 3 keeps the other rows.
     assert [r.label for r in figures.bar_rows(table_rows) if r.evalset] == ["FGSM eps=0.03"]
+
+
+def test_the_masking_note_appears_exactly_when_a_job_is_flagged_and_names_it():
+    from covid_robustness.report.blocks import MASK, flag_notes
+
+    clean = [job(model="resnet18", attack="pgd")]
+    flagged = clean + [job(model="vgg19", attack="fgsm", masking=True, model_label="VGG-19")]
+    assert not any(note.startswith(MASK) for note in flag_notes(clean))
+    [note] = [n for n in flag_notes(flagged) if n.startswith(MASK)]
+    assert "VGG-19 fgsm at 8/255" in note and "resnet18" not in note
+    assert not any(n.startswith(MASK) for n in flag_notes(flagged, masking=False))

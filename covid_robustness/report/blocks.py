@@ -14,7 +14,6 @@ from .estimate import Estimate
 MASK = "⚠"
 UNTRAINED = "∅"
 DASH = "–"
-MASK_NOTE = f"{MASK}: the sweep flagged possible gradient masking for this run (reasons in the table of jobs)."
 UNTRAINED_NOTE = (
     f"{UNTRAINED}: the model is no better than always answering the majority class (tag {Tags.UNTRAINED}, "
     "reason in the table of jobs): an attack cannot turn its answers wrong, so its accuracy says nothing "
@@ -71,10 +70,27 @@ def cell(estimate: Estimate | None, masking: bool = True) -> str:
     return DASH if estimate is None else estimate.text() + marks(estimate.jobs, masking)
 
 
+def _job_text(job) -> str:
+    budget = "" if job.eps_pixel is None else f" at {job.eps_pixel * 255:.3g}/255"
+    return f"{job.model_label or job.model} {job.attack_label or job.attack}{budget}"
+
+
+def mask_note(jobs) -> str | None:
+    """The masking legend, naming the jobs flagged among these; None where none is."""
+    flagged = sorted({_job_text(j) for j in jobs if j.masking})
+    if not flagged:
+        return None
+    return (
+        f"{MASK}: possible gradient masking flagged in {', '.join(flagged)} (reasons in the table of jobs; "
+        "what each flag means and what to do: docs/flags.md)."
+    )
+
+
 def flag_notes(jobs, masking: bool = True) -> list[str]:
-    """The legend of the marks the table uses."""
+    """The legend of the marks the table uses: only of those that stand in it."""
     jobs = list(jobs)
-    return [MASK_NOTE] * masking + [UNTRAINED_NOTE] * any(j.untrained for j in jobs)
+    note = mask_note(jobs) if masking else None
+    return [note] * (note is not None) + [UNTRAINED_NOTE] * any(j.untrained for j in jobs)
 
 
 def when(ms: int) -> str:

@@ -60,6 +60,10 @@ def overview(study: Study) -> Table:
         ("attacked test images per job", _distinct(jobs, Params.MAX_IMAGES, none="the whole test split")),
         ("seed", _distinct(jobs, Params.SEED)),
         ("untrained models", f"{sum(j.untrained for j in jobs)} jobs{marks(jobs, masking=False)}"),
+        (
+            "possible gradient masking",
+            f"{sum(j.masking for j in jobs)} jobs flagged{f' {MASK}' * any(j.masking for j in jobs)}",
+        ),
         ("runs started", f"{when(min(j.start_time for j in jobs))} to {when(max(j.start_time for j in jobs))}"),
     ]
     return Table("Study", ["", ""], [list(f) for f in facts])
