@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..errors import ConfigError
 from ..record import transfer_source
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 def _model_config(name: str) -> DictConfig:
