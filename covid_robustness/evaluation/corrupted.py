@@ -9,6 +9,7 @@ job's seed, the corruption and the severity: a rerun corrupts the same pixels.
 """
 
 import zlib
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -63,10 +64,12 @@ def _tensors(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def evaluate_corrupted(net: torch.nn.Module, test_set: Dataset, options: EvaluationOptions) -> EvaluationResult:
-    """evaluate() on the test set corrupted at each of options.corruption["severities"]."""
+    """evaluate() on the test set corrupted at each of options.corruption["severities"] (escalation reads the
+    clean test split only: it is left out here)."""
     corruption, device = options.corruption, next(net.parameters()).device
+    each = replace(options, escalate=False)
     results = {
-        s: evaluate(net, corrupted_set(test_set, corruption, s, options.seed, device), options)
+        s: evaluate(net, corrupted_set(test_set, corruption, s, options.seed, device), each)
         for s in corruption["severities"]
     }
     per_severity = {}

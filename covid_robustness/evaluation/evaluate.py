@@ -25,6 +25,7 @@ from ..defenses.transforms import build_classifiers, predict, scores
 from ..record import RADIUS, Metrics, Tags
 from .calibration import calibration_metrics
 from .checks import EvalModeGuard, check_adversarial_batch, check_not_above_clean
+from .escalation import Ladder, escalate, escalation_metrics, ladder_images, transfer_stage, white_box_stages
 from .operating_point import at_operating_points
 from .options import EvaluationOptions
 from .passes import PassCounter
@@ -57,6 +58,7 @@ class _Totals:
     by_evaluation: dict = field(default_factory=dict)  # evaluation: predictions on its examples, per batch
     p_clean: list = field(default_factory=list)  # class probabilities, clean and of the worst case
     p_adv: list = field(default_factory=list)
+    x: list = field(default_factory=list)  # the attacked images, kept for escalation only
 
 
 def attack_metrics(t: _Totals, positive: int, target: int | None = None) -> dict[str, float]:
@@ -207,10 +209,12 @@ def _labels(dataset: Dataset) -> np.ndarray:
 def _evaluate(options: EvaluationOptions, net, test_set) -> EvaluationResult:
     image_size = int(test_set[0][0].shape[-1])
     defended, crafting = build_classifiers(net, options.defense, image_size, options.num_classes)
+    own = crafting  # the model's own classifiers, which escalation attacks even when the cell transfers
     if options.source is not None:  # transfer: the source model's own gradients, whatever the target's defense
         crafting = {"transfer": build_classifier(options.source.eval(), image_size, options.num_classes)}
     attack_cfg, metrics = in_pixels(options.attack, float(net.std))
     name, eps, target = attack_cfg["name"], attack_cfg.get("eps"), attack_cfg.get("target_index")
+    escalating = options.escalate and escalates(name, eps, target)
     # Built once per job; an attack that keeps state between calls is reset before each batch.
     attacks = {evaluation: build_attack(attack_cfg, classifier) for evaluation, classifier in crafting.items()}
     if options.defense.preprocessor is not None:
@@ -252,6 +256,8 @@ def _evaluate(options: EvaluationOptions, net, test_set) -> EvaluationResult:
         totals.p_adv.append(p_adv)
         delta = (x_adv - x).reshape(len(x), -1)
         totals.y.append(y)
+        if escalating:
+            totals.x.append(x)
         totals.clean.append(pred_clean)
         totals.adv.append(pred_adv)
         totals.linf.append(np.abs(delta).max(1))
@@ -260,6 +266,10 @@ def _evaluate(options: EvaluationOptions, net, test_set) -> EvaluationResult:
             k = options.n_examples
             examples = Examples(x[:k], x_adv[:k], y[:k], pred_clean[:k], pred_adv[:k])
     metrics.update(attack_metrics(totals, options.positive_class, target))
+    if escalating:
+        # The classifier of the evaluation that sees the model best: the last (a defense's lists oblivious first).
+        crafted_on = own[list(own)[-1]]
+        metrics.update(_escalation(options, defended, crafted_on, totals, eps, image_size))
     y_all = np.concatenate(totals.y)
     accuracy = {e: float((np.concatenate(p) == y_all).mean()) for e, p in totals.by_evaluation.items()}
     # Which evaluation produced the reported number: the per-image worst case over these.
@@ -298,6 +308,31 @@ def _evaluate(options: EvaluationOptions, net, test_set) -> EvaluationResult:
         "adversarial": np.concatenate(totals.p_adv),
     }
     return EvaluationResult(metrics, tags, examples, matrices, probabilities, radii)
+
+
+def escalates(name: str, eps: float | None, target: int | None) -> bool:
+    """Whether a cell's attack has a budget to escalate at: an untargeted attack in an L-inf ball (not the
+    radius search, whose budget is a search range)."""
+    return eps is not None and target is None and name != RADIUS
+
+
+def _escalation(options: EvaluationOptions, defended, crafted_on, totals: _Totals, eps: float, image_size: int):
+    """Escalation (escalation.py) of the images the cell's attack left standing; its metrics."""
+    y, adv = np.concatenate(totals.y), np.concatenate(totals.adv)
+    n = ladder_images(adv == y, options.escalate_max_images)
+    x, y, standing = np.concatenate(totals.x)[:n], y[:n], (adv == y)[:n]
+    ladder = Ladder(
+        max_iter=options.escalate_max_iter,
+        restarts=options.escalate_restarts,
+        square_queries=options.escalate_square_queries,
+        batch_size=options.batch_size,
+    )
+    sources = transfer_stage(options.escalation_sources or {}, image_size, options.num_classes, eps, ladder)
+    stages = white_box_stages(crafted_on, eps, ladder)
+    alive, stage_metrics = escalate(
+        x, y, standing, eps, lambda xa: predict(defended, xa, options.defense, options.seed), stages, sources
+    )
+    return escalation_metrics(standing, alive, stage_metrics)
 
 
 def _defended_test_metrics(options: EvaluationOptions, defended, test_set) -> dict[str, float]:

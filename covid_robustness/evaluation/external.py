@@ -32,10 +32,10 @@ def reading(y: np.ndarray, pred: np.ndarray, positive: int) -> dict[str, float]:
 def external_evaluation(net: torch.nn.Module, dataset: Dataset, options: EvaluationOptions) -> dict[str, float]:
     """The `external_*` metrics of one job: the clean reading of every image, then evaluate's metrics.
 
-    No example grid (the job's examples come from its test split), and the untrained-model check without the
-    test split's accuracy, which says nothing of these images.
+    No example grid (the job's examples come from its test split), no escalation (it reads the test split),
+    and the untrained-model check without the test split's accuracy, which says nothing of these images.
     """
     y, pred, _ = dataset_scores(net, dataset, options.num_classes, options.defense, options.seed, options.batch_size)
-    attacked = evaluate(net, dataset, replace(options, n_examples=0, test_accuracy=None))
+    attacked = evaluate(net, dataset, replace(options, n_examples=0, test_accuracy=None, escalate=False))
     readings = {**reading(y, pred, options.positive_class), **attacked.metrics}
     return {f"{Metrics.EXTERNAL}{k}": v for k, v in readings.items()}

@@ -31,6 +31,14 @@ class EvaluationOptions:
     # The corruption config the callback evaluates the test split under (corrupted.py); evaluate() itself
     # attacks the images it is given.
     corruption: dict | None = None
+    # Escalation (escalation.py): the images the attack leaves standing go through a ladder of stronger and
+    # different attacks at the same budget; on the first attacked images holding escalate_max_images of them.
+    escalate: bool = False
+    escalate_max_images: int | None = None
+    escalate_max_iter: int = 100  # steps of each APGD run
+    escalate_restarts: int = 3  # random starts of APGD on the margin loss
+    escalate_square_queries: int = 5000
+    escalation_sources: dict[str, nn.Module] | None = None  # the study's other models, for the transfer stage
 
     def __post_init__(self):
         self.attack = dict(self.attack)  # the caller's config stays as it was

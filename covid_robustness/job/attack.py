@@ -99,6 +99,7 @@ def attack_and_track(
     parent_id: str,
     tags: dict,
     source: CXRClassifier | None = None,
+    escalation_sources: dict[str, CXRClassifier] | None = None,
 ) -> dict[str, float]:
     attack = with_target(_container(cfg.attack), dm.classes)
     name = job_name(cfg)
@@ -120,13 +121,16 @@ def attack_and_track(
         kept = tracker.metrics(parent_id)
         thresholds = _thresholds(tracker, parent_id, kept, net, dm, plan, cfg.seed, batch)
         module.reuse_test_metrics({k: v for k, v in kept.items() if k.startswith(Metrics.TEST)} or None)
+        evaluation_settings = {**_container(cfg.eval), "batch_size": batch}
+        evaluation_settings.pop("escalate_sources")  # by name: the models themselves come below
         options = EvaluationOptions(
             attack,
             dm.num_classes,
             dm.positive_class,
-            **{**_container(cfg.eval), "batch_size": batch},
+            **evaluation_settings,
             defense=plan.defense,
             source=source_net,
+            escalation_sources={name: m.net.to(plan.device) for name, m in (escalation_sources or {}).items()},
             seed=cfg.seed,
             progress=cfg.trainer.enable_progress_bar,
             corruption=_container(cfg.corruption) if "corruption" in cfg else None,
@@ -171,7 +175,13 @@ def attack_job(cfg: DictConfig, plan: Plan, tracker: Tracker, overrides: str, sw
             source_tags = {**common_tags(plan.source, overrides), Tags.TRAINING_KEY: source_key}
             source, source_run = obtain_model(plan.source, plan, dm, tracker, source_key, source_tags)
             job_tags[Tags.SOURCE_TRAINING_RUN] = source_run
-        metrics = attack_and_track(cfg, plan, dm, module, tracker, parent_id, {**job_tags, Tags.CELL_KEY: cell}, source)
+        escalation_sources = {}  # the study's other models, trained here or reused, for escalation's transfer
+        for name, other in plan.escalation_sources.items():
+            other_key = training_key(other)
+            other_tags = {**common_tags(other, overrides), Tags.TRAINING_KEY: other_key}
+            escalation_sources[name], _ = obtain_model(other, plan, dm, tracker, other_key, other_tags)
+        job_tags = {**job_tags, Tags.CELL_KEY: cell}
+        metrics = attack_and_track(cfg, plan, dm, module, tracker, parent_id, job_tags, source, escalation_sources)
         if not sweep:
             flag_masking(tracker, {parent_id})
         return metrics

@@ -18,6 +18,8 @@ from ..record.sections import (
     CELL,
     CORRUPTION,
     DATA,
+    ESCALATE,
+    ESCALATION,
     EXTERNAL_DATA,
     HARMONISE,
     LOGGED_WHEN_ON,
@@ -41,12 +43,14 @@ def job_settings(cfg: DictConfig) -> dict:
         settings.pop("gpu", None)
     if settings["trainer"].get("gradient_clip_val") is None:  # no clipping: keyed as before the setting existed
         settings["trainer"].pop("gradient_clip_val", None)
-    # The settings logged only when on (the remedy, the corruption, the external set), and when each is off:
+    # The settings logged only when on (the remedy, the corruption, the external set, escalation), and when
+    # each is off:
     # then keyed and logged as before it existed.
     off = {
         CORRUPTION: _setting(settings, f"{CORRUPTION}.name", "none") == "none",
         HARMONISE: not _setting(settings, HARMONISE, False),
         **{f"{DATA}.{name}": _setting(settings, f"{DATA}.external_root") is None for name in EXTERNAL_DATA},
+        **dict.fromkeys(ESCALATION, not _setting(settings, ESCALATE, False)),
     }
     for name in LOGGED_WHEN_ON:
         if off[name]:

@@ -23,7 +23,7 @@ from ..errors import ConfigError
 from ..evaluation.corrupted import check_corruption
 from ..models.registry import spec
 from ..shortcut import PROBES, probe_name
-from .transfer import source_config
+from .transfer import escalation_configs, source_config
 
 
 @dataclass
@@ -32,6 +32,7 @@ class Plan:
 
     defense: Defense
     source: DictConfig | None  # the config of a transfer attack's source model
+    escalation_sources: dict[str, DictConfig] = field(default_factory=dict)  # the models escalation transfers from
     gpu: GpuSettings = field(default_factory=GpuSettings)  # what the job does differently on CUDA
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # set by the job (job_device)
 
@@ -46,6 +47,22 @@ def check_attack(attack: dict, image_size: int, num_classes: int) -> None:
     pixels, _ = in_pixels(attack, std)
     stand_in = nn.Sequential(nn.Flatten(), nn.Linear(image_size * image_size, num_classes))
     build_attack(pixels, build_classifier(stand_in, image_size, num_classes))
+
+
+def check_escalation(evaluation: DictConfig) -> None:
+    """The escalation settings (evaluation/escalation.py), when escalation is on."""
+    if not evaluation.get("escalate"):
+        return
+    n = evaluation.get("escalate_max_images")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ConfigError(f"eval.escalate_max_images={n!r} must be a positive number of images, or null for all.")
+    for name in ("escalate_max_iter", "escalate_restarts"):
+        value = evaluation.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"eval.{name}={value!r} must be a whole number, at least 1.")
+    queries = evaluation.get("escalate_square_queries")
+    if isinstance(queries, bool) or not isinstance(queries, int) or queries < 0:
+        raise ConfigError(f"eval.escalate_square_queries={queries!r} must be a whole number of queries, 0 or more.")
 
 
 def check_probe(cfg: DictConfig) -> None:
@@ -65,8 +82,11 @@ def validate(cfg: DictConfig) -> Plan:
     classes = task_classes(cfg.data.task)
     defense = build_defense(OmegaConf.to_container(cfg.defense, resolve=True))
     source = source_config(cfg)
+    check_escalation(cfg.eval)
+    escalation = escalation_configs(cfg)
     size = cfg.data.image_size
-    for name in [cfg.model.name] + ([source.model.name] if source is not None else []):
+    others = ([source.model.name] if source is not None else []) + [c.model.name for c in escalation.values()]
+    for name in [cfg.model.name, *others]:
         model = spec(name)
         if not isinstance(size, int) or size < model.min_size:
             raise ConfigError(
@@ -103,4 +123,4 @@ def validate(cfg: DictConfig) -> Plan:
     if cfg.trainer.max_epochs is None or cfg.trainer.max_epochs < 1:
         raise ConfigError(f"trainer.max_epochs={cfg.trainer.max_epochs} must be at least 1.")
     check_probe(cfg)
-    return Plan(defense, source, GpuSettings(**gpu))
+    return Plan(defense, source, escalation, GpuSettings(**gpu))

@@ -135,6 +135,13 @@ class Metrics:
     RADIUS_MEDIAN_NON_COVID = "radius_median_non_covid"
     RADIUS_BEYOND = "radius_beyond_max_share"  # images standing at the largest budget searched
     CURVE = "curve_accuracy_"  # + budget in 1/255 + "_255"
+    # Escalation (evaluation/escalation.py): what stands after the cell's attack and a ladder of stronger and
+    # different attacks at its budget, over the ladder's images (ESCALATION_IMAGES, the n of its interval).
+    ESCALATED = "escalated_accuracy"
+    ESCALATION = "escalation_"  # + stage + "_broken", "_passes", "_seconds"
+    ESCALATION_IMAGES = "escalation_images"
+    ESCALATION_STANDING = "escalation_standing"  # of them, those the cell's attack left standing
+    ESCALATION_PASSES_PER_IMAGE = "escalation_passes_per_image"
     # A corrupted test split (evaluation/corrupted.py), clean and attacked: at each severity, and the mean
     # over the job's severities.
     CORRUPTED_AT = "corruption_accuracy_s"  # + severity

@@ -33,7 +33,13 @@ EXTERNAL_DATA = ("external_root", "external_class_dirs")
 HARMONISE = f"{DATA}.harmonise"  # a remedy against source shortcuts (conf/data/folder.yaml)
 # Settings a job leaves out of its keys and params while they are off (keys.job_settings), so that a store
 # written before they existed still matches: a run without them had them off. A section, or section.key.
-LOGGED_WHEN_ON = (CORRUPTION, HARMONISE, *(f"{DATA}.{name}" for name in EXTERNAL_DATA))
+# Escalation of a cell (evaluation/escalation.py): whether it runs, then how.
+ESCALATE = f"{EVAL}.escalate"
+ESCALATION = tuple(
+    f"{EVAL}.{k}"
+    for k in ("escalate", "escalate_max_images", "escalate_max_iter", "escalate_restarts", "escalate_square_queries")
+) + (f"{EVAL}.escalate_sources",)
+LOGGED_WHEN_ON = (CORRUPTION, HARMONISE, *(f"{DATA}.{name}" for name in EXTERNAL_DATA), *ESCALATION)
 
 
 def section(key: str) -> str:

@@ -1,0 +1,138 @@
+"""Escalation: a model whose gradient is hidden stands under PGD and falls under the ladder (the
+gradient-free stage, or a transfer from a model without the hidden step); a model that is robust at the
+budget by construction stays as it was; no stage raises accuracy."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from covid_robustness.evaluation.escalation import ladder_images
+from covid_robustness.evaluation.evaluate import evaluate
+from covid_robustness.evaluation.options import EvaluationOptions
+from covid_robustness.models.module import Normalized
+from covid_robustness.record import Metrics
+
+EPS = 8 / 255
+PGD = {"name": "pgd", "impl": "fast", "eps": EPS, "max_iter": 10, "early_stop": True}
+
+
+class MeanThreshold(nn.Module):
+    """COVID-19 (class 1) where the image's mean exceeds 0.5: an L-inf change of eps moves the mean by eps
+    at most, so an image whose mean lies further than eps from 0.5 cannot be turned; one closer can.
+
+    hidden: the pixels are first rounded to 1/255, a step whose gradient is zero everywhere, so every
+    gradient attack sees a flat loss while the decision stays as easy to cross."""
+
+    def __init__(self, hidden: bool, scale: float = 50.0):
+        super().__init__()
+        self.hidden = hidden
+        self.scale = nn.Parameter(torch.tensor(scale))
+
+    def forward(self, x):
+        if self.hidden:
+            x = torch.round(x * 255) / 255
+        m = x.flatten(1).mean(1) - 0.5
+        return torch.stack([-m, m], 1) * self.scale
+
+
+def images(offsets: np.ndarray, size: int = 12, seed: int = 0) -> TensorDataset:
+    """Grey images (multiples of 1/255) whose means lie at 0.5 + offset, labelled by the side they lie on."""
+    rng = np.random.default_rng(seed)
+    levels = (
+        rng.integers(-20, 21, size=(len(offsets), 1, size, size)) + np.round((0.5 + offsets) * 255)[:, None, None, None]
+    )
+    x = torch.tensor(np.clip(levels, 0, 255) / 255, dtype=torch.float32)
+    y = (x.flatten(1).mean(1) > 0.5).long()
+    return TensorDataset(x, y)
+
+
+def run(net, data, **escalation):
+    options = EvaluationOptions(PGD, 2, 1, batch_size=16, progress=False, escalate=True, **escalation)
+    return evaluate(Normalized(net, 0.0, 1.0), data, options).metrics
+
+
+def near():  # means within eps of the threshold (but beyond what a random start moves them): all can be turned
+    return images(np.concatenate([-np.linspace(0.25, 0.6, 8), np.linspace(0.25, 0.6, 8)]) * EPS)
+
+
+def stage(metrics, name, what="broken"):
+    return metrics[f"{Metrics.ESCALATION}{name}_{what}"]
+
+
+def test_a_hidden_gradient_stands_under_pgd_and_falls_to_the_gradient_free_stage():
+    m = run(MeanThreshold(hidden=True), near(), escalate_restarts=1, escalate_square_queries=300)
+    assert m[Metrics.CLEAN] == 1.0 and m[Metrics.ADVERSARIAL] == 1.0  # PGD follows a zero gradient
+    assert stage(m, "apgd_ce") == stage(m, "apgd_margin") == 0  # so do both APGDs
+    assert stage(m, "square") >= 8
+    assert m[Metrics.ESCALATED] == pytest.approx(1 - stage(m, "square") / 16)
+    assert m[Metrics.ESCALATION_IMAGES] == m[Metrics.ESCALATION_STANDING] == 16
+
+
+def test_a_saturated_softmax_stands_under_pgd_and_falls_to_apgd_on_the_margin_loss():
+    # Logits 1e5 apart: the softmax is exactly one-hot in float32, so the cross-entropy's gradient is zero.
+    m = run(MeanThreshold(hidden=False, scale=1e5), near(), escalate_restarts=1, escalate_square_queries=0)
+    assert m[Metrics.ADVERSARIAL] == 1.0 and stage(m, "apgd_ce") == 0
+    assert stage(m, "apgd_margin") == 16 and m[Metrics.ESCALATED] == 0.0
+
+
+def test_a_hidden_gradient_falls_to_a_transfer_from_a_model_without_it():
+    source = Normalized(MeanThreshold(hidden=False), 0.0, 1.0)
+    m = run(MeanThreshold(hidden=True), near(), escalate_square_queries=0, escalation_sources={"open": source})
+    assert m[Metrics.ADVERSARIAL] == 1.0
+    assert stage(m, "transfer") >= 12 and m[Metrics.ESCALATED] <= 0.25
+    assert stage(m, "transfer", "passes") > 0
+
+
+def test_the_same_model_with_its_gradient_falls_to_pgd_already_and_escalation_agrees():
+    m = run(MeanThreshold(hidden=False), near(), escalate_restarts=1, escalate_square_queries=100)
+    assert m[Metrics.ADVERSARIAL] <= 0.25
+    assert m[Metrics.ESCALATED] <= m[Metrics.ADVERSARIAL]
+
+
+def test_a_model_robust_at_the_budget_by_construction_is_left_as_it_was():
+    far = images(np.concatenate([-np.linspace(2.5, 4, 8), np.linspace(2.5, 4, 8)]) * EPS)
+    m = run(MeanThreshold(hidden=False), far, escalate_restarts=2, escalate_square_queries=200)
+    assert m[Metrics.CLEAN] == m[Metrics.ADVERSARIAL] == m[Metrics.ESCALATED] == 1.0
+    assert all(stage(m, s) == 0 for s in ("apgd_ce", "apgd_margin", "square", "transfer"))
+
+
+def test_the_ladder_runs_on_the_first_images_that_hold_its_cap_of_standing_ones():
+    standing = np.array([False, True, True, False, True, True])
+    assert ladder_images(standing, None) == 6
+    assert ladder_images(standing, 2) == 3  # images 0-2 hold two standing images; accuracy is over those 3
+    assert ladder_images(standing, 10) == 6
+
+
+def test_escalation_is_off_unless_asked_and_needs_a_budget():
+    m = evaluate(Normalized(MeanThreshold(True), 0.0, 1.0), near(), EvaluationOptions(PGD, 2, 1, progress=False))
+    assert Metrics.ESCALATED not in m.metrics
+    st = {"name": "st", "impl": "fast", "max_rotation": 5.0, "max_translation": 0.0}
+    options = EvaluationOptions(st, 2, 1, progress=False, escalate=True)
+    assert Metrics.ESCALATED not in evaluate(Normalized(MeanThreshold(True), 0.0, 1.0), near(), options).metrics
+
+
+def test_a_job_escalates_with_transfers_from_the_studys_other_models(tmp_path):
+    from covid_robustness.errors import ConfigError
+    from covid_robustness.job.keys import cell_key
+    from covid_robustness.job.plan import validate
+    from covid_robustness.job.run import run as run_job
+
+    from .conftest import make_cfg, store_runs
+
+    on = ["attack=pgd", "eval.max_images=8", "eval.escalate=true", "eval.escalate_max_iter=5"]
+    on += ["eval.escalate_restarts=1", "eval.escalate_square_queries=20"]
+    cfg = make_cfg(*on, "eval.escalate_sources=[resnet18,resnet50]", tmp_path=tmp_path)
+    assert cell_key(cfg) != cell_key(make_cfg("attack=pgd", "eval.max_images=8", tmp_path=tmp_path))
+    metrics = run_job(cfg)
+    assert metrics[Metrics.ESCALATED] <= metrics[Metrics.ADVERSARIAL] <= metrics[Metrics.CLEAN]
+    assert metrics[Metrics.ESCALATION_IMAGES] == 8
+    trained = {r.data.tags["model"] for r in store_runs(tmp_path / "mlruns", role="training")}
+    assert trained == {"resnet18", "resnet50"}  # the other model of the study, trained for the transfer stage
+    [job] = store_runs(tmp_path / "mlruns", role="attack")
+    assert job.data.params["eval.escalate_sources"] == "['resnet18', 'resnet50']"
+    with pytest.raises(ConfigError, match="eval.escalate_sources='resnet99' is not a model config"):
+        validate(make_cfg(*on, "eval.escalate_sources=[resnet99]"))
+    with pytest.raises(ConfigError, match="eval.escalate_restarts=0"):
+        validate(make_cfg("attack=pgd", "eval.escalate=true", "eval.escalate_restarts=0"))
