@@ -288,8 +288,10 @@ def main(argv=None):
         assert (fwd, fb) == (ours.passes["forward"], ours.passes["backward"]), "pass counts disagree"
         linf = np.abs(adv - x).reshape(b, -1).max(1).astype(np.float64)
         art_linf = np.abs(art_adv - x[:k]).reshape(k, -1).max(1).astype(np.float64)
+        off = np.abs(adv[:k] - art_adv)
         notes.append(
-            f"C&W on the {k} images both ran: max |ours - ART| = {np.abs(adv[:k] - art_adv).max():.2e}; "
+            f"C&W on the {k} images both ran: max |ours - ART| = {off.max():.2e}, {int((off > 1e-4).sum())} of "
+            f"{off.size} pixels off by more than 1e-4 (rounding that Adam amplifies: cw.py, 'Floating point'); "
             f"L-inf ours {np.round(linf[:k], 4).tolist()} ART {np.round(art_linf, 4).tolist()}; "
             f"ours on all {b}: median L-inf {np.median(linf[linf > 0]) if (linf > 0).any() else 0:.4f}, "
             f"{int((linf > 0).sum())} images changed"
