@@ -447,3 +447,12 @@ def test_the_masking_note_appears_exactly_when_a_job_is_flagged_and_names_it():
     [note] = [n for n in flag_notes(flagged) if n.startswith(MASK)]
     assert "VGG-19 fgsm at 8/255" in note and "resnet18" not in note
     assert not any(n.startswith(MASK) for n in flag_notes(flagged, masking=False))
+
+
+def test_pages_name_a_local_folder_by_its_name_only():
+    from covid_robustness.report.evalsets import differing, shown_uri
+
+    sets = {"a": {"data.external_root": "/data/sites/external"}, "b": {"data.external_root": "None"}}
+    assert differing(sets)["a"] == ["data.external_root=external"]
+    assert shown_uri("sqlite:////srv/stores/paper/mlflow.db") == "sqlite:///<...>/paper/mlflow.db"
+    assert shown_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"

@@ -30,6 +30,8 @@ NOT_NUMBERS = (f"{EVAL}.n_examples", SKIPPED_IMAGES)
 MODEL_TRAINING_SETTINGS = ("gradient_clip_val",)
 # Data settings that say which other images a job evaluates on, not what its model trains on.
 EXTERNAL_DATA = ("external_root", "external_class_dirs")
+# Settings that name a folder on the machine that ran the job: a report shows the folder's name only.
+FOLDERS = (f"{DATA}.root", f"{DATA}.external_root", f"{DATA}.cache_dir")
 HARMONISE = f"{DATA}.harmonise"  # a remedy against source shortcuts (conf/data/folder.yaml)
 # Settings a job leaves out of its keys and params while they are off (keys.job_settings), so that a store
 # written before they existed still matches: a run without them had them off. A section, or section.key.

@@ -10,12 +10,14 @@ which it differs from the other sets of the same attack, so runs need no invente
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import PurePath
 from statistics import mean
 
 from ..record import Job, Metrics, Params, numbers_params
 from ..record.sections import (
     ATTACK,
     DEFENSE,
+    FOLDERS,
     LOGGED_WHEN_ON,
     MODEL,
     MODEL_TRAINING_SETTINGS,
@@ -88,6 +90,19 @@ def eps_label(eps: float) -> str:
     return grey_levels(eps)
 
 
+def shown_value(param: str, value: str) -> str:
+    """A param's value as a page shows it: a folder of the machine that ran the job by its name only."""
+    return PurePath(value).name if param in FOLDERS and value.startswith("/") else value
+
+
+def shown_uri(uri: str) -> str:
+    """A tracking URI as a page shows it: an embedded store by its folder's name, a server as it is."""
+    if uri.startswith("sqlite:///"):
+        path = PurePath(uri.removeprefix("sqlite:///"))
+        return f"sqlite:///<...>/{path.parent.name}/{path.name}"
+    return uri
+
+
 def differing(
     sets: dict, neighbours: Callable[[dict], str] = lambda s: "", setting: Callable[[dict], str] = lambda s: ""
 ) -> dict:
@@ -111,7 +126,7 @@ def differing(
                     sets[o] for o in members if not p.startswith(ATTACK_PARAM) or setting(sets[o]) == setting(mine)
                 ]
                 if len({s.get(p, MISSING) for s in peers}) > 1 and (p in mine or not within(p, SHOWN_WHEN_ON)):
-                    shown.append(f"{p.removeprefix(ATTACK_PARAM)}={mine.get(p, MISSING)}")
+                    shown.append(f"{p.removeprefix(ATTACK_PARAM)}={shown_value(p, mine.get(p, MISSING))}")
             out[k] = shown
     return out
 

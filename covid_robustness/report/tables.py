@@ -12,7 +12,7 @@ from ..record import Metrics, Params, Tags, value
 from .blocks import DASH, INTERVAL_NOTE, MASK, UNTRAINED, Table, cell, flag_notes, marks, pct, when
 from .collect import Job, Study
 from .estimate import measured
-from .evalsets import evaluation_sets
+from .evalsets import evaluation_sets, shown_uri
 from .evalsets import key as evaluation_key
 from .labels import Labels, model_order
 from .summary import (
@@ -46,7 +46,7 @@ def overview(study: Study) -> Table:
     jobs = study.jobs
     facts = [
         ("study", study.name),
-        ("tracking URI", study.uri),
+        ("tracking URI", shown_uri(study.uri)),
         ("job runs used", f"{len(jobs)} (finished, newest per cell; {len(study.replaced)} older reruns left out)"),
         ("training runs", str(len({j.training_run_id for j in jobs}))),
         (
