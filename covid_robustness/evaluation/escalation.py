@@ -94,7 +94,7 @@ def escalate(
     its forward+backward passes and its seconds."""
     alive = standing.copy()
     metrics: dict[str, float] = {}
-    runs = [(stage, attack) for stage, attack in stages.items()]
+    runs = list(stages.items())
     runs += [("transfer", attack) for attack in sources.values()]
     for stage in STAGES:
         metrics |= {f"{Metrics.ESCALATION}{stage}_{k}": 0.0 for k in ("broken", "passes", "seconds")}

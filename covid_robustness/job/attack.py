@@ -8,7 +8,7 @@ import logging
 from dataclasses import asdict
 
 import matplotlib.pyplot as plt
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from ..accelerator import evaluation_batch_size
 from ..attacks.registry import attack_label
@@ -23,7 +23,7 @@ from ..models.module import CXRClassifier
 from ..record import OPERATING_POINTS, Artifacts, Metrics, Tags, transfer_source
 from ..tracking import Tracker
 from .cell import claim, common_tags, job_run, setup_data
-from .keys import cell_key, training_key
+from .keys import cell_key, resolved, training_key
 from .masking import flag_masking
 from .plan import Plan
 from .train import lightning_trainer, obtain_model
@@ -31,12 +31,8 @@ from .train import lightning_trainer, obtain_model
 log = logging.getLogger(__name__)
 
 
-def _container(node) -> dict:
-    return OmegaConf.to_container(node, resolve=True)
-
-
 def job_name(cfg: DictConfig) -> str:
-    attack = _container(cfg.attack)
+    attack = resolved(cfg.attack)
     eps, defense = attack.get("eps"), cfg.defense.name
     source = transfer_source(cfg.model.name, attack.get("source_model"))
     budget = (
@@ -101,7 +97,7 @@ def attack_and_track(
     source: CXRClassifier | None = None,
     escalation_sources: dict[str, CXRClassifier] | None = None,
 ) -> dict[str, float]:
-    attack = with_target(_container(cfg.attack), dm.classes)
+    attack = with_target(resolved(cfg.attack), dm.classes)
     name = job_name(cfg)
     run_tags = {
         **tags,
@@ -121,7 +117,7 @@ def attack_and_track(
         kept = tracker.metrics(parent_id)
         thresholds = _thresholds(tracker, parent_id, kept, net, dm, plan, cfg.seed, batch)
         module.reuse_test_metrics({k: v for k, v in kept.items() if k.startswith(Metrics.TEST)} or None)
-        evaluation_settings = {**_container(cfg.eval), "batch_size": batch}
+        evaluation_settings = {**resolved(cfg.eval), "batch_size": batch}
         evaluation_settings.pop("escalate_sources")  # by name: the models themselves come below
         options = EvaluationOptions(
             attack,
@@ -133,7 +129,7 @@ def attack_and_track(
             escalation_sources={name: m.net.to(plan.device) for name, m in (escalation_sources or {}).items()},
             seed=cfg.seed,
             progress=cfg.trainer.enable_progress_bar,
-            corruption=_container(cfg.corruption) if "corruption" in cfg else None,
+            corruption=resolved(cfg.corruption) if "corruption" in cfg else None,
             thresholds=thresholds,
         )
         evaluation = AdversarialEvaluation(options)

@@ -11,14 +11,14 @@ from contextlib import contextmanager
 
 import pytorch_lightning as pl
 from filelock import Timeout
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from ..data.datamodule import CXRDataModule
 from ..models.registry import spec
 from ..record import JOB_ROLE, Tags
 from ..record.sections import SKIPPED_IMAGES
 from ..tracking import Tracker, flatten, git_commit
-from .keys import job_settings
+from .keys import job_settings, resolved
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def claim(tracker: Tracker, cell: str, resume: bool, work: Callable[[], dict], r
 def setup_data(cfg: DictConfig) -> CXRDataModule:
     """The job's data, set up: seeded first, so the splits and the training are the same whichever job runs."""
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    dm = CXRDataModule(**OmegaConf.to_container(cfg.data, resolve=True))
+    dm = CXRDataModule(**resolved(cfg.data))
     dm.setup()
     if dm.skipped:
         log.warning("left out %d unreadable image(s)", dm.skipped)

@@ -30,6 +30,11 @@ from ..record.sections import (
 from ..shortcut import probe_name
 
 
+def resolved(node) -> dict:
+    """A config node as plain, resolved values."""
+    return OmegaConf.to_container(node, resolve=True)
+
+
 def job_settings(cfg: DictConfig) -> dict:
     """The resolved config less what this job ignores or leaves off: on a CPU, the gpu section; without
     gradient clipping, its setting; without a corruption, an external test set, the harmonise remedy or
@@ -38,7 +43,7 @@ def job_settings(cfg: DictConfig) -> dict:
     What a job ignores changes none of its weights or numbers, so it joins neither its keys nor its
     params: a job finds the trainings and cells of a store written before those settings existed.
     """
-    settings = OmegaConf.to_container(cfg, resolve=True)
+    settings = resolved(cfg)
     if not uses_cuda(cfg.trainer.accelerator):
         settings.pop("gpu", None)
     if settings["trainer"].get("gradient_clip_val") is None:  # no clipping: keyed as before the setting existed

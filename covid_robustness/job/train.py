@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from pytorch_lightning.callbacks import LearningRateMonitor
 
 from ..accelerator import trainer_options
@@ -25,19 +25,15 @@ from ..record import TRAINING_ROLE, Metrics, Tags
 from ..record.sections import is_evaluation_param
 from ..shortcut import probe_name
 from ..tracking import Tracker, flatten
-from .keys import job_settings
+from .keys import job_settings, resolved
 from .plan import Plan
 
 log = logging.getLogger(__name__)
 
 
-def _container(node) -> dict:
-    return OmegaConf.to_container(node, resolve=True)
-
-
 def lightning_trainer(cfg: DictConfig, plan: Plan, logger, callbacks, progress: bool, training: bool) -> pl.Trainer:
     options = {
-        **_container(cfg.trainer),
+        **resolved(cfg.trainer),
         "enable_progress_bar": progress,
         **trainer_options(plan.device, plan.gpu, training),
     }
@@ -52,7 +48,7 @@ def train(
 ) -> tuple[CXRClassifier, str]:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the same weights whichever job trains them
     mean, std = dm.pixel_stats()
-    adversarial = _container(cfg.defense).get("training")
+    adversarial = resolved(cfg.defense).get("training")
     module = CXRClassifier(
         cfg.model.name,
         dm.num_classes,
@@ -61,7 +57,7 @@ def train(
         std,
         model_kwargs=model_kwargs(cfg),
         adversarial=adversarial,
-        **_container(cfg.optim),
+        **resolved(cfg.optim),
     )
     if plan.gpu.channels_last:
         module = module.to(memory_format=torch.channels_last)
