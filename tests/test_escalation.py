@@ -12,7 +12,16 @@ from covid_robustness.evaluation.escalation import ladder_images
 from covid_robustness.evaluation.evaluate import evaluate
 from covid_robustness.evaluation.options import EvaluationOptions
 from covid_robustness.models.module import Normalized
-from covid_robustness.record import Metrics
+from covid_robustness.record import Job, Metrics
+from covid_robustness.record.checklist import (
+    FLAGGED,
+    NOT_APPLICABLE,
+    PASSED,
+    STANDS,
+    checklist,
+    flags,
+    verdict,
+)
 
 EPS = 8 / 255
 PGD = {"name": "pgd", "impl": "fast", "eps": EPS, "max_iter": 10, "early_stop": True}
@@ -66,7 +75,7 @@ def test_a_hidden_gradient_stands_under_pgd_and_falls_to_the_gradient_free_stage
     assert m[Metrics.CLEAN] == 1.0 and m[Metrics.ADVERSARIAL] == 1.0  # PGD follows a zero gradient
     assert stage(m, "apgd_ce") == stage(m, "apgd_margin") == 0  # so do both APGDs
     assert stage(m, "square") >= 8
-    assert m[Metrics.ESCALATED] == pytest.approx(1 - stage(m, "square") / 16)
+    assert m[Metrics.ESCALATED] == pytest.approx(1 - (stage(m, "noise") + stage(m, "square")) / 16)
     assert m[Metrics.ESCALATION_IMAGES] == m[Metrics.ESCALATION_STANDING] == 16
 
 
@@ -74,7 +83,7 @@ def test_a_saturated_softmax_stands_under_pgd_and_falls_to_apgd_on_the_margin_lo
     # Logits 1e5 apart: the softmax is exactly one-hot in float32, so the cross-entropy's gradient is zero.
     m = run(MeanThreshold(hidden=False, scale=1e5), near(), escalate_restarts=1, escalate_square_queries=0)
     assert m[Metrics.ADVERSARIAL] == 1.0 and stage(m, "apgd_ce") == 0
-    assert stage(m, "apgd_margin") == 16 and m[Metrics.ESCALATED] == 0.0
+    assert stage(m, "noise") + stage(m, "apgd_margin") == 16 and m[Metrics.ESCALATED] == 0.0
 
 
 def test_a_hidden_gradient_falls_to_a_transfer_from_a_model_without_it():
@@ -95,7 +104,52 @@ def test_a_model_robust_at_the_budget_by_construction_is_left_as_it_was():
     far = images(np.concatenate([-np.linspace(2.5, 4, 8), np.linspace(2.5, 4, 8)]) * EPS)
     m = run(MeanThreshold(hidden=False), far, escalate_restarts=2, escalate_square_queries=200)
     assert m[Metrics.CLEAN] == m[Metrics.ADVERSARIAL] == m[Metrics.ESCALATED] == 1.0
-    assert all(stage(m, s) == 0 for s in ("apgd_ce", "apgd_margin", "square", "transfer"))
+    assert all(stage(m, s) == 0 for s in ("noise", "twice_iterations", "apgd_ce", "apgd_margin", "square"))
+    assert m[Metrics.CHECK_NOISE] == 1.0 and m[Metrics.CHECK_LARGE_BUDGET] == 0.0  # 64/255 turns every image
+
+
+def job(metrics, attack="pgd", **params) -> Job:
+    return Job("r", 0, "m", attack, "", "fast", EPS, "t", {"eval.escalate": "True", **params}, metrics)
+
+
+def test_the_checklist_flags_a_hidden_gradient_and_names_its_checks():
+    m = run(MeanThreshold(hidden=True), near(), escalate_restarts=1, escalate_square_queries=300)
+    checks = {c.letter: c for c in checklist(job(m))}
+    assert stage(m, "twice_iterations") == 0  # twice PGD's steps follow the same zero gradient: (a) passes
+    assert [checks[k].state for k in "abce"] == [PASSED, FLAGGED, FLAGGED, FLAGGED]
+    assert (
+        checks["b"].evidence.startswith("APGD-CE at 64/255 leaves") and "of 16 images correct" in checks["b"].evidence
+    )
+    reasons = flags(job(m))
+    assert verdict(job(m), reasons)[0] == "masked (b, c, e)"
+    assert verdict(job(m), [*reasons, "PGD accuracy rises with eps"])[0] == "masked (b, c, e, sweep)"
+
+
+def test_the_checklist_leaves_a_model_robust_by_construction_standing():
+    far = images(np.concatenate([-np.linspace(2.5, 4, 8), np.linspace(2.5, 4, 8)]) * EPS)
+    m = run(MeanThreshold(hidden=False), far, escalate_restarts=1, escalate_square_queries=100)
+    assert not flags(job(m))
+    assert [c.state for c in checklist(job(m))] == [PASSED] * 5
+    assert verdict(job(m), []) == (STANDS, "; ".join(map(str, checklist(job(m)))))
+
+
+def test_the_noise_check_flags_an_attack_weaker_than_random_signs():
+    # 16 images, the attack left 15 standing; random signs leave 12 correct: worse than the attack.
+    m = {Metrics.ESCALATED: 12 / 16, Metrics.ESCALATION_IMAGES: 16, Metrics.ESCALATION_STANDING: 15}
+    m |= {Metrics.CHECK_NOISE: 12 / 16, Metrics.CHECK_LARGE_BUDGET: 0.0, Metrics.CHECK_LARGE_BUDGET_EPS: 64 / 255}
+    m |= {f"{Metrics.ESCALATION}{s}_broken": 0.0 for s in ("apgd_ce", "apgd_margin", "square")}
+    m[f"{Metrics.ESCALATION}noise_broken"] = 3.0
+    checks = {c.letter: c.state for c in checklist(job(m, attack="fgsm"))}
+    assert checks == {"a": NOT_APPLICABLE, "b": PASSED, "c": PASSED, "d": FLAGGED, "e": PASSED}
+
+
+def test_a_cell_without_escalation_or_without_a_gradient_free_stage_is_not_established():
+    plain = Job("r", 0, "m", "pgd", "", "fast", EPS, "t", {}, {Metrics.ADVERSARIAL: 0.7})
+    assert verdict(plain, []) == ("not established (no escalation run)", "")
+    m = run(MeanThreshold(hidden=False), near(), escalate_restarts=1, escalate_square_queries=0)
+    assert verdict(job(m), [])[0] in ("not established (gradient-free or transfer not run)", "masked (e)")
+    st = Job("r", 0, "m", "st", "", "fast", None, "t", {}, {Metrics.ADVERSARIAL: 0.7})
+    assert verdict(st, []) == ("", "")
 
 
 def test_the_ladder_runs_on_the_first_images_that_hold_its_cap_of_standing_ones():
@@ -132,6 +186,24 @@ def test_a_job_escalates_with_transfers_from_the_studys_other_models(tmp_path):
     assert trained == {"resnet18", "resnet50"}  # the other model of the study, trained for the transfer stage
     [job] = store_runs(tmp_path / "mlruns", role="attack")
     assert job.data.params["eval.escalate_sources"] == "['resnet18', 'resnet50']"
+    said = job.data.tags["verdict"]  # written when the job ended, with its evidence
+    assert said.startswith(("stands after escalation", "masked (", "not established (")), said
+    assert "(e) escalation: escalated" in job.data.tags["verdict_evidence"]
+    # The report reads both numbers side by side, and the verdict with its evidence.
+    from mlflow.tracking import MlflowClient
+
+    from covid_robustness.report.collect import collect
+    from covid_robustness.report.pages import build
+
+    build(collect(MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"), "default"), tmp_path / "report")
+    page = (tmp_path / "report" / "report.md").read_text()
+    table2 = page.split("## Table II: accuracy under attack")[1].split("\n## ")[0]
+    assert "| RN-18 escalated |" in table2 and "Escalated: what stands" in table2
+    verdicts = page.split("## Verdicts: does the number stand?")[1].split("\n## ")[0]
+    assert f"| {said} |" in verdicts
+    runs = (tmp_path / "report" / "runs.csv").read_text().splitlines()
+    header = runs[0].split(",")
+    assert {"escalated_accuracy", "escalated_ci95_low", "verdict", "check_noise_accuracy"} <= set(header)
     with pytest.raises(ConfigError, match="eval.escalate_sources='resnet99' is not a model config"):
         validate(make_cfg(*on, "eval.escalate_sources=[resnet99]"))
     with pytest.raises(ConfigError, match="eval.escalate_restarts=0"):

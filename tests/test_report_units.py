@@ -4,10 +4,10 @@ import itertools
 
 import pytest
 
+from covid_robustness.record.intervals import overlap, wilson
 from covid_robustness.report import blocks, defenses, figures, paper_eps, records, tables
 from covid_robustness.report.collect import Job, Study, newest_per_cell
 from covid_robustness.report.estimate import measured
-from covid_robustness.report.intervals import overlap, wilson
 from covid_robustness.report.labels import Labels
 from covid_robustness.report.summary import MODELS, PAPER_TABLE2, average, paper_average, rows, sweeps
 

@@ -3,9 +3,13 @@
 A high accuracy under one gradient attack says either that the model is robust or that the attack failed
 (a saturated softmax, a non-differentiable step, a gradient that points nowhere). AutoAttack (Croce & Hein
 2020) answers with an ensemble of diverse attacks, each run on the images still standing; Carlini et al.
-(2019, "On Evaluating Adversarial Robustness") add gradient-free and transfer attacks. The ladder here, at
-the cell's own budget and norm (L-inf), in this order:
+(2019, "On Evaluating Adversarial Robustness") add gradient-free and transfer attacks and sanity checks.
+At the cell's own budget and norm (L-inf), in this order, each stage on the images still standing:
 
+- `noise`: one draw of random signs of the budget's size (+-eps on every pixel): the checklist's noise check
+  (record/checklist.py (d)) reads its accuracy on all of the ladder's images;
+- `twice_iterations`: the cell's own attack with twice its iterations (attacks with max_iter only): the
+  checklist's (a);
 - `apgd_ce`: APGD on the cross-entropy (attacks/apgd.py: an image fooled at any iterate counts);
 - `apgd_margin`: APGD on the margin loss max_{j != y} z_j - z_y, with random restarts: with two classes it
   is what AutoAttack's targeted DLR attack optimises, and unlike the cross-entropy it does not vanish where
@@ -14,10 +18,12 @@ the cell's own budget and norm (L-inf), in this order:
 - `transfer`: examples of the same images crafted (APGD-CE) on each other model of the study and judged on
   this one: a gradient that points nowhere here may point somewhere on a model that learned the same task.
 
-Each stage attacks only the images still standing after the cell's attack and the stages before it, and
-judges them on the model as deployed (through its input-transformation defense, if any). The clean image
-comes first in every per-image worst case (an image the model gets wrong unattacked never stands), and a
-stage can only take images away from the standing ones, so no stage raises accuracy.
+Then, outside the ladder, the checklist's (b): APGD-CE at a large budget (LARGE_BUDGET) on the images the
+cell's attack left standing, which should leave none if the gradient leads anywhere.
+
+Each stage judges its images on the model as deployed (through its input-transformation defense, if any).
+The clean image comes first in every per-image worst case (an image the model gets wrong unattacked never
+stands), and a stage can only take images away from the standing ones, so no stage raises accuracy.
 """
 
 import time
@@ -36,7 +42,9 @@ from ..record import Metrics
 from .checks import EvalModeGuard, check_adversarial_batch
 from .passes import PassCounter
 
-STAGES = ("apgd_ce", "apgd_margin", "square", "transfer")
+# The ladder's stages in the order they run; "noise" and "twice_iterations" are there for the checklist.
+STAGES = ("noise", "twice_iterations", "apgd_ce", "apgd_margin", "square", "transfer")
+LARGE_BUDGET = 64 / 255  # the checklist's (b): at this L-inf budget on [0, 1] pixels no image should stand
 
 
 @dataclass(frozen=True)
@@ -57,13 +65,33 @@ def ladder_images(standing: np.ndarray, max_images: int | None) -> int:
     return int(np.flatnonzero(standing)[max_images - 1]) + 1
 
 
-def white_box_stages(classifier: PyTorchClassifier, eps: float, ladder: Ladder) -> dict[str, object]:
-    """The stages that attack the model itself, on the classifier the cell's attack crafted on."""
+def _apgd(classifier: PyTorchClassifier, eps: float, ladder: Ladder, restarts: int = 1) -> APGD:
     common = dict(norm=np.inf, eps=eps, eps_step=2 * eps, max_iter=ladder.max_iter, batch_size=ladder.batch_size)
-    common |= dict(loss_type=None, verbose=False, one_pass=True)
-    stages = {
-        "apgd_ce": APGD(classifier, nb_random_init=1, **common),
-        "apgd_margin": APGD(with_loss(classifier, MarginLoss()), nb_random_init=ladder.restarts, **common),
+    return APGD(classifier, nb_random_init=restarts, loss_type=None, verbose=False, one_pass=True, **common)
+
+
+class SignNoise:
+    """Random signs of the budget's size: x +- eps on every pixel, clipped to [0, 1] (seeded)."""
+
+    def __init__(self, classifier: PyTorchClassifier, eps: float, seed: int = 0):
+        self.estimator, self.eps, self.rng = classifier, eps, np.random.default_rng(seed)
+
+    def generate(self, x: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
+        signs = self.rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=x.shape)
+        return np.clip(x + self.eps * signs, 0.0, 1.0).astype(np.float32)
+
+
+def white_box_stages(
+    classifier: PyTorchClassifier, eps: float, ladder: Ladder, twice: object | None = None, seed: int = 0
+) -> dict[str, object]:
+    """The stages that attack the model itself, on the classifier the cell's attack crafted on; twice: the
+    cell's own attack with twice its iterations (None for an attack without iterations)."""
+    stages = {"noise": SignNoise(classifier, eps, seed)}
+    if twice is not None:
+        stages["twice_iterations"] = twice
+    stages |= {
+        "apgd_ce": _apgd(classifier, eps, ladder),
+        "apgd_margin": _apgd(with_loss(classifier, MarginLoss()), eps, ladder, restarts=ladder.restarts),
     }
     if ladder.square_queries:  # 0 leaves the gradient-free stage out
         square = dict(norm=np.inf, eps=eps, max_iter=ladder.square_queries, batch_size=ladder.batch_size)
@@ -73,46 +101,80 @@ def white_box_stages(classifier: PyTorchClassifier, eps: float, ladder: Ladder) 
 
 def transfer_stage(sources: dict[str, nn.Module], image_size: int, num_classes: int, eps: float, ladder: Ladder):
     """APGD-CE on each source model, in turn: the transfer stage's attacks, by source."""
-    common = dict(norm=np.inf, eps=eps, eps_step=2 * eps, max_iter=ladder.max_iter, batch_size=ladder.batch_size)
     return {
-        name: APGD(build_classifier(net.eval(), image_size, num_classes), nb_random_init=1, one_pass=True, **common)
-        for name, net in sources.items()
+        name: _apgd(build_classifier(net.eval(), image_size, num_classes), eps, ladder) for name, net in sources.items()
     }
+
+
+def large_budget_attack(classifier: PyTorchClassifier, eps: float, ladder: Ladder) -> tuple[float, APGD]:
+    """The checklist's (b): APGD-CE at LARGE_BUDGET, or at the cell's budget when that is larger already."""
+    large = max(eps, LARGE_BUDGET)
+    return large, _apgd(classifier, large, ladder)
+
+
+def _run(attack, x, y, eps, name) -> tuple[np.ndarray, int, float]:
+    net = attack.estimator.model
+    with EvalModeGuard(net, name), PassCounter(net) as passes:
+        start = time.perf_counter()
+        x_adv = attack.generate(x, y).astype(np.float32)
+        seconds = time.perf_counter() - start
+    check_adversarial_batch(x, x_adv, eps, name)
+    return x_adv, passes.forward + passes.backward, seconds
 
 
 def escalate(
     x: np.ndarray,
     y: np.ndarray,
+    correct: np.ndarray,
     standing: np.ndarray,
     eps: float,
     judge: Callable[[np.ndarray], np.ndarray],
     stages: dict[str, object],
     sources: dict[str, object],
+    large: tuple[float, object] | None = None,
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Run the stages (and each source's transfer attack) on the images still standing; judge(x) gives the
-    deployed model's classes. Returns the images standing at the end and, per stage, the images it broke,
-    its forward+backward passes and its seconds."""
+    deployed model's classes; correct: the clean image is classified right. Returns the images standing at
+    the end and, per stage that ran, the images it broke, its forward+backward passes and its seconds, with
+    the checklist's readings: the noise's accuracy on every ladder image, and the accuracy the large-budget
+    attack leaves of the standing images (its budget, its passes)."""
     alive = standing.copy()
     metrics: dict[str, float] = {}
-    runs = list(stages.items())
+    runs = [(stage, attack) for stage, attack in stages.items() if stage != "noise"]
     runs += [("transfer", attack) for attack in sources.values()]
-    for stage in STAGES:
+    for stage in [*stages, *(["transfer"] if sources else [])]:
         metrics |= {f"{Metrics.ESCALATION}{stage}_{k}": 0.0 for k in ("broken", "passes", "seconds")}
+
+    def count(stage, fooled, rows, passes, seconds):
+        alive[rows[fooled]] = False
+        metrics[f"{Metrics.ESCALATION}{stage}_broken"] += float(fooled.sum())
+        metrics[f"{Metrics.ESCALATION}{stage}_passes"] += float(passes)
+        metrics[f"{Metrics.ESCALATION}{stage}_seconds"] += seconds
+
+    if "noise" in stages:  # on every ladder image: its accuracy is compared with the cell's attack's
+        x_noise, passes, seconds = _run(stages["noise"], x, y, eps, "noise")
+        survives = correct & (judge(x_noise) == y)
+        metrics[Metrics.CHECK_NOISE] = float(survives.mean())
+        rows = np.flatnonzero(alive)
+        count("noise", ~survives[rows], rows, passes, seconds)
     for stage, attack in runs:
         rows = np.flatnonzero(alive)
         if not len(rows):
             break
-        net = attack.estimator.model
-        with EvalModeGuard(net, stage), PassCounter(net) as passes:
-            start = time.perf_counter()
-            x_adv = attack.generate(x[rows], y[rows]).astype(np.float32)
-            seconds = time.perf_counter() - start
-        check_adversarial_batch(x[rows], x_adv, eps, stage)
-        fooled = judge(x_adv) != y[rows]
-        alive[rows[fooled]] = False
-        metrics[f"{Metrics.ESCALATION}{stage}_broken"] += float(fooled.sum())
-        metrics[f"{Metrics.ESCALATION}{stage}_passes"] += float(passes.forward + passes.backward)
-        metrics[f"{Metrics.ESCALATION}{stage}_seconds"] += seconds
+        x_adv, passes, seconds = _run(attack, x[rows], y[rows], eps, stage)
+        count(stage, judge(x_adv) != y[rows], rows, passes, seconds)
+    if large is not None:
+        budget, attack = large
+        rows, left = np.flatnonzero(standing), standing.copy()  # the cell's standing images: a gradient check
+        passes = 0
+        if len(rows):
+            x_adv, passes, _ = _run(attack, x[rows], y[rows], budget, "large_budget")
+            left[rows[judge(x_adv) != y[rows]]] = False
+        metrics |= {
+            Metrics.CHECK_LARGE_BUDGET: float(left.mean()),
+            Metrics.CHECK_LARGE_BUDGET_EPS: budget,
+            Metrics.CHECK_LARGE_BUDGET_PASSES: float(passes),
+        }
     return alive, metrics
 
 

@@ -25,7 +25,15 @@ from ..defenses.transforms import build_classifiers, predict, scores
 from ..record import RADIUS, Metrics, Tags
 from .calibration import calibration_metrics
 from .checks import EvalModeGuard, check_adversarial_batch, check_not_above_clean
-from .escalation import Ladder, escalate, escalation_metrics, ladder_images, transfer_stage, white_box_stages
+from .escalation import (
+    Ladder,
+    escalate,
+    escalation_metrics,
+    ladder_images,
+    large_budget_attack,
+    transfer_stage,
+    white_box_stages,
+)
 from .operating_point import at_operating_points
 from .options import EvaluationOptions
 from .passes import PassCounter
@@ -269,7 +277,12 @@ def _evaluate(options: EvaluationOptions, net, test_set) -> EvaluationResult:
     if escalating:
         # The classifier of the evaluation that sees the model best: the last (a defense's lists oblivious first).
         crafted_on = own[list(own)[-1]]
-        metrics.update(_escalation(options, defended, crafted_on, totals, eps, image_size))
+        twice = None
+        if attack_cfg.get("max_iter"):  # the cell's own attack, on its own classifier, with twice the iterations
+            twice = build_attack(
+                {**attack_cfg, "max_iter": 2 * int(attack_cfg["max_iter"])}, crafting[list(crafting)[-1]]
+            )
+        metrics.update(_escalation(options, defended, crafted_on, twice, totals, eps, image_size))
     y_all = np.concatenate(totals.y)
     accuracy = {e: float((np.concatenate(p) == y_all).mean()) for e, p in totals.by_evaluation.items()}
     # Which evaluation produced the reported number: the per-image worst case over these.
@@ -316,11 +329,11 @@ def escalates(name: str, eps: float | None, target: int | None) -> bool:
     return eps is not None and target is None and name != RADIUS
 
 
-def _escalation(options: EvaluationOptions, defended, crafted_on, totals: _Totals, eps: float, image_size: int):
+def _escalation(options: EvaluationOptions, defended, crafted_on, twice, totals: _Totals, eps, image_size: int):
     """Escalation (escalation.py) of the images the cell's attack left standing; its metrics."""
-    y, adv = np.concatenate(totals.y), np.concatenate(totals.adv)
+    y, clean, adv = (np.concatenate(a) for a in (totals.y, totals.clean, totals.adv))
     n = ladder_images(adv == y, options.escalate_max_images)
-    x, y, standing = np.concatenate(totals.x)[:n], y[:n], (adv == y)[:n]
+    x, y, correct, standing = np.concatenate(totals.x)[:n], y[:n], (clean == y)[:n], (adv == y)[:n]
     ladder = Ladder(
         max_iter=options.escalate_max_iter,
         restarts=options.escalate_restarts,
@@ -328,9 +341,17 @@ def _escalation(options: EvaluationOptions, defended, crafted_on, totals: _Total
         batch_size=options.batch_size,
     )
     sources = transfer_stage(options.escalation_sources or {}, image_size, options.num_classes, eps, ladder)
-    stages = white_box_stages(crafted_on, eps, ladder)
+    stages = white_box_stages(crafted_on, eps, ladder, twice, options.seed)
     alive, stage_metrics = escalate(
-        x, y, standing, eps, lambda xa: predict(defended, xa, options.defense, options.seed), stages, sources
+        x,
+        y,
+        correct,
+        standing,
+        eps,
+        lambda xa: predict(defended, xa, options.defense, options.seed),
+        stages,
+        sources,
+        large_budget_attack(crafted_on, eps, ladder),
     )
     return escalation_metrics(standing, alive, stage_metrics)
 

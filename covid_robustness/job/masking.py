@@ -7,6 +7,7 @@ sweep over its siblings while they run.
 import logging
 
 from ..record import Tags, finished_jobs, newest_per_cell
+from ..record.checklist import verdict
 from ..record.masking import study_flags
 from ..tracking import Tracker
 
@@ -28,6 +29,9 @@ def flag_masking(
     for job in jobs:
         reasons = flags.get(job.run_id, [])
         tags = {Tags.MASKING: str(bool(reasons)).lower(), Tags.MASKING_REASONS: "; ".join(reasons)[:5000]}
+        said, evidence = verdict(job, reasons)
+        if said or job.tags.get(Tags.VERDICT):
+            tags |= {Tags.VERDICT: said, Tags.VERDICT_EVIDENCE: evidence[:5000]}
         tracker.set_tags(job.run_id, {k: v for k, v in tags.items() if job.tags.get(k) != v})
         if reasons and job.tags.get(Tags.MASKING) != "true":
             log.warning("possible gradient masking in run %s (%s): %s", job.run_id, job.model, "; ".join(reasons))

@@ -44,6 +44,8 @@ class Tags:
     UNTRAINED_REASON = "untrained_model_reason"
     MASKING = "gradient_masking"
     MASKING_REASONS = "gradient_masking_reasons"
+    VERDICT = "verdict"  # on an escalated job's number (record/checklist.py)
+    VERDICT_EVIDENCE = "verdict_evidence"
     ERROR = "error"
     PROBE = "probe"  # border or statistics, on a probe's run and on a border probe's training run
     # On a report's summary run (role report): the newest of the study's is current, the older ones name it.
@@ -142,6 +144,12 @@ class Metrics:
     ESCALATION_IMAGES = "escalation_images"
     ESCALATION_STANDING = "escalation_standing"  # of them, those the cell's attack left standing
     ESCALATION_PASSES_PER_IMAGE = "escalation_passes_per_image"
+    # The checklist's readings beside the ladder (record/checklist.py): random signs of the budget's size on
+    # every ladder image, and what a large budget leaves standing.
+    CHECK_NOISE = "check_noise_accuracy"
+    CHECK_LARGE_BUDGET = "check_large_budget_accuracy"
+    CHECK_LARGE_BUDGET_EPS = "check_large_budget_eps"
+    CHECK_LARGE_BUDGET_PASSES = "check_large_budget_passes"
     # A corrupted test split (evaluation/corrupted.py), clean and attacked: at each severity, and the mean
     # over the job's severities.
     CORRUPTED_AT = "corruption_accuracy_s"  # + severity

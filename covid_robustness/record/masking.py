@@ -13,12 +13,14 @@ follow the gradient across the same ball. Each check allows one image of slack:
 - a gradient attack at eps >= 1 leaves images correct (the ball then holds every image);
 - a gradient attack fools nothing on a model that predicts one class: no success says nothing there.
 Only jobs with the same attacked images and context (test-time defense, transfer source) are compared.
+An escalated job adds the checklist's flags (checklist.py), which read its own escalation.
 """
 
 from collections import defaultdict
 from dataclasses import dataclass
 
 from . import Job, Metrics
+from .checklist import flags as checklist_flags
 from .sections import is_evaluation_param
 
 FULL_BALL_ACCURACY = 0.1
@@ -123,8 +125,15 @@ def result(job: Job) -> Result:
 
 
 def study_flags(jobs: list[Job]) -> dict[str, list[str]]:
-    """Reasons per run id over the jobs of each trained model (jobs: one per cell)."""
+    """Reasons per run id over the jobs of each trained model (jobs: one per cell), the checklist's last."""
     by_training = defaultdict(list)
     for job in jobs:
         by_training[job.training_run_id].append(result(job))
-    return {run_id: reasons for group in by_training.values() for run_id, reasons in masking_flags(group).items()}
+    flags = defaultdict(list)
+    for group in by_training.values():
+        for run_id, reasons in masking_flags(group).items():
+            flags[run_id] += reasons
+    for job in jobs:
+        if reasons := checklist_flags(job):
+            flags[job.run_id] += reasons
+    return dict(flags)

@@ -14,12 +14,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..record import Metrics
+from ..record.intervals import overlap
 from .blocks import DASH, Table, cell, flag_notes, marks
 from .collect import Job, Study
 from .estimate import Estimate, clean_on_test, measured, per_seed, pooled
 from .evalsets import EvalSet, evaluation_sets, key
 from .figures import COLORS, eps_axis, error_bars, seed_dots
-from .intervals import overlap
 from .labels import model_order
 
 NONE = "none"

@@ -9,8 +9,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..record import Metrics
+from ..record.intervals import wilson
 from .collect import Job
-from .intervals import wilson
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,14 @@ def measured(jobs: Iterable[Job], metric: str, count: str = Metrics.IMAGES) -> E
         jobs,
         any(count not in j.metrics for j in jobs),
     )
+
+
+def escalated(estimate: Estimate | None) -> Estimate | None:
+    """What stands of an attacked estimate's images after escalation (evaluation/escalation.py), counted on the
+    ladder's images; None unless every job of it was escalated."""
+    if estimate is None or not estimate.jobs or any(Metrics.ESCALATED not in j.metrics for j in estimate.jobs):
+        return None
+    return measured(estimate.jobs, Metrics.ESCALATED, Metrics.ESCALATION_IMAGES)
 
 
 def deployed_metric(job: Job) -> str:

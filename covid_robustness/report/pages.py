@@ -26,6 +26,8 @@ def build(study: Study, out: Path) -> list[Path]:
         tables.table2(table_rows, study.labels),
         tables.table2_average(table_rows, study.labels),
     ]
+    if (said := tables.verdicts(study)) is not None:
+        sections.append(said)
     if (probes := shift.probe_table(study)) is not None:  # beside Table II: what its clean row may measure
         sections.append(probes)
 

@@ -8,9 +8,10 @@ import csv
 from pathlib import Path
 
 from ..record import Metrics, Params, Tags
+from ..record.checklist import recorded_verdict
 from .blocks import when
 from .collect import Study
-from .estimate import measured
+from .estimate import escalated, measured
 from .labels import model_order
 from .summary import CLEAN, Row
 
@@ -43,12 +44,22 @@ def table2_records(rows: list[Row]) -> list[dict]:
                     "ci95_high": hi,
                     "covid_sensitivity": row.sensitivity[model],
                     "paper_accuracy": row.paper.get(model, ""),
+                    **_escalated_fields(e if row.attack != CLEAN else None),
                     Tags.MASKING: "" if row.attack == CLEAN else e.masking,
                     Tags.UNTRAINED: e.untrained,
                     "run_id": " ".join(j.run_id for j in e.jobs),
                 }
             )
     return out
+
+
+def _escalated_fields(estimate) -> dict:
+    """The escalated accuracy of an attacked estimate, with its interval and images ("" where none)."""
+    e = escalated(estimate)
+    if e is None:
+        return {Metrics.ESCALATED: "", "escalated_ci95_low": "", "escalated_ci95_high": "", "escalated_images": ""}
+    lo, hi = e.interval
+    return {Metrics.ESCALATED: e.mean, "escalated_ci95_low": lo, "escalated_ci95_high": hi, "escalated_images": e.total}
 
 
 def job_records(study: Study) -> list[dict]:
@@ -79,7 +90,10 @@ def job_records(study: Study) -> list[dict]:
                 Tags.UNTRAINED_REASON: j.untrained_reason,
                 f"{Metrics.ADVERSARIAL}_ci95_low": lo,
                 f"{Metrics.ADVERSARIAL}_ci95_high": hi,
-                **dict(sorted(j.metrics.items())),
+                **_escalated_fields(measured([j], Metrics.ADVERSARIAL)),
+                Tags.VERDICT: recorded_verdict(j)[0],
+                Tags.VERDICT_EVIDENCE: recorded_verdict(j)[1],
+                **{k: v for k, v in sorted(j.metrics.items()) if k != Metrics.ESCALATED},
             }
         )
     return records

@@ -9,9 +9,10 @@ modules of their own.
 from statistics import mean
 
 from ..record import Metrics, Params, Tags, value
+from ..record.checklist import recorded_verdict, stage_breaks
 from .blocks import DASH, INTERVAL_NOTE, MASK, UNTRAINED, Table, cell, flag_notes, marks, pct, when
 from .collect import Job, Study
-from .estimate import measured
+from .estimate import escalated, measured
 from .evalsets import evaluation_sets, shown_uri
 from .evalsets import key as evaluation_key
 from .labels import Labels, model_order
@@ -89,15 +90,36 @@ def _paper_notes(rows: list[Row], labels: Labels) -> list[str]:
     return notes
 
 
+ESCALATED_NOTE = (
+    "Escalated: what stands of the same attacked images after the escalation ladder at the row's budget (random "
+    "signs, the row's attack with twice its iterations, APGD on the cross-entropy, APGD on the margin loss with "
+    "restarts, Square, transfers from the study's other models; each on the images still standing), counted "
+    f"on the first {Metrics.ESCALATION_IMAGES} attacked images, with its 95 % Wilson interval; the row's own "
+    "number is what the paper's attack found. A dash: the job was not escalated. Verdicts in the table of "
+    "verdicts."
+)
+
+
+def _escalating(rows: list[Row]) -> bool:
+    return any(escalated(e) is not None for r in rows for e in r.accuracy.values())
+
+
 def table2(rows: list[Row], labels: Labels) -> Table:
     models = model_order({m for r in rows for m in r.accuracy})
-    columns = ["evaluation set"] + [c for m in models for c in (labels.model(m), f"{labels.model(m)} paper")]
+    both = _escalating(rows)
+    columns = ["evaluation set"]
+    for m in models:
+        columns += [labels.model(m), *([f"{labels.model(m)} escalated"] * both), f"{labels.model(m)} paper"]
     body = []
     for row in rows:
         cells = [row.label]
         for m in models:
             paper = row.paper.get(m)
-            cells += [cell(row.accuracy.get(m), masking=row.attack != CLEAN), DASH if paper is None else f"{paper:.2f}"]
+            estimate = row.accuracy.get(m)
+            cells.append(cell(estimate, masking=row.attack != CLEAN))
+            if both:
+                cells.append(cell(escalated(estimate), masking=False))
+            cells.append(DASH if paper is None else f"{paper:.2f}")
         body.append(cells + [row.paper_row or DASH])
     attacked = _counts(rows, clean=False)
     notes = [
@@ -106,6 +128,8 @@ def table2(rows: list[Row], labels: Labels) -> Table:
         f"({Metrics.IMAGES}: {attacked or DASH} per job, {Params.MAX_IMAGES}).",
         INTERVAL_NOTE,
     ]
+    if both:
+        notes.append(ESCALATED_NOTE)
     if any(e.counted_on_attacked for r in rows for e in r.accuracy.values()):
         notes.append(
             f"Some runs did not log {Metrics.TEST_IMAGES} (older runs): their clean interval counts the attacked "
@@ -117,28 +141,92 @@ def table2(rows: list[Row], labels: Labels) -> Table:
 
 
 def table2_average(rows: list[Row], labels: Labels) -> Table:
-    """The paper's headline row: each compared row over the five models, ours beside the paper's."""
+    """The paper's headline row: each compared row over the five models, ours beside the paper's (and what
+    stands of ours after escalation, where every job of the row was escalated)."""
+    both = _escalating(rows)
     body = []
     for row in sorted((r for r in rows if r.compared), key=lambda r: list(PAPER_TABLE2).index(r.attack)):
         paper = paper_average(row.attack)
         ours, missing = average(row) if row.accuracy else (None, [])
+        after = DASH
         if ours is not None:
             text = ours.pooled_text() + marks(ours.jobs, masking=row.attack != CLEAN)
             diff = f"{100 * ours.pooled - paper:+.2f}"
+            if (e := escalated(ours)) is not None and row.attack != CLEAN:
+                after = e.pooled_text()
         elif missing and row.accuracy:
             text, diff = f"{DASH} (no {', '.join(labels.model(m) for m in missing)})", DASH
         else:
             text, diff = "not in this study", DASH
-        body.append([row.paper_row, row.label.removesuffix(": not in this study"), text, f"{paper:.2f}", diff])
+        label = row.label.removesuffix(": not in this study")
+        body.append([row.paper_row, label, text, *([after] * both), f"{paper:.2f}", diff])
+    note = (
+        f"In %. Ours: correct answers over images counted, the five models ({', '.join(MODELS.values())}) "
+        "and their seeds together, with the 95 % Wilson interval of that count; only where all five have a "
+        "value. Paper: the mean of its five Table II values; its text prints these means cut to one decimal "
+        "(clean 96.7, FGSM 41.1, PGD 25.5, C&W 50.1, ST 56.3)."
+    )
+    if both:
+        note += " Escalated: the same pooling of the escalated accuracies, where all five models' jobs were escalated."
     return Table(
         "Table II: average over the five models",
-        ["paper row", "our evaluation set", "ours", "paper", "ours - paper"],
+        ["paper row", "our evaluation set", "ours", *(["ours escalated"] * both), "paper", "ours - paper"],
+        body,
+        [note],
+    )
+
+
+def verdicts(study: Study) -> Table | None:
+    """Per model and budget, the verdict on each escalated job's number and the evidence for it."""
+    said = {j.run_id: recorded_verdict(j) for j in study.jobs}
+    chosen = [j for j in study.jobs if said[j.run_id][0]]
+    if not chosen:
+        return None
+    models = model_order({j.model for j in chosen})
+    sets = evaluation_sets(study.jobs, study.labels)
+    order = sorted(chosen, key=lambda j: (models.index(j.model), j.eps_pixel or 0.0, sets[evaluation_key(j)].order))
+    body = []
+    for job in order:
+        m = job.metrics
+        breaks = stage_breaks(job)
+        most = max(breaks, key=breaks.get, default=None)
+        after = escalated(measured([job], Metrics.ADVERSARIAL))
+        body.append(
+            [
+                study.labels.model(job.model),
+                DASH if job.eps_pixel is None else f"{255 * job.eps_pixel:.3g}/255",
+                sets[evaluation_key(job)].label,
+                measured([job], Metrics.ADVERSARIAL).text() + f" (n={m[Metrics.IMAGES]:g})",
+                DASH if after is None else after.text() + f" (n={m[Metrics.ESCALATION_IMAGES]:g})",
+                DASH if most is None or not breaks[most] else f"{most}: {breaks[most]:g}",
+                DASH if after is None else f"{m[Metrics.ESCALATION_PASSES_PER_IMAGE]:.0f}",
+                said[job.run_id][0],
+                said[job.run_id][1] or DASH,
+            ]
+        )
+    return Table(
+        "Verdicts: does the number stand?",
+        [
+            "model",
+            "budget",
+            "evaluation set",
+            "attack",
+            "escalated",
+            "stage that broke most",
+            "passes per image",
+            "verdict",
+            "evidence",
+        ],
         body,
         [
-            f"In %. Ours: correct answers over images counted, the five models ({', '.join(MODELS.values())}) "
-            "and their seeds together, with the 95 % Wilson interval of that count; only where all five have a "
-            "value. Paper: the mean of its five Table II values; its text prints these means cut to one decimal "
-            "(clean 96.7, FGSM 41.1, PGD 25.5, C&W 50.1, ST 56.3)."
+            "Accuracy in % with its 95 % Wilson interval. Attack: the job's own attack on its attacked images; "
+            "escalated: what stands after the ladder, on the first escalation_images of them (Table II's note). "
+            "Stage that broke most: the ladder's stage that took the most standing images away, with their "
+            "number. Passes per image: the ladder's forward and backward passes over its images. Verdict: "
+            "'stands after escalation' when every check ran and none flagged, 'masked (checks)' names the "
+            "checks that flagged the number ((a) twice the iterations, (b) large budget, (c) gradient-free or "
+            "transfer, (d) random noise, (e) escalation; 'sweep': the sweep's own masking checks), 'not "
+            "established' names what did not run. What each check means and what to do: docs/flags.md."
         ],
     )
 
