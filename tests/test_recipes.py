@@ -39,6 +39,12 @@ SHRINK = [
     "data.num_workers=0",
     "data.batch_size=16",  # two training batches, so that half an epoch (limit_train_batches=0.5) is one
     f"eval.max_images={ATTACKED}",
+    # A recipe's escalation runs, shortened; its transfer sources (each a training) are tested in
+    # test_escalation.py, not once per recipe.
+    "eval.escalate_max_iter=2",
+    "eval.escalate_restarts=1",
+    "eval.escalate_square_queries=10",
+    "eval.escalate_sources=[]",
 ]
 SYNTHETIC = [f"data.n_images={2 * PER_CLASS}"]
 
@@ -152,3 +158,6 @@ def test_the_first_job_of_every_recipe_runs_tiny(recipe, tmp_path, cxr_slice, bl
         trainings = [r for r in runs if r.data.tags.get("role") == "training"]
         assert [r.info.status for r in trainings] == ["FINISHED"], command
         assert jobs[0].data.metrics["attack_images"] == ATTACKED
+        budget = cfg.attack.get("eps") is not None and cfg.attack.get("target_class") is None
+        if cfg.eval.escalate and budget and cfg.attack.name != "radius":  # the recipe escalates: it did
+            assert "escalated_accuracy" in jobs[0].data.metrics and jobs[0].data.tags["verdict"], command
