@@ -8,7 +8,7 @@ With CUDA (and `gpu` settings on, the default), a job
   copy per batch; the whole curated set at 255 px is under 1 GB);
 - trains under bf16 autocast (Lightning's bf16-mixed precision) with the model and batches in
   channels_last and cuDNN's autotuner on (off while attacking); attacks and every evaluation stay
-  fp32, where the checks and the agreement with ART were measured;
+  fp32 (TF32 off: `exact_fp32`), where the checks and the agreement with ART were measured;
 - sizes its evaluation batches to the GPU's free memory when `eval.batch_size=auto`.
 A CPU run uses none of this: its numbers are those of the plain DataLoader path.
 """
@@ -96,7 +96,17 @@ def job_device(accelerator: str = "auto") -> torch.device:
         return torch.device("cpu")
     index = claim_gpu()
     torch.cuda.set_device(index)
+    exact_fp32()
     return torch.device("cuda", index)
+
+
+def exact_fp32() -> None:
+    """fp32 computed as fp32 on a GPU. PyTorch lets cuDNN's convolutions run in TF32 by default (a 10-bit
+    mantissa), which moves an attack's iterates by about 1e-3 from fp32's and lets Adam (C&W) amplify the
+    difference; the attacks' checks and their agreement with ART were measured in fp32. Training under
+    bf16 autocast does not use TF32 either way."""
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
 
 
 def trainer_options(device: torch.device, gpu: GpuSettings, training: bool) -> dict:

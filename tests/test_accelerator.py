@@ -13,6 +13,7 @@ from covid_robustness.accelerator import (
     GpuSettings,
     batch_for_memory,
     claim_gpu,
+    exact_fp32,
     evaluation_batch_size,
     release_gpu,
     trainer_options,
@@ -139,3 +140,13 @@ def test_eval_batch_size_auto_validates_and_nonsense_is_refused():
     for bad in ("eval.batch_size=0", "eval.batch_size=many", "+gpu.fp8=true"):
         with pytest.raises(ConfigError):
             validate(make_cfg(bad))
+
+
+def test_a_gpu_job_turns_tf32_off_so_attacks_compute_in_fp32():
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True  # cuDNN's default is on
+        exact_fp32()
+        assert torch.backends.cudnn.allow_tf32 is False and torch.backends.cuda.matmul.allow_tf32 is False
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
