@@ -13,8 +13,8 @@ from covid_robustness.accelerator import (
     GpuSettings,
     batch_for_memory,
     claim_gpu,
-    exact_fp32,
     evaluation_batch_size,
+    exact_fp32,
     release_gpu,
     trainer_options,
 )
