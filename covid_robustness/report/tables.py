@@ -117,8 +117,8 @@ def table2(rows: list[Row], labels: Labels) -> Table:
             paper = row.paper.get(m)
             estimate = row.accuracy.get(m)
             cells.append(cell(estimate, masking=row.attack != CLEAN))
-            if both:
-                cells.append(cell(escalated(estimate), masking=False))
+            if both:  # a clean row's jobs are attack jobs: their escalation is not its number
+                cells.append(DASH if row.attack == CLEAN else cell(escalated(estimate), masking=False))
             cells.append(DASH if paper is None else f"{paper:.2f}")
         body.append(cells + [row.paper_row or DASH])
     attacked = _counts(rows, clean=False)
