@@ -201,6 +201,7 @@ def test_a_job_escalates_with_transfers_from_the_studys_other_models(tmp_path):
     assert "| RN-18 escalated |" in table2 and "Escalated: what stands" in table2
     clean = next(line for line in table2.splitlines() if line.startswith("| Clean"))
     assert clean.split(" | ")[2] == "–"  # no escalated value on a clean row
+    assert f"| verdicts after escalation | 1 {said.split(' (')[0]} (table of verdicts) |" in page
     verdicts = page.split("## Verdicts: does the number stand?")[1].split("\n## ")[0]
     assert f"| {said} |" in verdicts
     runs = (tmp_path / "report" / "runs.csv").read_text().splitlines()

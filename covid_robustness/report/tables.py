@@ -9,7 +9,7 @@ modules of their own.
 from statistics import mean
 
 from ..record import Metrics, Params, Tags, value
-from ..record.checklist import recorded_verdict, stage_breaks
+from ..record.checklist import MASKED, NOT_ESTABLISHED, STANDS, recorded_verdict, stage_breaks
 from .blocks import DASH, INTERVAL_NOTE, MASK, UNTRAINED, Table, cell, flag_notes, marks, pct, when
 from .collect import Job, Study
 from .estimate import escalated, measured
@@ -65,9 +65,17 @@ def overview(study: Study) -> Table:
             "possible gradient masking",
             f"{sum(j.masking for j in jobs)} jobs flagged{f' {MASK}' * any(j.masking for j in jobs)}",
         ),
+        ("verdicts after escalation", _verdict_counts(jobs)),
         ("runs started", f"{when(min(j.start_time for j in jobs))} to {when(max(j.start_time for j in jobs))}"),
     ]
     return Table("Study", ["", ""], [list(f) for f in facts])
+
+
+def _verdict_counts(jobs: list[Job]) -> str:
+    """How many jobs got each kind of verdict (stands, masked, not established), in that order."""
+    kinds = [recorded_verdict(j)[0].split(" (")[0] for j in jobs]
+    counts = [f"{kinds.count(k)} {k}" for k in (STANDS, MASKED, NOT_ESTABLISHED) if kinds.count(k)]
+    return ", ".join(counts) + " (table of verdicts)" if counts else DASH
 
 
 def _counts(rows: list[Row], clean: bool) -> str:
