@@ -7,6 +7,7 @@ import warnings
 from pytorch_lightning.callbacks import TQDMProgressBar
 
 from .record import Metrics
+from .record.checklist import MASKED, recorded_verdict
 
 # Loggers whose INFO lines are banners, tips and per-batch chatter: Lightning's GPU/TPU banner and tips,
 # ART's "Success rate of ... attack" after every batch, MLflow's store set-up lines.
@@ -51,9 +52,25 @@ def percent(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
 
 
+def flag(job) -> str:
+    """A cell's flag in a few characters: its verdict after escalation, ⚠ where it is flagged."""
+    said = recorded_verdict(job)[0].split(" (")[0]
+    if job.masking:
+        return "⚠ " + recorded_verdict(job)[0] if said == MASKED else "⚠ masked"
+    return said if Metrics.ESCALATED in job.metrics else "–"
+
+
+FLAG_LEGEND = (
+    "flag: ⚠ masked (checks) = possible gradient masking; stands = escalation found nothing more",
+    "reasons: the runs' tags gradient_masking_reasons, verdict_evidence; what to do: docs/flags.md",
+)
+
+
 def cells_table(jobs) -> str:
-    """A sweep's cells, one line each: model, defense, attack, budget, clean and adversarial accuracy, flag."""
-    header = ("model", "defense", "attack", "eps", "clean %", "adversarial %", "masking")
+    """A sweep's cells, one line each: model, defense, attack, budget, clean and adversarial accuracy (and the
+    escalated accuracy where a cell was escalated), and its flag."""
+    escalated = any(Metrics.ESCALATED in j.metrics for j in jobs)
+    header = ("model", "defense", "attack", "eps", "clean %", "adv %", *(["escalated %"] * escalated), "flag")
     rows = [header]
     for j in sorted(jobs, key=lambda j: (j.model, j.defense, j.attack, j.eps_pixel or 0.0, j.target_class or "")):
         budget = (
@@ -71,10 +88,13 @@ def cells_table(jobs) -> str:
                 budget,
                 percent(j.metrics.get(Metrics.CLEAN)),
                 percent(j.metrics.get(Metrics.ADVERSARIAL)),
-                "⚠ " + j.masking_reasons[:60] if j.masking else "–",
+                *([percent(j.metrics.get(Metrics.ESCALATED))] * escalated),
+                flag(j),
             )
         )
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]
     lines = ["  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    if any(r[-1] != "–" for r in rows[1:]):
+        lines += FLAG_LEGEND
     return "\n".join(lines)

@@ -211,3 +211,21 @@ def test_a_job_escalates_with_transfers_from_the_studys_other_models(tmp_path):
         validate(make_cfg(*on, "eval.escalate_sources=[resnet99]"))
     with pytest.raises(ConfigError, match="eval.escalate_restarts=0"):
         validate(make_cfg("attack=pgd", "eval.escalate=true", "eval.escalate_restarts=0"))
+
+
+def test_the_sweeps_closing_table_gives_the_escalated_accuracy_and_the_verdict_within_100_columns():
+    from dataclasses import replace
+
+    from covid_robustness.console import cells_table
+
+    m = run(MeanThreshold(hidden=True), near(), escalate_restarts=1, escalate_square_queries=300)
+    hidden = replace(job(m), masking=True, masking_reasons="; ".join(flags(job(m))))
+    robust = replace(job({**m, Metrics.ESCALATED: 1.0}), run_id="s", model="resnet18")
+    plain = Job("p", 0, "vgg19", "pgd", "", "fast", EPS, "t", {}, {Metrics.CLEAN: 1.0, Metrics.ADVERSARIAL: 0.5})
+    table = cells_table([hidden, robust, plain]).splitlines()
+    assert max(map(len, table)) <= 100, table
+    assert table[0].split() == ["model", "defense", "attack", "eps", "clean", "%", "adv", "%", "escalated", "%", "flag"]
+    rows = {line.split()[0]: line for line in table[2:5]}
+    assert rows["m"].endswith("⚠ masked (b, c, e)") and f"{100 * m[Metrics.ESCALATED]:.1f}" in rows["m"]
+    assert rows["vgg19"].endswith("–")  # not escalated, not flagged
+    assert table[-1].endswith("docs/flags.md")

@@ -77,7 +77,7 @@ class SweepCallbacks(Callback):
         from dataclasses import replace
 
         from ..console import cells_table
-        from ..record import finished_jobs, newest_per_cell
+        from ..record import Tags, finished_jobs, newest_per_cell
         from ..shortcut import probe_name
         from ..tracking import Tracker
         from .keys import cell_key
@@ -97,8 +97,15 @@ class SweepCallbacks(Callback):
             jobs, _ = newest_per_cell(finished_jobs(tracker.client, tracker.experiment_id))
             mine = [j for j in jobs if j.cell_key in cells[store]]
             flags = flag_masking(tracker, {j.training_run_id for j in mine}, jobs)
+            fresh = (Tags.VERDICT, Tags.VERDICT_EVIDENCE)  # written by flag_masking after the jobs were read
             shown = [
-                replace(j, masking=j.run_id in flags, masking_reasons="; ".join(flags.get(j.run_id, []))) for j in mine
+                replace(
+                    j,
+                    masking=j.run_id in flags,
+                    masking_reasons="; ".join(flags.get(j.run_id, [])),
+                    tags={k: v for k, v in j.tags.items() if k not in fresh},
+                )
+                for j in mine
             ]
             missing, flagged = len(cells[store]) - len(shown), sum(j.masking for j in shown)
             print(
