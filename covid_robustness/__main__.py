@@ -9,6 +9,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from .arguments import check
 from .errors import ConfigError
 from .evaluation.checks import AttackCheckError
 
@@ -40,6 +41,16 @@ def probe_arguments(args: list[str]) -> list[str]:
     return ["-m", *(a for a in args if a not in ("-m", "--multirun")), "probe=border,statistics"]
 
 
+def checked(args: list[str]) -> list[str]:
+    """The overrides, if every config option and top-level key they name exists; else one sentence, exit 2."""
+    try:
+        check(args)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    return args
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "params":
         from .models.table1 import main as params
@@ -50,9 +61,10 @@ def main() -> None:
 
         report(sys.argv[2:])
     elif len(sys.argv) > 1 and sys.argv[1] == "probe":
-        sys.argv = [sys.argv[0], *probe_arguments(sys.argv[2:])]
+        sys.argv = [sys.argv[0], *checked(probe_arguments(sys.argv[2:]))]
         app()  # the sweep's end (sweep.SweepCallbacks) prints the verdict table
     else:
+        checked(sys.argv[1:])
         app()
 
 

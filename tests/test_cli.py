@@ -2,6 +2,9 @@
 
 import pytest
 
+from covid_robustness.arguments import check
+from covid_robustness.errors import ConfigError
+
 from .conftest import run_cli
 
 
@@ -22,6 +25,8 @@ from .conftest import run_cli
         (["defense=jpeg", "defense.preprocessor._target_=art.defences.preprocessor.Nothing"], "cannot be built"),
         (["attack.source_model=resnet19"], "attack.source_model='resnet19' is not a model config"),
         (["defense=jpeg", "defense.preprocessor._target_=os.system"], "is not one of ART's preprocessors"),
+        # A key no config has, caught before Hydra composes (the other names: test_unknown_names_...).
+        (["+atack.eps=0.1"], "+atack.eps=0.1: no config has a key 'atack'. Did you mean 'attack'?"),
     ],
 )
 def test_bad_values_stop_before_training_with_one_sentence(tmp_path, overrides, message):
@@ -37,7 +42,6 @@ def test_bad_values_stop_before_training_with_one_sentence(tmp_path, overrides, 
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["model=resnet19"], "Could not find 'model/resnet19'"),
         (["attack.epss=0.1"], "Key 'epss' is not in struct"),
     ],
 )
@@ -66,3 +70,27 @@ def test_a_bad_job_stops_the_whole_sweep_before_any_training(tmp_path):
     assert result.returncode == 2
     assert "job #1 of 2 (attack=fgsm attack.eps=2" in result.stderr and "is out of range" in result.stderr
     assert not (tmp_path / "mlruns").exists()  # job #0 did not run either
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["model=resnet99"], "model=resnet99: there is no conf/model/resnet99.yaml. Did you mean 'resnet50'?"),
+        (["-m", "model=resnet18,resnet99"], "model=resnet99: there is no conf/model/resnet99.yaml"),
+        (["attack=foo"], "attack=foo: there is no conf/attack/foo.yaml"),
+        (["experiment=nope"], "experiment=nope: there is no conf/experiment/nope.yaml"),
+        (["atack.eps=0.1"], "atack.eps=0.1: no config has a key 'atack'. Did you mean 'attack'?"),
+        (["+atack.eps=0.1"], "+atack.eps=0.1: no config has a key 'atack'. Did you mean 'attack'?"),
+        (["model=efficientnet_b0"], "'efficientnet_b0' is a timm model: it needs no file, run it with model.name="),
+    ],
+)
+def test_unknown_names_are_refused_before_hydra_with_the_nearest_known_one(overrides, message):
+    with pytest.raises(ConfigError) as err:
+        check(overrides)
+    assert message in str(err.value)
+
+
+def test_known_names_sweeps_and_hydras_own_settings_pass_the_check():
+    check(["-m", "model=resnet18,vgg19", "attack=pgd,fgsm", "attack.eps=0.01,0.03", "+eval.max_images=4"])
+    check(["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "experiment=null", "attack.eps=range(1,3)"])
+    check(["--config-dir=/my/conf", "model=my_own_net"])  # options from elsewhere are Hydra's to find
