@@ -18,6 +18,9 @@ log = logging.getLogger("covid_robustness")
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def app(cfg: DictConfig) -> dict[str, float]:
+    from .console import quiet
+
+    quiet(cfg.get("verbose", False))  # before ART's import, which logs where it keeps its data
     from .job.run import run  # heavy imports after Hydra has parsed the command line
 
     try:

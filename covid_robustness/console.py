@@ -10,13 +10,18 @@ from .record import Metrics
 from .record.checklist import MASKED, recorded_verdict
 
 # Loggers whose INFO lines are banners, tips and per-batch chatter: Lightning's GPU/TPU banner and tips,
-# ART's "Success rate of ... attack" after every batch, MLflow's store set-up lines.
+# ART's "Success rate of ... attack" after every batch and "set ART_DATA_PATH", MLflow's store set-up lines.
 CHATTY = (
     "pytorch_lightning.utilities.rank_zero",
     "lightning.pytorch.utilities.rank_zero",
     "lightning_fabric.utilities.rank_zero",
     "art",
     "mlflow",
+)
+
+LIGHTNING_ADVICE = (
+    "The `srun` command is available on your system but is not used",
+    r"The number of training batches \(\d+\) is smaller than the logging interval",
 )
 
 
@@ -28,6 +33,11 @@ def quiet(verbose: bool) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     for category in (DeprecationWarning, FutureWarning):
         warnings.filterwarnings("ignore", category=category)
+    # Lightning's advice that does not apply here: SLURM's srun (on every cluster's login node the tools are
+    # installed; a job runs one process per task, launched by submitit, never by srun inside a job), and
+    # the training epochs shorter than the logging interval (the epoch's metrics are logged at its end).
+    for message in LIGHTNING_ADVICE:
+        warnings.filterwarnings("ignore", message=message)
 
 
 class TrainingBar(TQDMProgressBar):

@@ -1,5 +1,6 @@
 """The main job end to end: a real Hydra multirun into a real MLflow store."""
 
+import os
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
@@ -26,6 +27,10 @@ METRICS = {
 
 def test_multirun_trains_each_model_once_and_tracks_every_job(tmp_path):
     store = tmp_path / "mlruns"
+    # SLURM's tools on the PATH, as on a cluster's login node: Lightning's srun hint must not show.
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (tmp_path / "bin" / "srun").chmod(0o755)
     result = run_cli(
         "-m",
         "model=resnet18,wrn16_8",
@@ -36,6 +41,7 @@ def test_multirun_trains_each_model_once_and_tracks_every_job(tmp_path):
         "study=e2e",
         f"tracking.dir={store}",
         f"hydra.sweep.dir={tmp_path / 'multirun'}",
+        env={"PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -86,9 +92,11 @@ def test_multirun_trains_each_model_once_and_tracks_every_job(tmp_path):
 
     # A quiet console that ends with the answer: no Lightning tip or banner, no ART INFO line, no deprecation.
     console = result.stdout + result.stderr
-    for noise in ("Tip:", "GPU available", "Success rate of", "deprecated", "Testing DataLoader"):
+    noises = ("Tip:", "GPU available", "Success rate of", "deprecated", "Testing DataLoader", "srun", "ART_DATA_PATH")
+    for noise in (*noises, "logging interval"):
         assert noise not in console, noise
     table = result.stdout[result.stdout.index("study e2e: 8 of 8 cells finished") :]
+    assert max(len(line) for line in table.splitlines()) <= 100, table
     assert len([line for line in table.splitlines() if line.startswith(("resnet18 ", "wrn16_8 "))]) == 8
     assert "make ui" in table and "make report STUDY=e2e" in table
 

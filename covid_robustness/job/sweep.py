@@ -44,10 +44,11 @@ class SweepCallbacks(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         from ..console import quiet
+
+        quiet(config.get("verbose", False))  # before ART's import, which logs where it keeps its data
         from ..tracking import Tracker
         from .plan import validate
 
-        quiet(config.get("verbose", False))
         try:
             load_plugins(config.get("plugins"))
         except ConfigError as err:
