@@ -37,7 +37,9 @@ lint:  ## ruff (lint and format check) and the import contracts (pyproject.toml)
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
-ui:  ## the MLflow UI over mlruns/, on 127.0.0.1 only
+ui:  ## the MLflow UI over mlruns/, on 127.0.0.1 only; prints the link to each study's runs
+	@$(BIN)/python -c "import sys; from covid_robustness.tracking import study_pages; print(study_pages(*sys.argv[1:]))" \
+	  "sqlite:///$(STORE)/mlflow.db" "http://$(HOST):$(PORT)"
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(STORE)/mlflow.db --default-artifact-root $(STORE)/artifacts --host $(HOST) --port $(PORT)
 
 BACKEND ?= sqlite:///$(STORE)/mlflow.db

@@ -34,6 +34,23 @@ from pytorch_lightning.loggers import MLFlowLogger
 from .errors import ConfigError
 from .record import JOB_ROLE, REPORT_ROLE, TRAINING_ROLE, Artifacts, Tags
 
+LOCAL_UI = "http://127.0.0.1:5000"  # `make ui`
+
+
+def runs_page(experiment_id: str, uri: str | None = None) -> str:
+    """The link that opens a study's runs table in the MLflow UI: on the tracking server when uri is one,
+    else on `make ui`. The UI opens on its GenAI screens unless the link asks for the model-training mode."""
+    base = uri.rstrip("/") if uri and uri.startswith(("http://", "https://")) else LOCAL_UI
+    return f"{base}/#/experiments/{experiment_id}?workflowType=machine_learning"
+
+
+def study_pages(uri: str, ui: str = LOCAL_UI) -> str:
+    """One line per study of the store at uri: its name and the link to its runs in the UI served at ui."""
+    from mlflow.tracking import MlflowClient
+
+    studies = [e for e in MlflowClient(uri).search_experiments() if e.name != "Default"]
+    return "\n".join(f"study {e.name}: {runs_page(e.experiment_id, ui)}" for e in studies) or "no study yet"
+
 
 def flatten(d: dict, prefix: str = "") -> dict[str, str]:
     out = {}

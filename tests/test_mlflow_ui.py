@@ -104,3 +104,16 @@ def test_folder_digest_is_the_same_from_the_cache(tmp_path):
 def test_dataset_and_model_through_the_tracking_server(mlflow_server, tmp_path):
     tracker = Tracker(uri=mlflow_server, root=tmp_path / "local", experiment="x")
     _check_store(tracker, *_log_dataset_and_model(tracker))
+
+
+def test_the_links_open_each_studys_runs_in_the_model_training_mode(tmp_path):
+    from covid_robustness.tracking import runs_page, study_pages
+
+    tracker = Tracker(uri=None, root=tmp_path, experiment="paper_cpu")
+    pages = study_pages(f"sqlite:///{tmp_path / 'mlflow.db'}", "http://127.0.0.1:5001")
+    assert (
+        pages
+        == f"study paper_cpu: http://127.0.0.1:5001/#/experiments/{tracker.experiment_id}?workflowType=machine_learning"
+    )
+    assert runs_page("7", "http://mlflow-host:5000/").startswith("http://mlflow-host:5000/#/experiments/7?")
+    assert runs_page("7", "sqlite:///x.db") == "http://127.0.0.1:5000/#/experiments/7?workflowType=machine_learning"

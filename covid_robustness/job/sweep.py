@@ -80,7 +80,7 @@ class SweepCallbacks(Callback):
         from ..console import cells_table
         from ..record import Tags, finished_jobs, newest_per_cell
         from ..shortcut import probe_name
-        from ..tracking import Tracker
+        from ..tracking import Tracker, runs_page
         from .keys import cell_key
         from .masking import flag_masking
         from .summary import probe_summary
@@ -93,8 +93,10 @@ class SweepCallbacks(Callback):
             store = (cfg.tracking.uri, cfg.tracking.dir, cfg.study)
             stores[store] = cfg
             cells.setdefault(store, set()).add(cell_key(cfg))
+        pages = []
         for store, cfg in stores.items():
             tracker = Tracker.from_config(cfg)
+            pages.append((tracker, cfg))
             jobs, _ = newest_per_cell(finished_jobs(tracker.client, tracker.experiment_id))
             mine = [j for j in jobs if j.cell_key in cells[store]]
             flags = flag_masking(tracker, {j.training_run_id for j in mine}, jobs)
@@ -121,7 +123,10 @@ class SweepCallbacks(Callback):
             print(probe_summary(probes))
         studies = {cfg.study for _, cfg in self.jobs}
         study = next(iter(studies)) if len(studies) == 1 else "<study>"
-        print(
-            f"\nLook further:  make ui   (MLflow UI at http://127.0.0.1:5000)\n"
-            f"               make report STUDY={study}   (tables, figures and an HTML page)"
-        )
+        print("\nLook further:")
+        for tracker, cfg in pages:
+            if not str(cfg.tracking.uri or "").startswith(("http://", "https://")):
+                store = "" if str(cfg.tracking.dir) == "mlruns" else f" STORE={cfg.tracking.dir}"
+                print(f"  the MLflow UI:       make ui{store}")
+            print(f"  study {cfg.study}'s runs:  {runs_page(tracker.experiment_id, cfg.tracking.uri)}")
+        print(f"  the report:          make report STUDY={study}   (tables, figures and an HTML page)")
