@@ -304,3 +304,25 @@ def test_apgd_takes_arts_steps_and_fools_at_least_as_many(data, trained):
         points[cls] = np.stack(clf.points)
     assert points[APGD].shape == (50, keep.sum(), 1, SIZE, SIZE)
     np.testing.assert_array_equal(points[APGD], points[AutoProjectedGradientDescent])
+
+
+def test_a_preprocessor_that_returns_float64_is_evaluated_in_float32(data, trained):
+    """ART's FeatureSqueezing returns float64 images: the defended classifier and BPDA give the model float32."""
+    from covid_robustness.evaluation.evaluate import evaluate
+    from covid_robustness.evaluation.operating_point import validation_thresholds
+    from covid_robustness.evaluation.options import EvaluationOptions
+    from covid_robustness.models.module import Normalized
+
+    squeeze = {"_target_": "art.defences.preprocessor.FeatureSqueezing", "clip_values": [0.0, 1.0], "bit_depth": 3}
+    squeeze |= {"apply_fit": False, "apply_predict": True}
+    defense = build_defense(
+        {"name": "feature_squeezing", "preprocessor": squeeze, "evaluations": ["oblivious", "bpda"]}
+    )
+    assert defense.preprocessor(data[0][:2])[0].dtype == np.float64  # what ART gives
+    net = Normalized(trained, 0.0, 1.0)
+    test = torch.utils.data.TensorDataset(torch.tensor(data[0][:32]), torch.tensor(data[1][:32]))
+    assert set(validation_thresholds(net, test, 2, 1, defense)) == {"sens95", "youden"}
+    pgd = {"name": "pgd", "impl": "fast", "eps": 4 / 255, "max_iter": 3, "early_stop": True}
+    metrics = evaluate(net, test, EvaluationOptions(pgd, 2, 1, defense=defense, progress=False)).metrics
+    assert metrics["adversarial_accuracy"] <= metrics["clean_accuracy"]
+    assert {"adversarial_accuracy_oblivious", "adversarial_accuracy_bpda"} <= set(metrics)

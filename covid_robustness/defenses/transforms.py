@@ -81,15 +81,24 @@ def scores(
     return votes.argmax(1), votes / defense.predict_samples  # a tie goes to the lower class index
 
 
-class BPDA(Preprocessor):
-    """The wrapped preprocessor forward, the identity backward."""
+class Float32(Preprocessor):
+    """A preprocessor's images in float32, as the model takes them: some of ART's numpy preprocessors return
+    float64 (FeatureSqueezing does), which the model's float32 weights refuse."""
 
     def __init__(self, preprocessor: Preprocessor):
         super().__init__(is_fitted=True, apply_fit=False, apply_predict=True)
         self.preprocessor = preprocessor
 
     def __call__(self, x: np.ndarray, y=None):
-        return self.preprocessor(x, y)
+        x, y = self.preprocessor(x, y)
+        return x.astype(np.float32, copy=False), y
+
+    def estimate_gradient(self, x: np.ndarray, grad: np.ndarray) -> np.ndarray:
+        return self.preprocessor.estimate_gradient(x, grad)
+
+
+class BPDA(Float32):
+    """The wrapped preprocessor forward (in float32), the identity backward."""
 
     def estimate_gradient(self, x: np.ndarray, grad: np.ndarray) -> np.ndarray:
         return grad
@@ -203,7 +212,7 @@ def build_classifiers(
 
     if defense.preprocessor is None:  # nothing between the attacker and the model
         return bare, {"whitebox": _whitebox(net, defense, make)}
-    defended = make(net, preprocessing_defences=[defense.preprocessor])
+    defended = make(net, preprocessing_defences=[Float32(defense.preprocessor)])
     return defended, {e: EVALUATIONS.get(e).obj(net, defense, make) for e in defense.evaluations}
 
 
