@@ -9,6 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
+from covid_robustness.errors import ConfigError
 from covid_robustness.job.train import save_checkpoint
 from covid_robustness.models.module import CXRClassifier
 
@@ -145,3 +146,33 @@ def test_a_read_only_store(tmp_path):
         store.chmod(0o755)
     _assert_clean_failure(result, tmp_path, f"tracking.dir='{store}' is not writable")
     assert not any(store.iterdir())
+
+
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        (_setup_missing_class, "for class 'COVID-19' does not exist"),
+        (_setup_empty_class, "holds no images"),
+    ],
+)
+def test_a_sweep_check_reads_each_folders_listing_before_anything_trains(tmp_path, setup, message):
+    from hydra import compose, initialize_config_dir
+
+    from covid_robustness.job.plan import _listing, validate
+
+    from .conftest import CONF
+
+    def folder(root):
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            return compose("config", overrides=["data=folder", f"data.root={root}", "data.image_size=32"])
+
+    setup(tmp_path / "data")
+    with pytest.raises(ConfigError, match=message):
+        validate(folder(tmp_path / "data"))
+    _images(tmp_path / "ok" / "Normal", 3)
+    _images(tmp_path / "ok" / "COVID-19", 3)
+    ok = folder(tmp_path / "ok")
+    validate(ok)
+    hits = _listing.cache_info().hits
+    validate(ok)  # the next job of a sweep on the same folder: listed once
+    assert _listing.cache_info().hits == hits + 1

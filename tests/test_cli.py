@@ -58,17 +58,27 @@ def test_params_prints_table_one():
     assert "23,558,978" in lines["resnet50"] and "139,577,282" in lines["vgg19"]
 
 
-def test_a_bad_job_stops_the_whole_sweep_before_any_training(tmp_path):
+@pytest.mark.parametrize(
+    "sweep, message",
+    [
+        (["attack=fgsm", "attack.eps=0.01,2"], "job #1 of 2 (attack=fgsm attack.eps=2"),
+        (["data.test_fraction=0.2,1.5"], "job #1 of 2 (data.test_fraction=1.5 "),
+    ],
+)
+def test_a_bad_job_stops_the_whole_sweep_before_any_training(tmp_path, sweep, message):
     result = run_cli(
         "-m",
-        "attack=fgsm",
-        "attack.eps=0.01,2",
+        *sweep,
         "trainer.max_epochs=1",
         f"tracking.dir={tmp_path / 'mlruns'}",
         f"hydra.sweep.dir={tmp_path / 'multirun'}",
     )
     assert result.returncode == 2
-    assert "job #1 of 2 (attack=fgsm attack.eps=2" in result.stderr and "is out of range" in result.stderr
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert (
+        "is out of range" in result.stderr
+        or "data.test_fraction=1.5 must lie strictly between 0 and 1" in result.stderr
+    )
     assert not (tmp_path / "mlruns").exists()  # job #0 did not run either
 
 

@@ -5,7 +5,9 @@ attack is built too, on a stand-in classifier of the job's input shape, so ART's
 run now rather than after training.
 """
 
+import json
 from dataclasses import dataclass, field, fields
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -18,11 +20,14 @@ from ..attacks.classifier import build_classifier
 from ..attacks.resolve import in_pixels, with_target
 from ..attacks.validation import validate_attack
 from ..data.classes import task_classes
+from ..data.datamodule import CXRDataModule
+from ..data.folder import EXTERNAL_FOLDER, TRAINING_FOLDER, list_images
 from ..defenses.transforms import Defense, build_defense
 from ..errors import ConfigError
 from ..evaluation.corrupted import check_corruption
 from ..models.registry import spec
 from ..shortcut import PROBES, probe_name
+from .keys import resolved
 from .transfer import escalation_configs, source_config
 
 
@@ -78,6 +83,33 @@ def check_probe(cfg: DictConfig) -> None:
         )
 
 
+@cache
+def _listing(root: str, classes: tuple[str, ...], class_dirs: str, settings: tuple[str, str]) -> int:
+    """The images a folder's class folders list (read once per folder, for every job of a sweep)."""
+    return len(list_images(Path(root), classes, json.loads(class_dirs), settings)[0])
+
+
+def check_data(data: DictConfig, classes: tuple[str, ...]) -> None:
+    """The data settings as the data module checks them, and each folder's class folders as listed: every
+    class folder there and holding images, before any job trains."""
+    settings = resolved(data)
+    CXRDataModule(**settings)  # its own checks of the settings (split fractions, source, ...)
+    if settings["source"] == "folder":
+        if settings.get("root") is None:
+            raise ConfigError(
+                "data.root is not set; give the folder that holds the class folders, e.g. data.root=/data/cxr."
+            )
+        _listing(settings["root"], classes, json.dumps(settings.get("class_dirs") or {}), TRAINING_FOLDER)
+    external = settings.get("external_root")
+    if external is not None:
+        if not Path(external).is_dir():
+            raise ConfigError(
+                f"data.external_root={external!r} is not a directory; point it at another source's folder with one "
+                "sub-folder per class (data.external_class_dirs names them), or leave it null."
+            )
+        _listing(external, classes, json.dumps(settings.get("external_class_dirs") or {}), EXTERNAL_FOLDER)
+
+
 def validate(cfg: DictConfig) -> Plan:
     classes = task_classes(cfg.data.task)
     defense = build_defense(OmegaConf.to_container(cfg.defense, resolve=True))
@@ -93,22 +125,8 @@ def validate(cfg: DictConfig) -> Plan:
                 f"data.image_size={size} is too small for {model.name}, which needs at least {model.min_size} px."
             )
     check_attack(with_target(OmegaConf.to_container(cfg.attack, resolve=True), classes), size, len(classes))
-    if cfg.data.source == "folder":
-        if cfg.data.root is None:
-            raise ConfigError(
-                "data.root is not set; give the folder that holds the class folders, e.g. data.root=/data/cxr."
-            )
-        if not Path(cfg.data.root).is_dir():
-            raise ConfigError(
-                f"data.root={cfg.data.root!r} is not a directory; point it at a folder with one sub-folder per class."
-            )
+    check_data(cfg.data, classes)
     check_corruption(OmegaConf.to_container(cfg.corruption, resolve=True) if "corruption" in cfg else {})
-    external = cfg.data.get("external_root")
-    if external is not None and not Path(external).is_dir():
-        raise ConfigError(
-            f"data.external_root={external!r} is not a directory; point it at another source's folder with one "
-            "sub-folder per class (data.external_class_dirs names them), or leave it null."
-        )
     n = cfg.eval.max_images
     if n is not None and (not isinstance(n, int) or n < 1):
         raise ConfigError(
