@@ -1,7 +1,6 @@
 """Entry point: `python -m covid_robustness [overrides]` runs the Hydra app; `params` prints Table I,
 `report --study NAME` builds a study's report from MLflow; `probe [overrides]` runs both shortcut probes."""
 
-import logging
 import sys
 
 import hydra
@@ -12,8 +11,6 @@ from omegaconf import DictConfig
 from .arguments import check
 from .errors import ConfigError
 from .evaluation.checks import AttackCheckError
-
-log = logging.getLogger("covid_robustness")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -26,12 +23,10 @@ def app(cfg: DictConfig) -> dict[str, float]:
     try:
         hydra_cfg = HydraConfig.get()
         return run(cfg, " ".join(hydra_cfg.overrides.task), sweep=hydra_cfg.mode == RunMode.MULTIRUN)
-    except ConfigError as err:
-        log.error("configuration error: %s", err)
+    except ConfigError as err:  # printed once, not logged too (the console shows both); the run's tag keeps it
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except AttackCheckError as err:
-        log.error("attack check failed: %s", err)
         print(f"error: the attack's output failed a check: {err}", file=sys.stderr)
         sys.exit(3)
 

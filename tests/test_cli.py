@@ -13,6 +13,7 @@ from .conftest import run_cli
     [
         (["attack.eps=-0.1"], "attack.eps=-0.1 is out of range"),
         (["attack=pgd", "attack.eps=2"], "attack.eps=2 is out of range"),
+        (["attack.eps=abc"], "attack.eps='abc' is not a number"),
         (["attack=st", "attack.eps=0.03"], "attack st has no epsilon"),
         (["model=inception_v3", "data.image_size=64"], "too small for inception_v3, which needs at least 75 px"),
         (["data=folder"], "data.root is not set"),

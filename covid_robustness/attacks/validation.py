@@ -110,7 +110,12 @@ def validate_attack(cfg: dict) -> None:
         )
     # In std units the upper bound depends on the model's std: in_pixels checks the converted budget.
     upper = 1.0 if unit == "pixel" else float("inf")
-    if eps is not None and not (isinstance(eps, (int, float)) and 0 <= eps <= upper):
+    if eps is not None and (isinstance(eps, bool) or not isinstance(eps, (int, float))):
+        raise ConfigError(
+            f"attack.eps={eps!r} is not a number; give an L-inf budget on [0, 1] pixels such as 0.0314 or "
+            "${px:8} (8/255), or null for an attack without one."
+        )
+    if eps is not None and not 0 <= eps <= upper:
         raise ConfigError(
             f"attack.eps={eps!r} is out of range; an L-inf budget on [0, 1] pixels lies in [0, 1] "
             "(8/255 = 0.0314); in std units it is >= 0 and at most 1 once multiplied by the std."
