@@ -7,6 +7,7 @@ import warnings
 from pytorch_lightning.callbacks import TQDMProgressBar
 
 from .record import Metrics
+from .record.budget import written
 from .record.checklist import MASKED, recorded_verdict
 
 # Loggers whose INFO lines are banners, tips and per-batch chatter: Lightning's GPU/TPU banner and tips,
@@ -83,11 +84,7 @@ def cells_table(jobs) -> str:
     header = ("model", "defense", "attack", "eps", "clean %", "adv %", *(["escalated %"] * escalated), "flag")
     rows = [header]
     for j in sorted(jobs, key=lambda j: (j.model, j.defense, j.attack, j.eps_pixel or 0.0, j.target_class or "")):
-        budget = (
-            "–"
-            if j.eps is None
-            else (f"{j.eps:g} std" if j.params.get("attack.eps_unit") == "std" else f"{j.eps * 255:.3g}/255")
-        )
+        budget = written(j.eps, j.params.get("attack.eps_unit", "pixel"))
         source = "" if j.source_model is None else f" from {j.source_model}"
         source += "" if j.target_class is None else f" toward {j.target_class}"
         rows.append(

@@ -154,6 +154,7 @@ def test_registered_attacks_carry_their_labels_and_budget_rules():
     labels = ["APGD", "AutoAttack-2", "C&W", "FGSM", "None", "PGD", "Radius", "ST"]
     assert [attack_label(n) for n in attack_names()] == labels
     assert attack_label("deepfool") == "deepfool"  # an attack from _target_ has no label of its own
+    assert attack_label("bim", "art.attacks.evasion.BasicIterativeMethod") == "BasicIterativeMethod"  # its class's
     assert takes_eps({"name": "cw", "impl": "fast"}) and not takes_eps({"name": "st"})
     assert takes_eps({"name": "x", "_target_": "art.attacks.evasion.FastGradientMethod"})
     assert not takes_eps({"name": "x", "_target_": "art.attacks.evasion.DeepFool"})

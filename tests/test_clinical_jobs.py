@@ -95,5 +95,5 @@ def test_the_clinical_page_shows_harm_calibration_operating_points_radii_and_tar
     report = (store / "report" / "report.md").read_text()
     assert "(clinical.md)" in report and 'href="clinical.html"' in (store / "report" / "report.html").read_text()
     table2 = report.split("## Table II: accuracy under attack")[1].split("\n## ")[0]
-    rows = [line.split(" |")[0] for line in table2.splitlines() if line.startswith("| PGD eps=0.0")]
-    assert rows == ["| PGD eps=0.01 [fast]", "| PGD eps=0.03 [fast]"] and "Radius" not in table2
+    rows = [line.split(" |")[0] for line in table2.splitlines() if line.startswith("| PGD eps=")]
+    assert rows == ["| PGD eps=2.55/255 [fast]", "| PGD eps=7.65/255 [fast]"] and "Radius" not in table2

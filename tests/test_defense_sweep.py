@@ -74,11 +74,11 @@ def test_a_sweep_over_defenses_and_sources(tmp_path):
     for heading in (
         "## Defenses: what each bought and what it cost",
         "## Defenses: accuracy per model",
-        "## Transfer: FGSM eps=0.03",
+        "## Transfer: FGSM eps=7.65/255",
     ):
         assert heading in text, heading
     assert (out / "defenses.png").read_bytes()[:4] == b"\x89PNG" and (out / "transfer.png").read_bytes()[
         :4
     ] == b"\x89PNG"
-    matrix = text.split("## Transfer: FGSM eps=0.03")[1].split("\n\n")[1].splitlines()
+    matrix = text.split("## Transfer: FGSM eps=7.65/255")[1].split("\n\n")[1].splitlines()
     assert matrix[0] == "| source \\ target | RN-18 | WRN-16-8 |" and len(matrix) == 4  # header, rule, 2 sources

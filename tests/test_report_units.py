@@ -1,6 +1,7 @@
 """The report's rules on hand-made jobs: rows by cell, seeds, intervals, paper rows, averages, budgets, flags."""
 
 import itertools
+from dataclasses import replace
 
 import pytest
 
@@ -132,7 +133,7 @@ def test_label_names_what_differs_from_the_same_attacks_rows_only():
         "FGSM eps=8/255",
         "PGD eps=8/255 (max_iter=10)",
         "PGD eps=8/255 (max_iter=50)",
-        "PGD eps=0.3 (ART default)",
+        "PGD eps=76.5/255 (ART default)",
     ]
 
 
@@ -264,7 +265,7 @@ def test_paper_values_compare_with_the_std_and_art_rule_rows():
     )
     table_rows = rows(s)
     std = _row(table_rows, "FGSM eps=0.3 std = 15.3/255 (ART default)")
-    pixel = _row(table_rows, "FGSM eps=0.3 (ART default)")
+    pixel = _row(table_rows, "FGSM eps=76.5/255 (ART default)")
     assert std.paper["resnet18"] == 51.9 and not pixel.paper and std.eps == pytest.approx(0.06)
     assert _row(table_rows, "ST rot ±30°, shift ±10% (ART's rule) [fast]").paper["resnet18"] == 56.31
     assert not _row(table_rows, "ST rot ±30°, shift ±10% (paper setting) [fast]").paper
@@ -284,7 +285,7 @@ def test_paper_values_compare_with_the_std_and_art_rule_rows():
 def test_a_row_in_std_units_is_ordered_by_its_pixel_budget():
     s = study(job(eps=0.3, setting="art_default", unit="std"), job(eps=0.3, setting="art_default"))
     labels = [r.label for r in rows(s) if r.attack == "fgsm" and r.evalset]
-    assert labels == ["FGSM eps=0.3 std = 15.3/255 (ART default)", "FGSM eps=0.3 (ART default)"]
+    assert labels == ["FGSM eps=0.3 std = 15.3/255 (ART default)", "FGSM eps=76.5/255 (ART default)"]
 
 
 # 4. The headline average
@@ -416,7 +417,7 @@ def test_transfer_tables_and_every_figure_render_from_hand_made_jobs():
     jobs += [job("resnet18", "pgd", k * PX, 0.6, defense="jpeg") for k in (1, 2, 4, 8)]
     s = study(*jobs)
     (table,) = defenses.transfer_tables(s)
-    assert table.title == "Transfer: FGSM eps=0.03" and table.columns == ["source \\ target", "RN-18", "WRN-16-8"]
+    assert table.title == "Transfer: FGSM eps=7.65/255" and table.columns == ["source \\ target", "RN-18", "WRN-16-8"]
     assert (
         table.rows[0][1]
         == measured(
@@ -435,7 +436,7 @@ def test_transfer_tables_and_every_figure_render_from_hand_made_jobs():
     ):
         assert figures.to_png(fig)[:4] == b"\x89PNG"
     # A sweep of four budgets is drawn as curves; Figure 3 keeps the other rows.
-    assert [r.label for r in figures.bar_rows(table_rows) if r.evalset] == ["FGSM eps=0.03"]
+    assert [r.label for r in figures.bar_rows(table_rows) if r.evalset] == ["FGSM eps=7.65/255"]
 
 
 def test_the_masking_note_appears_exactly_when_a_job_is_flagged_and_names_it():
@@ -456,3 +457,18 @@ def test_pages_name_a_local_folder_by_its_name_only():
     assert differing(sets)["a"] == ["data.external_root=external"]
     assert shown_uri("sqlite:////srv/stores/paper/mlflow.db") == "sqlite:///<...>/paper/mlflow.db"
     assert shown_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+
+
+def test_a_study_of_ones_own_gets_no_paper_gaps_and_its_attacks_their_class_names():
+    jobs = [
+        job("mynet", "bim", eps=8 * PX, setting="None", attack_label="BasicIterativeMethod", model_label="MyNet"),
+        job("resnet18", "bim", eps=0.01, setting="None", attack_label="BasicIterativeMethod"),
+    ]
+    own = replace(study(*jobs), labels=Labels.of(jobs))
+    table_rows = rows(own)
+    assert not any("not in this study" in r.label for r in table_rows)  # no paper row was run: none is a gap
+    labels = sorted(r.label for r in table_rows if r.evalset)
+    assert labels == ["BasicIterativeMethod eps=2.55/255", "BasicIterativeMethod eps=8/255"]  # no "(None)"
+    table = tables.table2(table_rows, own.labels)
+    assert "MyNet paper" not in table.columns and "RN-18 paper" in table.columns  # paper columns: paper models only
+    assert all(len(row) == len(table.columns) for row in table.rows)

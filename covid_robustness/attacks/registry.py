@@ -25,7 +25,10 @@ def attack_names() -> list[str]:
     return sorted(name for name, impls in ATTACKS.items() if len(impls))
 
 
-def attack_label(name: str) -> str:
-    """The attack's short name in tables (PGD); the name itself for an attack that registered none."""
+def attack_label(name: str, target: str | None = None) -> str:
+    """The attack's short name in tables (PGD); for an ART attack named by its class (`_target_`), the
+    class's name (BasicIterativeMethod); else the name itself."""
     impls = ATTACKS.get(name)
-    return impls.entries()[0].label if impls else name
+    if impls:
+        return impls.entries()[0].label
+    return target.rsplit(".", 1)[-1] if target else name

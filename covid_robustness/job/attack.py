@@ -21,6 +21,7 @@ from ..evaluation.operating_point import validation_thresholds
 from ..evaluation.options import EvaluationOptions
 from ..models.module import CXRClassifier
 from ..record import OPERATING_POINTS, Artifacts, Metrics, Tags, transfer_source
+from ..record.budget import written
 from ..tracking import Tracker
 from .cell import claim, common_tags, job_run, setup_data
 from .keys import cell_key, resolved, training_key
@@ -35,9 +36,7 @@ def job_name(cfg: DictConfig) -> str:
     attack = resolved(cfg.attack)
     eps, defense = attack.get("eps"), cfg.defense.name
     source = transfer_source(cfg.model.name, attack.get("source_model"))
-    budget = (
-        "" if eps is None else f" eps={eps:g} std" if attack.get("eps_unit") == "std" else f" eps={eps * 255:.3g}/255"
-    )
+    budget = "" if eps is None else f" eps={written(eps, attack.get('eps_unit', 'pixel'))}"
     return (
         f"{cfg.model.name}"
         + ("" if defense == "none" else f" [{defense}]")
@@ -102,7 +101,7 @@ def attack_and_track(
     run_tags = {
         **tags,
         Tags.ATTACK: attack["name"],
-        Tags.ATTACK_LABEL: attack_label(attack["name"]),
+        Tags.ATTACK_LABEL: attack_label(attack["name"], attack.get("_target_")),
         Tags.SETTING: str(attack.get("setting")),
         Tags.DEFENSE: cfg.defense.name,
     }

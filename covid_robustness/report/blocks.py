@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ..record import Tags
+from ..record.budget import grey_levels
 from .estimate import Estimate
 
 MASK = "⚠"
@@ -71,7 +72,7 @@ def cell(estimate: Estimate | None, masking: bool = True) -> str:
 
 
 def _job_text(job) -> str:
-    budget = "" if job.eps_pixel is None else f" at {job.eps_pixel * 255:.3g}/255"
+    budget = "" if job.eps_pixel is None else f" at {grey_levels(job.eps_pixel)}"
     return f"{job.model_label or job.model} {job.attack_label or job.attack}{budget}"
 
 

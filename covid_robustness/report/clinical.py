@@ -17,6 +17,7 @@ from matplotlib.lines import Line2D
 
 from ..data.classes import COVID
 from ..record import OPERATING_POINTS, RADIUS, Metrics, curve
+from ..record.budget import grey_levels
 from .blocks import DASH, Table, pct
 from .collect import Job, Study
 from .evalsets import evaluation_sets, key
@@ -31,7 +32,7 @@ RADIUS_MEDIANS = (Metrics.RADIUS_MEDIAN, Metrics.RADIUS_MEDIAN_COVID, Metrics.RA
 
 
 def _budget(job: Job) -> str:
-    return DASH if job.eps_pixel is None else f"{job.eps_pixel * 255:.3g}/255"
+    return DASH if job.eps_pixel is None else grey_levels(job.eps_pixel)
 
 
 def harm_jobs(study: Study) -> list[Job]:

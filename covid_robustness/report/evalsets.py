@@ -14,6 +14,7 @@ from pathlib import PurePath
 from statistics import mean
 
 from ..record import Job, Metrics, Params, numbers_params
+from ..record.budget import written
 from ..record.sections import (
     ATTACK,
     DEFENSE,
@@ -74,20 +75,6 @@ def key(job: Job) -> tuple:
 def training_settings(job: Job) -> tuple:
     """The settings its trained model depends on, less the model and seed: what a clean row groups by."""
     return tuple(sorted((k, v) for k, v in settings(job).items() if is_training_param(k)))
-
-
-def grey_levels(eps: float) -> str:
-    """A pixel budget in grey levels: 8/255, 0.25/255, 17.7/255."""
-    levels = eps * 255
-    return f"{round(levels)}/255" if abs(levels - round(levels)) < 0.02 else f"{levels:.3g}/255"
-
-
-def eps_label(eps: float) -> str:
-    """A pixel budget as configured: in grey levels (${px:8} = 8/255), a short decimal (0.3, 0.01) as written."""
-    levels = eps * 255
-    if abs(levels - round(levels)) >= 0.02 and len(f"{eps:g}".lstrip("0.")) <= 2:
-        return f"{eps:g}"
-    return grey_levels(eps)
 
 
 def shown_value(param: str, value: str) -> str:
@@ -181,16 +168,15 @@ def budget(attack: str, params: dict[str, str], eps: float | None, eps_pixel: fl
         )
     if eps is None:
         return "unbounded" if attack == "cw" else ""
-    if params.get(Params.EPS_UNIT, "pixel") == "std":
-        return f"eps={eps:g} std" + ("" if eps_pixel is None else f" = {grey_levels(eps_pixel)}")
-    return f"eps={eps_label(eps)}"
+    return f"eps={written(eps, params.get(Params.EPS_UNIT, 'pixel'), eps_pixel)}"
 
 
 def describe(
     labels: Labels, attack: str, setting: str, impl: str, extras: Iterable[str] = (), budget_text: str = ""
 ) -> str:
     """ "FGSM eps=0.3 std = 17.7/255 (ART default)", "PGD eps=8/255 (max_iter=50)", "C&W unbounded [fast]"."""
-    notes = [n for n in (SETTINGS.get(setting, setting), *extras) if n]
+    named = "" if setting in (None, "", "None") else SETTINGS.get(setting, setting)  # a yaml without setting:
+    notes = [n for n in (named, *extras) if n]
     return " ".join(
         p
         for p in (

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..record import Metrics, ProbeMetrics, numbers_params
+from ..record.budget import grey_levels
 from ..record.sections import ATTACK, EVAL, PROBE, is_training_param, section
 from ..shortcut import PROBES, verdict
 from .blocks import DASH, Table, pct
@@ -247,7 +248,7 @@ def _attack_settings(job: Job) -> tuple:
 
 def _attack_text(job: Job, labels: Labels) -> str:
     eps = job.eps_pixel
-    return labels.attack(job.attack) + ("" if eps is None else f" eps={eps * 255:.3g}/255")
+    return labels.attack(job.attack) + ("" if eps is None else f" eps={grey_levels(eps)}")
 
 
 def external_table(study: Study) -> Table:

@@ -159,7 +159,8 @@ def attack_rows(study: Study) -> list[Row]:
 
 
 def rows(study: Study) -> list[Row]:
-    """The clean rows, then one row per evaluation set, then the paper's rows this study did not run.
+    """The clean rows, then one row per evaluation set, then the paper's rows this study did not run (where
+    it ran one of them: a study of one's own is not given the paper's rows as gaps).
 
     Only jobs in the paper's setting (no defense, examples crafted on the model itself); defenses and
     transfer attacks have tables of their own.
@@ -169,7 +170,7 @@ def rows(study: Study) -> list[Row]:
     missing = [
         Row(f"{paper_label(a, study.labels)}: not in this study", a, compared=True, attack_label=study.labels.attack(a))
         for a in PAPER_SETTING
-        if a not in compared
+        if a not in compared and compared
     ]
     return [*clean_rows(study), *attacked, *missing]
 

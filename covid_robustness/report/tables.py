@@ -9,6 +9,7 @@ modules of their own.
 from statistics import mean
 
 from ..record import Metrics, Params, Tags, value
+from ..record.budget import grey_levels
 from ..record.checklist import MASKED, NOT_ESTABLISHED, STANDS, recorded_verdict, stage_breaks
 from .blocks import DASH, INTERVAL_NOTE, MASK, UNTRAINED, Table, cell, flag_notes, marks, pct, when
 from .collect import Job, Study
@@ -116,8 +117,9 @@ def table2(rows: list[Row], labels: Labels) -> Table:
     models = model_order({m for r in rows for m in r.accuracy})
     both = _escalating(rows)
     columns = ["evaluation set"]
-    for m in models:
-        columns += [labels.model(m), *([f"{labels.model(m)} escalated"] * both), f"{labels.model(m)} paper"]
+    for m in models:  # a paper column only for the paper's models
+        paper = [f"{labels.model(m)} paper"] * (m in MODELS)
+        columns += [labels.model(m), *([f"{labels.model(m)} escalated"] * both), *paper]
     body = []
     for row in rows:
         cells = [row.label]
@@ -127,7 +129,8 @@ def table2(rows: list[Row], labels: Labels) -> Table:
             cells.append(cell(estimate, masking=row.attack != CLEAN))
             if both:  # a clean row's jobs are attack jobs: their escalation is not its number
                 cells.append(DASH if row.attack == CLEAN else cell(escalated(estimate), masking=False))
-            cells.append(DASH if paper is None else f"{paper:.2f}")
+            if m in MODELS:
+                cells.append(DASH if paper is None else f"{paper:.2f}")
         body.append(cells + [row.paper_row or DASH])
     attacked = _counts(rows, clean=False)
     notes = [
@@ -202,7 +205,7 @@ def verdicts(study: Study) -> Table | None:
         body.append(
             [
                 study.labels.model(job.model),
-                DASH if job.eps_pixel is None else f"{255 * job.eps_pixel:.3g}/255",
+                DASH if job.eps_pixel is None else grey_levels(job.eps_pixel),
                 sets[evaluation_key(job)].label,
                 measured([job], Metrics.ADVERSARIAL).text() + f" (n={m[Metrics.IMAGES]:g})",
                 DASH if after is None else after.text() + f" (n={m[Metrics.ESCALATION_IMAGES]:g})",
