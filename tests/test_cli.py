@@ -105,3 +105,17 @@ def test_known_names_sweeps_and_hydras_own_settings_pass_the_check():
     check(["-m", "model=resnet18,vgg19", "attack=pgd,fgsm", "attack.eps=0.01,0.03", "+eval.max_images=4"])
     check(["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "experiment=null", "attack.eps=range(1,3)"])
     check(["--config-dir=/my/conf", "model=my_own_net"])  # options from elsewhere are Hydra's to find
+
+
+def test_the_launchers_settings_are_checked_with_the_sweep():
+    from covid_robustness.job.sweep import check_launcher
+
+    joblib = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+    check_launcher({"_target_": joblib, "n_jobs": -1})
+    with pytest.raises(ConfigError, match="hydra.launcher.n_jobs=0 must be a number of worker processes"):
+        check_launcher({"_target_": joblib, "n_jobs": 0})
+    slurm = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    check_launcher({"_target_": slurm, "timeout_min": 60, "nodes": 1})
+    with pytest.raises(ConfigError, match="hydra.launcher.timeout_min=0 must be a whole number"):
+        check_launcher({"_target_": slurm, "timeout_min": 0})
+    check_launcher(None)  # Hydra's basic launcher: nothing to check

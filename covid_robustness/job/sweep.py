@@ -38,6 +38,27 @@ def job_configs(config: DictConfig) -> list[tuple[list[str], DictConfig]]:
     ]
 
 
+def _whole(value, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def check_launcher(launcher: DictConfig | dict | None) -> None:
+    """The launcher's settings that it would reject only once the first jobs are dispatched (joblib's
+    n_jobs=0 is a raw ValueError there), or not at all (a SLURM job of no minutes)."""
+    launcher = launcher or {}
+    target = str(launcher.get("_target_", ""))
+    if target.endswith("JoblibLauncher"):
+        n = launcher.get("n_jobs")
+        if not (isinstance(n, int) and not isinstance(n, bool) and n != 0):
+            raise ConfigError(
+                f"hydra.launcher.n_jobs={n!r} must be a number of worker processes: 1 or more, or -1 for one per CPU."
+            )
+    if "submitit" in target:
+        for name in ("timeout_min", "nodes", "tasks_per_node"):
+            if name in launcher and not _whole(launcher.get(name), 1):
+                raise ConfigError(f"hydra.launcher.{name}={launcher.get(name)!r} must be a whole number, at least 1.")
+
+
 class SweepCallbacks(Callback):
     def __init__(self) -> None:
         self.jobs: list[tuple[list[str], DictConfig]] = []  # the sweep's jobs, composed once when it starts
@@ -51,6 +72,7 @@ class SweepCallbacks(Callback):
 
         try:
             load_plugins(config.get("plugins"))
+            check_launcher(config.hydra.get("launcher"))
         except ConfigError as err:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
