@@ -29,6 +29,16 @@ def top_keys(conf: Path = CONF) -> set[str]:
     return {k for k in own if k != "defaults"} | {g.split("/")[0] for g in groups(conf)}
 
 
+def option_keys(group: str, option: str, conf: Path = CONF) -> set[str]:
+    """The settings an option of a config group has, its defaults' (options of the same group) included."""
+    node = OmegaConf.load(conf / group / f"{option}.yaml")
+    keys = {k for k in node if k != "defaults"}
+    for parent in node.get("defaults") or []:
+        if isinstance(parent, str) and parent != "_self_" and (conf / group / f"{parent}.yaml").is_file():
+            keys |= option_keys(group, parent, conf)
+    return keys
+
+
 def _nearest(name: str, known) -> str:
     close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
     return f" Did you mean '{close[0]}'?" if close else ""
@@ -54,10 +64,23 @@ def check(args: list[str], conf: Path = CONF) -> None:
     options, keys = groups(conf), top_keys(conf)
     if any(a.startswith(("--config-dir", "-cd", "--config-path", "-cp", "hydra.searchpath")) for a in args):
         options = {}  # configs from elsewhere: their options are Hydra's to find
+    chosen = {}  # group -> the options the command line names for it
+    for arg in args:
+        key, _, value = arg.partition("=")
+        if key in options and "(" not in value and "$" not in value:
+            chosen[key] = [v.strip() for v in value.split(",") if v.strip() and v.strip() != "null"]
     for arg in args:
         if arg.startswith("-") or "=" not in arg:
             continue  # Hydra's flags (-m, --multirun, ...)
         key, _, value = arg.partition("=")
+        if not key.startswith(("+", "~")) and "." in key and (group := key.split(".")[0]) in chosen:
+            setting = key.split(".")[1]
+            for option in chosen[group]:
+                if option in options[group] and setting not in (known := option_keys(group, option, conf)):
+                    raise ConfigError(
+                        f"{arg}: {group}={option} has no setting '{setting}'.{_nearest(setting, known)} "
+                        f"Its settings: {', '.join(sorted(known))}."
+                    )
         key = key.lstrip("+~")
         if key.split(".")[0].split("/")[0] == "hydra":
             continue  # Hydra's own settings and groups (its launchers, sweepers, logging): Hydra checks them

@@ -93,6 +93,8 @@ def test_a_bad_job_stops_the_whole_sweep_before_any_training(tmp_path, sweep, me
         (["atack.eps=0.1"], "atack.eps=0.1: no config has a key 'atack'. Did you mean 'attack'?"),
         (["+atack.eps=0.1"], "+atack.eps=0.1: no config has a key 'atack'. Did you mean 'attack'?"),
         (["model=efficientnet_b0"], "'efficientnet_b0' is a timm model: it needs no file, run it with model.name="),
+        (["data=folder", "data.n_images=160"], "data.n_images=160: data=folder has no setting 'n_images'."),
+        (["attack=pgd", "attack.epss=0.1"], "attack=pgd has no setting 'epss'. Did you mean 'eps'?"),
     ],
 )
 def test_unknown_names_are_refused_before_hydra_with_the_nearest_known_one(overrides, message):
@@ -105,6 +107,8 @@ def test_known_names_sweeps_and_hydras_own_settings_pass_the_check():
     check(["-m", "model=resnet18,vgg19", "attack=pgd,fgsm", "attack.eps=0.01,0.03", "+eval.max_images=4"])
     check(["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "experiment=null", "attack.eps=range(1,3)"])
     check(["--config-dir=/my/conf", "model=my_own_net"])  # options from elsewhere are Hydra's to find
+    check(["attack=pgd_art_fast_std", "attack.max_iter=10", "attack.eps_unit=std"])  # settings of its defaults too
+    check(["data=folder", "+data.n_images=160"])  # added on purpose
 
 
 def test_the_launchers_settings_are_checked_with_the_sweep():
