@@ -326,3 +326,58 @@ def test_a_preprocessor_that_returns_float64_is_evaluated_in_float32(data, train
     metrics = evaluate(net, test, EvaluationOptions(pgd, 2, 1, defense=defense, progress=False)).metrics
     assert metrics["adversarial_accuracy"] <= metrics["clean_accuracy"]
     assert {"adversarial_accuracy_oblivious", "adversarial_accuracy_bpda"} <= set(metrics)
+
+
+# Every preprocessor class ART ships, as a defense config would name it: those that transform a batch of
+# grey images at test time with their settings here, the others with why they cannot be a defense here.
+IMAGE_PREPROCESSORS = {
+    "FeatureSqueezing": {"clip_values": [0.0, 1.0], "bit_depth": 4},
+    "GaussianAugmentation": {"sigma": 0.05, "augmentation": False, "clip_values": [0.0, 1.0]},
+    "JpegCompression": {"clip_values": [0.0, 1.0], "quality": 50, "channels_first": True},
+    "SpatialSmoothing": {"window_size": 3, "channels_first": True, "clip_values": [0.0, 1.0]},
+    "TotalVarMin": {"prob": 0.3, "max_iter": 2, "clip_values": [0.0, 1.0]},
+}
+NOT_A_DEFENSE_HERE = {
+    **dict.fromkeys(
+        ["CutMix", "CutMixPyTorch", "Cutout", "CutoutPyTorch", "Mixup", "MixupPyTorch", "LabelSmoothing"],
+        "a training augmentation of images and labels (apply_fit only): train with defense.training instead",
+    ),
+    **dict.fromkeys(["CutMixTensorFlowV2", "CutoutTensorFlowV2", "MixupTensorFlowV2"], "TensorFlow only"),
+    "SpatialSmoothingTensorFlowV2": "TensorFlow only",
+    **dict.fromkeys(["Mp3Compression", "Mp3CompressionPyTorch", "Resample"], "audio"),
+    **dict.fromkeys(["VideoCompression", "VideoCompressionPyTorch"], "video"),
+    "ThermometerEncoding": "changes the channel count: the models take one grey channel",
+    "PixelDefend": "needs a trained PixelCNN of the images",
+    "SpatialSmoothingPyTorch": "needs kornia, which is not a dependency; SpatialSmoothing is the same filter",
+}
+
+
+def test_every_art_preprocessor_is_a_defense_or_named_as_not_one():
+    import inspect
+
+    import art.defences.preprocessor as preprocessors
+
+    shipped = {
+        n for n, c in vars(preprocessors).items() if inspect.isclass(c) and issubclass(c, preprocessors.Preprocessor)
+    } - {"Preprocessor"}
+    assert shipped == set(IMAGE_PREPROCESSORS) | set(NOT_A_DEFENSE_HERE)  # a new class must be placed
+
+
+@pytest.mark.parametrize("name", sorted(IMAGE_PREPROCESSORS))
+def test_each_image_preprocessor_runs_a_job_evaluation_from_its_config(name, data, trained):
+    from covid_robustness.evaluation.evaluate import evaluate
+    from covid_robustness.evaluation.options import EvaluationOptions
+    from covid_robustness.models.module import Normalized
+
+    random = name == "GaussianAugmentation"
+    preprocessor = {"_target_": f"art.defences.preprocessor.{name}", **IMAGE_PREPROCESSORS[name]}
+    preprocessor |= {"apply_fit": False, "apply_predict": True}
+    cfg = {"name": name, "preprocessor": preprocessor, "random": random}
+    cfg |= {"evaluations": ["oblivious", "bpda_eot"], "eot_samples": 2} if random else {"evaluations": ["bpda"]}
+    defense = build_defense(cfg)
+    test = torch.utils.data.TensorDataset(torch.tensor(data[0][:8]), torch.tensor(data[1][:8]))
+    fgsm = {"name": "fgsm", "impl": "fast", "eps": 4 / 255}
+    metrics = evaluate(
+        Normalized(trained, 0.0, 1.0), test, EvaluationOptions(fgsm, 2, 1, defense=defense, progress=False)
+    )
+    assert 0 <= metrics.metrics["adversarial_accuracy"] <= metrics.metrics["clean_accuracy"] <= 1
