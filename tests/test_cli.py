@@ -4,28 +4,17 @@ import pytest
 
 from covid_robustness.arguments import check
 from covid_robustness.errors import ConfigError
+from covid_robustness.job.plan import validate
 
-from .conftest import run_cli
+from .conftest import make_cfg, run_cli
 
 
 @pytest.mark.parametrize(
     "overrides, message",
     [
         (["attack.eps=-0.1"], "attack.eps=-0.1 is out of range"),
-        (["attack=pgd", "attack.eps=2"], "attack.eps=2 is out of range"),
-        (["attack.eps=abc"], "attack.eps='abc' is not a number"),
-        (["attack=st", "attack.eps=0.03"], "attack st has no epsilon"),
-        (["model=inception_v3", "data.image_size=64"], "too small for inception_v3, which needs at least 75 px"),
         (["data=folder"], "data.root is not set"),
         (["data=folder", "data.root=/no/such/folder"], "data.root='/no/such/folder' is not a directory"),
-        (["model.name=resnet19"], "model 'resnet19' is not registered"),
-        (["data.task=three_class"], "data.task='three_class' is not a task"),
-        (["defense=jpeg", "defense.preprocessor.apply_fit=true"], "applies when the model predicts"),
-        (["defense=gaussian_noise", "defense.evaluations=[oblivious]"], "its evaluations must include bpda_eot"),
-        (["defense=adv_train_pgd", "defense.training.method=trades"], "defense.training.method='trades' is not known"),
-        (["defense=jpeg", "defense.preprocessor._target_=art.defences.preprocessor.Nothing"], "cannot be built"),
-        (["attack.source_model=resnet19"], "attack.source_model='resnet19' is not a model config"),
-        (["defense=jpeg", "defense.preprocessor._target_=os.system"], "is not one of ART's preprocessors"),
         # A key no config has, caught before Hydra composes (the other names: test_unknown_names_...).
         (["+atack.eps=0.1"], "+atack.eps=0.1: no config has a key 'atack'. Did you mean 'attack'?"),
     ],
@@ -38,6 +27,32 @@ def test_bad_values_stop_before_training_with_one_sentence(tmp_path, overrides, 
     assert message in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: ")
     assert not (tmp_path / "mlruns").exists()  # stopped before any store, run or training
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["attack=pgd", "attack.eps=2"], "attack.eps=2 is out of range"),
+        (["attack.eps=abc"], "attack.eps='abc' is not a number"),
+        (["attack=st", "attack.eps=0.03"], "attack st has no epsilon"),
+        (["model=inception_v3", "data.image_size=64"], "too small for inception_v3, which needs at least 75 px"),
+        (["model.name=resnet19"], "model 'resnet19' is not registered"),
+        (["data.task=three_class"], "data.task='three_class' is not a task"),
+        (["data.test_fraction=1.5"], "data.test_fraction=1.5 must lie strictly between 0 and 1"),
+        (["defense=jpeg", "defense.preprocessor.apply_fit=true"], "applies when the model predicts"),
+        (["defense=gaussian_noise", "defense.evaluations=[oblivious]"], "its evaluations must include bpda_eot"),
+        (["defense=adv_train_pgd", "defense.training.method=trades"], "defense.training.method='trades' is not known"),
+        (["defense=jpeg", "defense.preprocessor._target_=art.defences.preprocessor.Nothing"], "cannot be built"),
+        (["attack.source_model=resnet19"], "attack.source_model='resnet19' is not a model config"),
+        (["defense=jpeg", "defense.preprocessor._target_=os.system"], "is not one of ART's preprocessors"),
+    ],
+)
+def test_bad_values_are_refused_by_the_jobs_check(overrides, message):
+    """The check every job (and a sweep, for each of its jobs) runs before anything else: in-process here,
+    the command line's exit status and single sentence are tested above."""
+    with pytest.raises(ConfigError) as err:
+        validate(make_cfg(*overrides))
+    assert message in str(err.value)
 
 
 @pytest.mark.parametrize(
