@@ -146,6 +146,7 @@ def test_the_noise_check_flags_an_attack_weaker_than_random_signs():
 def test_a_cell_without_escalation_or_without_a_gradient_free_stage_is_not_established():
     plain = Job("r", 0, "m", "pgd", "", "fast", EPS, "t", {}, {Metrics.ADVERSARIAL: 0.7})
     assert verdict(plain, []) == ("not established (no escalation run)", "")
+    assert verdict(plain, ["PGD accuracy rises with eps"])[0] == "masked (sweep)"
     m = run(MeanThreshold(hidden=False), near(), escalate_restarts=1, escalate_square_queries=0)
     assert verdict(job(m), [])[0] in ("not established (gradient-free or transfer not run)", "masked (e)")
     st = Job("r", 0, "m", "st", "", "fast", None, "t", {}, {Metrics.ADVERSARIAL: 0.7})

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from . import RADIUS, Job, Metrics, Tags
 from .intervals import wilson
+from .sections import ESCALATE
 
 FLAGGED, PASSED, NOT_RUN, NOT_APPLICABLE = "flagged", "passed", "not run", "n/a"
 STANDS, MASKED, NOT_ESTABLISHED = "stands after escalation", "masked", "not established"
@@ -60,7 +61,7 @@ def escalated(job: Job) -> bool:
 
 
 def escalation_asked(job: Job) -> bool:
-    return str(job.params.get("eval.escalate", "false")).lower() == "true"
+    return str(job.params.get(ESCALATE, "false")).lower() == "true"
 
 
 def checklist(job: Job) -> list[Check]:
@@ -129,6 +130,8 @@ def verdict(job: Job, reasons: list[str]) -> tuple[str, str]:
     if not checks:
         if escalation_asked(job) or job.eps is None or job.target_class is not None or job.attack == RADIUS:
             return "", ""  # nothing to escalate at (ST, attack=none, targeted, the radius search)
+        if reasons:  # the sweep's own checks flagged it, escalated or not
+            return f"{MASKED} (sweep)", evidence
         return f"{NOT_ESTABLISHED} (no escalation run)", evidence
     letters = [c.letter for c in checks if c.state == FLAGGED]
     if len(reasons) > len(letters):  # the sweep's own checks flagged it too
