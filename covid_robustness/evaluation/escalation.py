@@ -34,6 +34,7 @@ import numpy as np
 from art.attacks.evasion import SquareAttack
 from art.estimators.classification import PyTorchClassifier
 from torch import nn
+from tqdm import tqdm
 
 from ..attacks.apgd import APGD
 from ..attacks.classifier import build_classifier, with_loss
@@ -132,6 +133,7 @@ def escalate(
     stages: dict[str, object],
     sources: dict[str, object],
     large: tuple[float, object] | None = None,
+    progress: bool = True,
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Run the stages (and each source's transfer attack) on the images still standing; judge(x) gives the
     deployed model's classes; correct: the clean image is classified right. Returns the images standing at
@@ -157,12 +159,15 @@ def escalate(
         metrics[Metrics.CHECK_NOISE] = float(survives.mean())
         rows = np.flatnonzero(alive)
         count("noise", ~survives[rows], rows, passes, seconds)
-    for stage, attack in runs:
+    bar = tqdm(runs, desc="escalate", unit="stage", disable=not progress, leave=False)
+    for stage, attack in bar:
         rows = np.flatnonzero(alive)
         if not len(rows):
             break
+        bar.set_postfix_str(f"{stage} on {len(rows)} standing")
         x_adv, passes, seconds = _run(attack, x[rows], y[rows], eps, stage)
         count(stage, judge(x_adv) != y[rows], rows, passes, seconds)
+    bar.close()
     if large is not None:
         budget, attack = large
         rows, left = np.flatnonzero(standing), standing.copy()  # the cell's standing images: a gradient check

@@ -352,6 +352,7 @@ def _escalation(options: EvaluationOptions, defended, crafted_on, twice, totals:
         stages,
         sources,
         large_budget_attack(crafted_on, eps, ladder),
+        progress=options.progress is not False,
     )
     return escalation_metrics(standing, alive, stage_metrics)
 
