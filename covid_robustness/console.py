@@ -30,6 +30,8 @@ def quiet(verbose: bool) -> None:
     """Silence the libraries' banners, INFO lines and deprecation warnings unless verbose."""
     if verbose:
         return
+    import mlflow  # noqa: F401  (MLflow sets its loggers' level when imported: set ours after that)
+
     for name in CHATTY:
         logging.getLogger(name).setLevel(logging.WARNING)
     for category in (DeprecationWarning, FutureWarning):
