@@ -195,7 +195,8 @@ def test_each_evaluation_crafts_on_its_registered_classifier():
     defense = build_defense(OmegaConf.to_container(make_cfg("defense=jpeg").defense, resolve=True))
     defense.evaluations, defense.eot_samples = ["oblivious", "bpda", "bpda_eot"], 3
     defended, crafting = build_classifiers(net, defense, SIZE, 2)
-    assert list(crafting) == defense.evaluations and defended.preprocessing_defences == [defense.preprocessor]
+    assert list(crafting) == defense.evaluations
+    assert [p.preprocessor for p in defended.preprocessing_defences] == [defense.preprocessor]  # cast to float32
     assert crafting["oblivious"].preprocessing_defences is None
     assert isinstance(crafting["bpda"].preprocessing_defences[0], BPDA) and type(crafting["bpda"]) is PyTorchClassifier
     assert isinstance(crafting["bpda_eot"], EOTClassifier) and crafting["bpda_eot"].samples == 3

@@ -117,7 +117,7 @@ def test_table2_holds_the_mlflow_metrics_of_the_newest_run_per_cell(store):
     # The paper's FGSM compares with ART's defaults in std units; the pixel-unit row stays beside it.
     std = next(v for k, v in lines.items() if re.fullmatch(r"FGSM eps=0\.3 std = [\d.]+/255 \(ART default\)", k))
     assert std[2] == "51.90" and std[-1] == "FGSM"
-    assert lines["FGSM eps=0.3 (ART default)"][2] == "–" and lines["FGSM eps=0.3 (ART default)"][-1] == "–"
+    assert lines["FGSM eps=76.5/255 (ART default)"][2] == "–" and lines["FGSM eps=76.5/255 (ART default)"][-1] == "–"
     assert lines["Clean (whole test split)"][2:5:2] == ["93.52", "99.56"]
     # The paper's ST compares with ART's rule; our per-image worst case has no paper value.
     assert lines["ST rot ±30°, shift ±10% (ART's rule) [fast]"][2] == "56.31"
@@ -162,7 +162,7 @@ def test_html_is_one_page_with_the_figures_embedded(store):
     page = (tmp / "report" / "report.html").read_text()
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert sorted(base64.b64decode(i) for i in images) == sorted((tmp / "report" / f).read_bytes() for f in FIGURES)
-    assert page.count("<table>") == 8 and "<th>RN-18 paper</th>" in page
+    assert page.count("<table>") == 9 and "<th>RN-18 paper</th>" in page
     assert 'src="http' not in page and "<link" not in page  # nothing to fetch
 
 
@@ -243,7 +243,7 @@ def test_gradient_masking_flags_are_shown_with_their_reasons(store, tmp_path):
     finally:
         client.log_metric(run.info.run_id, "adversarial_accuracy", original)
     md = (tmp_path / "report.md").read_text()
-    pgd = next(line for line in md.splitlines() if line.startswith("| PGD eps=0.01 [fast] |")).split(" | ")
+    pgd = next(line for line in md.splitlines() if line.startswith("| PGD eps=2.55/255 [fast] |")).split(" | ")
     # WRN-16-8 flagged after its interval; RN-18 as the sweep flagged it: the two compute the flags alike.
     assert re.fullmatch(r"100.00 \[[\d.]+, [\d.]+\] ⚠( ∅)?", pgd[3])
     assert ("⚠" in pgd[1]) == (other.data.tags["gradient_masking"] == "true")
