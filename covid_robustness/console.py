@@ -67,10 +67,11 @@ def percent(value: float | None) -> str:
 
 def flag(job) -> str:
     """A cell's flag in a few characters: its verdict after escalation, ⚠ where it is flagged."""
-    said = recorded_verdict(job)[0].split(" (")[0]
+    verdict = recorded_verdict(job)[0]
+    kind = verdict.split(" (")[0]
     if job.masking:
-        return "⚠ " + recorded_verdict(job)[0] if said == MASKED else "⚠ masked"
-    return said if Metrics.ESCALATED in job.metrics else "–"
+        return "⚠ " + verdict if kind == MASKED else "⚠ masked"
+    return kind if Metrics.ESCALATED in job.metrics else "–"
 
 
 FLAG_LEGEND = (

@@ -91,8 +91,7 @@ def job_records(study: Study) -> list[dict]:
                 f"{Metrics.ADVERSARIAL}_ci95_low": lo,
                 f"{Metrics.ADVERSARIAL}_ci95_high": hi,
                 **_escalated_fields(measured([j], Metrics.ADVERSARIAL)),
-                Tags.VERDICT: recorded_verdict(j)[0],
-                Tags.VERDICT_EVIDENCE: recorded_verdict(j)[1],
+                **dict(zip((Tags.VERDICT, Tags.VERDICT_EVIDENCE), recorded_verdict(j))),
                 **{k: v for k, v in sorted(j.metrics.items()) if k != Metrics.ESCALATED},
             }
         )

@@ -201,13 +201,14 @@ def verdicts(study: Study) -> Table | None:
         m = job.metrics
         breaks = stage_breaks(job)
         most = max(breaks, key=breaks.get, default=None)
-        after = escalated(measured([job], Metrics.ADVERSARIAL))
+        attacked = measured([job], Metrics.ADVERSARIAL)
+        after = escalated(attacked)
         body.append(
             [
                 study.labels.model(job.model),
                 DASH if job.eps_pixel is None else grey_levels(job.eps_pixel),
                 sets[evaluation_key(job)].label,
-                measured([job], Metrics.ADVERSARIAL).text() + f" (n={m[Metrics.IMAGES]:g})",
+                attacked.text() + f" (n={m[Metrics.IMAGES]:g})",
                 DASH if after is None else after.text() + f" (n={m[Metrics.ESCALATION_IMAGES]:g})",
                 DASH if most is None or not breaks[most] else f"{most}: {breaks[most]:g}",
                 DASH if after is None else f"{m[Metrics.ESCALATION_PASSES_PER_IMAGE]:.0f}",
