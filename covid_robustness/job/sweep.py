@@ -59,6 +59,16 @@ def check_launcher(launcher: DictConfig | dict | None) -> None:
                 raise ConfigError(f"hydra.launcher.{name}={launcher.get(name)!r} must be a whole number, at least 1.")
 
 
+def _swept(jobs: list[list[str]]) -> set[str]:
+    """The keys whose values differ between the jobs: what names one job of the sweep."""
+    values: dict[str, set[str]] = {}
+    for overrides in jobs:
+        for override in overrides:
+            key, _, value = override.partition("=")
+            values.setdefault(key, set()).add(value)
+    return {key for key, seen in values.items() if len(seen) > 1 or len(jobs) == 1}
+
+
 class SweepCallbacks(Callback):
     def __init__(self) -> None:
         self.jobs: list[tuple[list[str], DictConfig]] = []  # the sweep's jobs, composed once when it starts
@@ -82,11 +92,13 @@ class SweepCallbacks(Callback):
             print(f"error: the sweep's jobs do not compose: {err}", file=sys.stderr)
             sys.exit(2)
         stores = {}
+        swept = _swept([overrides for overrides, _ in jobs])
         for number, (overrides, cfg) in enumerate(jobs):
             try:
                 validate(cfg)
             except ConfigError as err:
-                print(f"error: job #{number} of {len(jobs)} ({' '.join(overrides)}): {err}", file=sys.stderr)
+                named = " ".join(o for o in overrides if o.split("=")[0] in swept) or " ".join(overrides)
+                print(f"error: job #{number} of {len(jobs)} ({named}): {err}", file=sys.stderr)
                 sys.exit(2)
             stores[(cfg.tracking.uri, cfg.tracking.dir, cfg.study)] = cfg
         for cfg in stores.values():
