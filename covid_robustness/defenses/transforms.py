@@ -164,7 +164,10 @@ def build_defense(cfg: dict) -> Defense:
     try:
         preprocessor = instantiate(target, _convert_="all")
     except Exception as err:  # an unknown class or keyword, reported by Hydra in many types
-        raise ConfigError(f"defense {name}: its preprocessor cannot be built ({err}).") from err
+        cause = err.__cause__ or err  # Hydra wraps the class's own error in lines of its own
+        raise ConfigError(
+            f"defense {name}: {target.get('_target_')} cannot be built: {' '.join(str(cause).split())}"
+        ) from err
     if not isinstance(preprocessor, Preprocessor):
         raise ConfigError(f"defense {name}: {target.get('_target_')} is not an ART preprocessor.")
     if preprocessor.apply_fit or not preprocessor.apply_predict:
