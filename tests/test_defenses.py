@@ -12,7 +12,7 @@ from torch import nn
 
 from covid_robustness.attacks.apgd import APGD
 from covid_robustness.attacks.build import build_attack
-from covid_robustness.attacks.classifier import build_classifier
+from covid_robustness.attacks.classifier import Classifier, build_classifier
 from covid_robustness.attacks.margin import MarginLoss
 from covid_robustness.data.classes import COVID, NORMAL
 from covid_robustness.data.datamodule import CXRDataModule
@@ -198,7 +198,7 @@ def test_each_evaluation_crafts_on_its_registered_classifier():
     assert list(crafting) == defense.evaluations
     assert [p.preprocessor for p in defended.preprocessing_defences] == [defense.preprocessor]  # cast to float32
     assert crafting["oblivious"].preprocessing_defences is None
-    assert isinstance(crafting["bpda"].preprocessing_defences[0], BPDA) and type(crafting["bpda"]) is PyTorchClassifier
+    assert isinstance(crafting["bpda"].preprocessing_defences[0], BPDA) and type(crafting["bpda"]) is Classifier
     assert isinstance(crafting["bpda_eot"], EOTClassifier) and crafting["bpda_eot"].samples == 3
     bare, crafting = build_classifiers(net, build_defense({"name": "none"}), SIZE, 2)
     assert crafting == {"whitebox": bare} and bare.preprocessing_defences is None

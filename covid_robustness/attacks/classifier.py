@@ -4,8 +4,18 @@ The model takes [0, 1] pixels (its normalisation is inside the network), so the 
 [0, 1] and adds no standardisation of its own; defenses and attacks reach the model only through it.
 """
 
+import numpy as np
 from art.estimators.classification import PyTorchClassifier
 from torch import nn
+
+
+class Classifier(PyTorchClassifier):
+    """ART's PyTorchClassifier, taking float64 images as well: ART's decision-based attacks (BoundaryAttack,
+    HopSkipJump) query the model with float64 arrays, which a float32 network refuses ("Input type (double)
+    and bias type (float) should be the same")."""
+
+    def predict(self, x: np.ndarray, batch_size: int = 128, training_mode: bool = False, **kwargs) -> np.ndarray:
+        return super().predict(np.asarray(x, dtype=np.float32), batch_size, training_mode, **kwargs)
 
 
 def build_classifier(
@@ -14,7 +24,7 @@ def build_classifier(
     num_classes: int,
     preprocessing_defences=None,
     loss: nn.Module | None = None,
-    cls: type = PyTorchClassifier,
+    cls: type = Classifier,
     **extra,
 ) -> PyTorchClassifier:
     """ART's view of a model that takes [0, 1] pixels (normalisation is inside `net`), optionally defended.

@@ -28,7 +28,7 @@ from art.estimators.classification import PyTorchClassifier
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader, Dataset
 
-from ..attacks.classifier import build_classifier
+from ..attacks.classifier import Classifier, build_classifier
 from ..errors import ConfigError
 from ..registry import Registry
 
@@ -104,7 +104,7 @@ class BPDA(Float32):
         return grad
 
 
-class EOTClassifier(PyTorchClassifier):
+class EOTClassifier(Classifier):
     """Gradients averaged over `samples` calls, each drawing the random preprocessing afresh."""
 
     estimator_params = PyTorchClassifier.estimator_params + ["samples"]
