@@ -25,7 +25,22 @@ from .validation import TARGET, accepts, evasion_class, validate_attack
 META_KEYS = ("name", "impl", "setting", "eps", "eps_unit", "source_model", "whole_set", "target_class", "target_index")
 
 
-def _from_target(clf, eps, params, cls: type) -> EvasionAttack:
+# ART attacks that read the labels generate() is given as the classes to reach, whatever `targeted` says: handed
+# the true labels, as an untargeted cell hands them, they would leave every image as it is.
+READS_LABELS_AS_TARGETS = ("SaliencyMapMethod", "TargetedUniversalPerturbation")
+
+
+def _from_target(clf, eps, params, cls: type, name: str = "") -> EvasionAttack:
+    """cls(clf, **params), untargeted (an attack from _target_ has no target class): an ART attack whose default
+    is targeted (BoundaryAttack) would read the true labels the evaluation passes as its targets, find every
+    image already 'at its target' and change nothing."""
+    if cls.__name__ in READS_LABELS_AS_TARGETS or params.get("targeted"):
+        raise ConfigError(
+            f"attack {name}: {cls.__name__} would run targeted, reading the true labels as the classes to reach, "
+            "and change nothing; an attack from _target_ runs untargeted (leave out `targeted`)."
+        )
+    if accepts(cls, "targeted"):
+        params["targeted"] = False
     if eps is not None:
         params["eps"] = eps
     if accepts(cls, "verbose"):
@@ -42,12 +57,14 @@ def build_attack(cfg: dict, classifier: PyTorchClassifier) -> EvasionAttack:
             raise ValueError("a targeted attack config needs target_index: resolve it with with_target")
         params["targeted"] = True
     if TARGET in cfg:
-        builder = partial(_from_target, cls=evasion_class(cfg))
+        builder = partial(_from_target, cls=evasion_class(cfg), name=cfg["name"])
     else:
         builder = ATTACKS[cfg["name"]].get(cfg.get("impl", "art")).obj
     eps = cfg.get("eps")
     try:
         return builder(classifier, None if eps is None else float(eps), dict(params))
+    except ConfigError:
+        raise
     except TypeError as err:  # an unknown keyword: name it in terms of the config
         raise ConfigError(f"attack {cfg['name']} does not take one of {sorted(params)}: {err}.") from err
     except ValueError as err:  # ART's own parameter checks
