@@ -32,16 +32,60 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import MLFlowLogger
 
 from .errors import ConfigError
-from .record import JOB_ROLE, REPORT_ROLE, TRAINING_ROLE, Artifacts, Tags
+from .record import JOB_ROLE, REPORT_ROLE, TRAINING_ROLE, Artifacts, Metrics, Params, Tags
 
 LOCAL_UI = "http://127.0.0.1:5000"  # `make ui`
 
 
-def runs_page(experiment_id: str, uri: str | None = None) -> str:
-    """The link that opens a study's runs table in the MLflow UI: on the tracking server when uri is one,
-    else on `make ui`. The UI opens on its GenAI screens unless the link asks for the model-training mode."""
+# The study's saved view of its runs in the MLflow UI (its "Views" menu, and the page every printed link
+# opens): the attack jobs, their model, attack, budget and defense, clean, adversarial and escalated accuracy
+# and the verdict, least robust first. MLflow 3.17 keeps a saved view as an experiment tag
+# `mlflow.sharedViewState.<key>` holding {name, createdAt, updatedAt, state}, state being the runs page's
+# search facets and column settings as JSON; `?viewStateShareKey=<key>` on the runs page opens it.
+VIEW_KEY = "accuracy"
+VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
+VIEW_STATE = {
+    "searchFilter": f"tags.{Tags.ROLE} = '{JOB_ROLE}'",
+    "orderByKey": f"metrics.`{Metrics.ADVERSARIAL}`",
+    "orderByAsc": True,
+    "startTime": "ALL",
+    "lifecycleFilter": "Active",
+    "datasetsFilter": [],
+    "modelVersionFilter": "All Runs",
+    "selectedColumns": [
+        *(f"metrics.`{m}`" for m in (Metrics.CLEAN, Metrics.ADVERSARIAL, Metrics.ESCALATED)),
+        *(f"tags.`{t}`" for t in (Tags.MODEL, Tags.ATTACK_LABEL)),
+        *(f"params.`{p}`" for p in (Params.EPS, Params.DEFENSE)),
+        f"tags.`{Tags.VERDICT}`",
+    ],
+    "columnOrder": [],
+    "columnWidths": {},
+    "runsPinned": [],
+    "runsHidden": [],
+    "runsHiddenMode": "FIRST_10_RUNS",
+    "viewMaximized": False,
+    "runListHidden": False,
+    "isAccordionReordered": False,
+    "useGroupedValuesInCharts": True,
+    "hideEmptyCharts": True,
+    "groupBy": None,
+    "groupsExpanded": {},
+}
+
+
+def runs_view(now_ms: int | None = None) -> str:
+    """The saved view's tag value."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    return json.dumps({"name": "Accuracy", "createdAt": now_ms, "updatedAt": now_ms, "state": json.dumps(VIEW_STATE)})
+
+
+def runs_page(experiment_id: str, uri: str | None = None, view: bool = True) -> str:
+    """The link that opens a study's runs table in the MLflow UI, in its saved view (view: the study has it):
+    on the tracking server when uri is one, else on `make ui`. The UI opens on its GenAI screens unless the
+    link asks for the model-training mode."""
     base = uri.rstrip("/") if uri and uri.startswith(("http://", "https://")) else LOCAL_UI
-    return f"{base}/#/experiments/{experiment_id}?workflowType=machine_learning"
+    shared = f"viewStateShareKey={VIEW_KEY}&" if view else ""
+    return f"{base}/#/experiments/{experiment_id}/runs?{shared}workflowType=machine_learning"
 
 
 def study_pages(uri: str, ui: str = LOCAL_UI) -> str:
@@ -49,7 +93,10 @@ def study_pages(uri: str, ui: str = LOCAL_UI) -> str:
     from mlflow.tracking import MlflowClient
 
     studies = [e for e in MlflowClient(uri).search_experiments() if e.name != "Default"]
-    return "\n".join(f"study {e.name}: {runs_page(e.experiment_id, ui)}" for e in studies) or "no study yet"
+    return (
+        "\n".join(f"study {e.name}: {runs_page(e.experiment_id, ui, VIEW_TAG in e.tags)}" for e in studies)
+        or "no study yet"
+    )
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, str]:
@@ -123,6 +170,8 @@ class Tracker:
         exp = self.client.get_experiment_by_name(experiment)
         self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment, artifact_location)
         self.experiment = experiment
+        if exp is None or VIEW_TAG not in exp.tags:  # a study made before the view had none
+            self.client.set_experiment_tag(self.experiment_id, VIEW_TAG, runs_view())
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> "Tracker":

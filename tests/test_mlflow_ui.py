@@ -1,6 +1,7 @@
 """What the MLflow UI shows of a run: its data as a dataset input, its trained model as a logged model."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 from mlflow.entities import LoggedModelStatus
@@ -106,14 +107,37 @@ def test_dataset_and_model_through_the_tracking_server(mlflow_server, tmp_path):
     _check_store(tracker, *_log_dataset_and_model(tracker))
 
 
-def test_the_links_open_each_studys_runs_in_the_model_training_mode(tmp_path):
-    from covid_robustness.tracking import runs_page, study_pages
+def test_the_links_open_each_studys_runs_in_its_saved_view(tmp_path):
+    from covid_robustness.tracking import VIEW_STATE, VIEW_TAG, runs_page, study_pages
 
     tracker = Tracker(uri=None, root=tmp_path, experiment="paper_cpu")
-    pages = study_pages(f"sqlite:///{tmp_path / 'mlflow.db'}", "http://127.0.0.1:5001")
-    assert (
-        pages
-        == f"study paper_cpu: http://127.0.0.1:5001/#/experiments/{tracker.experiment_id}?workflowType=machine_learning"
-    )
-    assert runs_page("7", "http://mlflow-host:5000/").startswith("http://mlflow-host:5000/#/experiments/7?")
-    assert runs_page("7", "sqlite:///x.db") == "http://127.0.0.1:5000/#/experiments/7?workflowType=machine_learning"
+    old = tracker.client.create_experiment("made_before_the_view")  # no view: its link opens the plain table
+    pages = study_pages(f"sqlite:///{tmp_path / 'mlflow.db'}", "http://127.0.0.1:5001").splitlines()
+    assert sorted(pages) == [
+        f"study made_before_the_view: http://127.0.0.1:5001/#/experiments/{old}/runs?workflowType=machine_learning",
+        f"study paper_cpu: http://127.0.0.1:5001/#/experiments/{tracker.experiment_id}/runs"
+        "?viewStateShareKey=accuracy&workflowType=machine_learning",
+    ]
+    assert runs_page("7", "http://mlflow-host:5000/").startswith("http://mlflow-host:5000/#/experiments/7/runs?")
+    assert runs_page("7", "sqlite:///x.db").startswith("http://127.0.0.1:5000/#/experiments/7/runs?")
+    # The view as the UI reads it: an envelope whose state is the runs page's settings as JSON.
+    envelope = json.loads(tracker.client.get_experiment(tracker.experiment_id).tags[VIEW_TAG])
+    assert envelope["name"] == "Accuracy" and isinstance(envelope["createdAt"], int)
+    assert json.loads(envelope["state"]) == VIEW_STATE
+    Tracker(uri=None, root=tmp_path, experiment="made_before_the_view")  # the next job there adds it
+    assert VIEW_TAG in tracker.client.get_experiment(old).tags
+
+
+def test_the_mlflow_ui_reads_saved_views_as_the_tool_writes_them():
+    """The installed UI's code holds the tag prefix, the link's parameter and the envelope's fields: an MLflow
+    whose UI reads views another way fails here rather than opening the runs page without its columns."""
+    import mlflow
+
+    from covid_robustness.tracking import VIEW_STATE, VIEW_TAG
+
+    bundle = Path(mlflow.__file__).parent / "server" / "js" / "build" / "static" / "js"
+    code = "".join(f.read_text(errors="ignore") for f in bundle.glob("*.js"))
+    assert f'"{VIEW_TAG.removesuffix("accuracy")}"' in code and '"viewStateShareKey"' in code
+    assert "Invalid saved-view envelope" in code and "number `createdAt`, and string `state`" in code
+    for column in VIEW_STATE["selectedColumns"]:  # the UI's canonical column key: type.`name`
+        assert column.split(".", 1)[0] in ("metrics", "params", "tags") and column.endswith("`")

@@ -102,7 +102,7 @@ def test_multirun_trains_each_model_once_and_tracks_every_job(tmp_path):
     assert len([line for line in table.splitlines() if line.startswith(("resnet18 ", "wrn16_8 "))]) == 8
     assert "make ui" in table and "make report STUDY=e2e" in table
     experiment = client.get_experiment_by_name("e2e").experiment_id  # the link opens the runs, not GenAI screens
-    assert f"http://127.0.0.1:5000/#/experiments/{experiment}?workflowType=machine_learning" in table
+    assert f"http://127.0.0.1:5000/#/experiments/{experiment}/runs?viewStateShareKey=accuracy&" in table
 
 
 def test_jobs_of_a_sweep_leave_the_masking_flags_to_its_end(tmp_path):
