@@ -32,6 +32,11 @@ def store(tmp_path_factory):
     uri = f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}"
     result = run_cli("report", "--study", STUDY, "--tracking-uri", uri, "--out", str(tmp / "report"))
     assert result.returncode == 0, result.stderr[-3000:]
+    experiment = MlflowClient(uri).get_experiment_by_name(STUDY).experiment_id  # its last line: the saved view
+    assert (
+        f"its runs in the MLflow UI: http://127.0.0.1:5000/#/experiments/{experiment}/runs?viewStateShareKey="
+        in (result.stdout.splitlines()[-1])
+    )
     return tmp, uri, MlflowClient(uri)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from ..errors import ConfigError
-from ..tracking import Tracker, check_server
+from ..tracking import Tracker, check_server, runs_page
 from .collect import collect
 from .pages import build
 
@@ -46,5 +46,7 @@ def main(argv: list[str]) -> None:
         sys.exit(2)
     out = args.out or Path("reports") / args.study
     files = build(study, out)
-    run_id = Tracker(uri, None, study.name).log_report(files, len(study.jobs))
+    tracker = Tracker(uri, None, study.name)
+    run_id = tracker.log_report(files, len(study.jobs))
     print(f"report of study {study.name!r} ({len(study.jobs)} jobs): {out / 'report.html'}; logged to run {run_id}")
+    print(f"its runs in the MLflow UI: {runs_page(tracker.experiment_id, uri)}")
