@@ -166,3 +166,18 @@ def postgres():
     finally:
         pg("pg_ctl", "-D", str(data / "db"), "-m", "fast", "-w", "stop")
         shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    """A one-node SLURM cluster on 127.0.0.1 (tests/cluster/slurm.sh) for the module; the environment its
+    client tools need. Without SLURM's packages the test fails (.ci/run installs them), it does not skip."""
+    folder = Path(tempfile.mkdtemp(prefix="slurm-", dir="/tmp"))  # munge's socket path must stay short
+    script = str(ROOT / "tests" / "cluster" / "slurm.sh")
+    started = subprocess.run(["bash", script, "start", str(folder)], capture_output=True, text=True)
+    assert started.returncode == 0, started.stderr
+    try:
+        yield {"SLURM_CONF": str(folder / "slurm.conf")}
+    finally:
+        subprocess.run(["bash", script, "stop", str(folder)], check=True)
+        shutil.rmtree(folder, ignore_errors=True)
