@@ -15,7 +15,9 @@ class Classifier(PyTorchClassifier):
     and bias type (float) should be the same")."""
 
     def predict(self, x: np.ndarray, batch_size: int = 128, training_mode: bool = False, **kwargs) -> np.ndarray:
-        return super().predict(np.asarray(x, dtype=np.float32), batch_size, training_mode, **kwargs)
+        return super().predict(
+            np.asarray(x, dtype=np.float32), batch_size=batch_size, training_mode=training_mode, **kwargs
+        )
 
 
 def build_classifier(
