@@ -100,6 +100,25 @@ def test_the_same_model_with_its_gradient_falls_to_pgd_already_and_escalation_ag
     assert m[Metrics.ESCALATED] <= m[Metrics.ADVERSARIAL]
 
 
+def test_a_cell_its_attack_leaves_no_image_standing_is_flagged_by_no_check():
+    """Nothing stands, nothing can hide: 0 of 0 images is below no interval (Wilson's lower end at 0 correct is 0
+    exactly; its rounding once read as 'below' and flagged checks a, c and e)."""
+    m = {
+        Metrics.CLEAN: 0.975,
+        Metrics.ADVERSARIAL: 0.0,
+        Metrics.IMAGES: 200.0,
+        Metrics.ESCALATED: 0.0,
+        Metrics.ESCALATION_IMAGES: 200.0,
+        Metrics.ESCALATION_STANDING: 0.0,
+        Metrics.CHECK_NOISE: 0.975,
+        Metrics.CHECK_LARGE_BUDGET: 0.0,
+        Metrics.CHECK_LARGE_BUDGET_EPS: 64 / 255,
+        **{f"{Metrics.ESCALATION}{s}_broken": 0.0 for s in ("noise", "twice_iterations", "square", "transfer")},
+    }
+    assert not flags(job(m))
+    assert verdict(job(m), [])[0] == STANDS
+
+
 def test_a_model_robust_at_the_budget_by_construction_is_left_as_it_was():
     far = images(np.concatenate([-np.linspace(2.5, 4, 8), np.linspace(2.5, 4, 8)]) * EPS)
     m = run(MeanThreshold(hidden=False), far, escalate_restarts=2, escalate_square_queries=200)

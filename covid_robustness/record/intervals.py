@@ -16,7 +16,11 @@ def wilson(correct: float, n: float, z: float = Z95) -> tuple[float, float]:
     p, z2 = correct / n, z * z
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = z * sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # At 0 and n correct the ends are 0 and 1 exactly: the formula leaves rounding there (1.7e-18 for 0 of
+    # 200), and a count compared with the lower end ("0 images left < 3e-16") would read as below it.
+    low = 0.0 if correct <= 0 else max(0.0, centre - half)
+    high = 1.0 if correct >= n else min(1.0, centre + half)
+    return low, high
 
 
 def overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
