@@ -26,6 +26,7 @@ from mlflow.entities import (
     Param,
     RunStatus,
 )
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 from omegaconf import DictConfig, OmegaConf
@@ -179,6 +180,24 @@ class Tracker:
 
     def checkpoint_path(self, key: str) -> Path:
         return self.root / "checkpoints" / f"{key}.pt"
+
+    def epochs_path(self, key: str) -> Path:
+        """The training's last finished epoch (job/epochs.py), while it trains; gone once it is done."""
+        return self.root / "checkpoints" / f"{key}.last.ckpt"
+
+    def reopen(self, run_id: str) -> bool:
+        """Set an interrupted run of this study RUNNING again, without the error its interruption left;
+        False when no such run is in this study (deleted, or another store)."""
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException:
+            return False
+        if run.info.experiment_id != self.experiment_id or run.info.lifecycle_stage != "active":
+            return False
+        if Tags.ERROR in run.data.tags:
+            self.client.delete_tag(run_id, Tags.ERROR)
+        self.client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+        return True
 
     def lock(self, name: str) -> FileLock:
         """An inter-process lock beside the store; the OS releases it if its holder dies."""

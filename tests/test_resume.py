@@ -6,9 +6,13 @@ import subprocess
 import sys
 import time
 
+import torch
 from mlflow.tracking import MlflowClient
 
-from .conftest import ROOT, TINY, run_cli
+from covid_robustness.job.epochs import saved_progress
+from covid_robustness.job.run import run as run_job
+
+from .conftest import ROOT, TINY, make_cfg, run_cli
 
 EPS = "0.01,0.02,0.03,0.04,0.05,0.06"
 
@@ -74,3 +78,72 @@ def test_sigkill_then_rerun_finishes_missing_cells_without_duplicates(tmp_path):
     exp = client.get_experiment_by_name("resume")
     trainings = client.search_runs([exp.experiment_id], "tags.role = 'training'")
     assert [r.info.status for r in trainings] == ["FINISHED"]  # trained before the kill, reused after
+
+
+def _training(store, epochs):
+    """A small ResNet-18 trained adversarially from random starts (both of the training's random sources:
+    the loader's shuffle and the global generator), then only its clean accuracy measured."""
+    return [
+        "model=resnet18",
+        "attack=none",
+        "defense=adv_train_fgsm_rs",
+        *TINY,
+        f"trainer.max_epochs={epochs}",
+        "eval.max_images=16",
+        "study=resume",
+        f"tracking.dir={store}",
+    ]
+
+
+def _weights(store):
+    (path,) = (store / "checkpoints").glob("*.pt")
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def test_a_training_killed_part_way_resumes_from_its_last_epoch_to_the_same_weights(tmp_path):
+    epochs = 4
+    store = tmp_path / "killed"
+    args = [*_training(store, epochs), f"hydra.run.dir={tmp_path / 'run'}"]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    with open(tmp_path / "first.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "covid_robustness", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 300
+    while True:  # SIGKILL as soon as an epoch is saved: the next one is under way
+        assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+        assert time.monotonic() < deadline
+        saved = list((store / "checkpoints").glob("*.last.ckpt")) if (store / "checkpoints").is_dir() else []
+        if saved and (progress := saved_progress(saved[0])) is not None:
+            break
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not list((store / "checkpoints").glob("*.pt"))  # killed before the training ended
+    done, key = progress["epochs"], saved[0].name.split(".")[0]
+
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    said = result.stdout + result.stderr
+    assert f"resuming the training of resnet18 (key {key}) after epoch {done} of {epochs}" in said
+    assert not list((store / "checkpoints").glob("*.last.ckpt"))  # done with once the weights are saved
+
+    whole = tmp_path / "whole"  # the same training, never interrupted
+    run_job(make_cfg(*_training(whole, epochs)))
+    resumed, uninterrupted = _weights(store), _weights(whole)
+    assert resumed.keys() == uninterrupted.keys()
+    for name, tensor in uninterrupted.items():
+        assert torch.equal(resumed[name], tensor), name  # bit for bit: the same batches, starts and steps
+
+    client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("resume").experiment_id
+    (training,) = client.search_runs([exp], "tags.role = 'training'")  # one run, resumed, not a second one
+    assert training.info.status == "FINISHED" and "error" not in training.data.tags
+    assert training.data.tags["resumed"] == f"{done} of {epochs}"
+    history = client.get_metric_history(training.info.run_id, "train/loss")
+    assert len(history) == epochs  # every epoch's loss in the one run: the killed epoch's never logged

@@ -97,6 +97,8 @@ class CXRDataModule(pl.LightningDataModule):
         self._digest: str | None = None
         self.device: torch.device | None = None  # on_device: batches sliced from images kept there
         self.channels_last = False
+        self._shuffle: torch.Generator | None = None  # the training loader's, as it draws the epochs' orders
+        self._resume_shuffle: torch.Tensor | None = None  # its state in a checkpoint a training resumes from
 
     def on_device(self, device: torch.device, channels_last: bool = False) -> None:
         """Keep every split's uint8 images on `device` and cut the batches there (accelerator.DeviceLoader)."""
@@ -320,7 +322,25 @@ class CXRDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self):
-        return self._loader("train", shuffle=True)
+        loader = self._loader("train", shuffle=True)
+        if self._resume_shuffle is not None:
+            loader.generator.set_state(self._resume_shuffle)
+        self._shuffle = loader.generator
+        return loader
+
+    # The shuffle's state travels in a training's checkpoints (Lightning saves a DataModule's state_dict and
+    # restores it before it asks for the training loader), so a training resumed after epoch k draws the
+    # orders of epochs k+1... that an uninterrupted one draws. The weights' other random draws are the
+    # global generators' (job/epochs.py).
+    def state_dict(self) -> dict:
+        return {} if self._shuffle is None else {"train_shuffle": self._shuffle.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._resume_shuffle = state.get("train_shuffle")
+
+    def teardown(self, stage: str) -> None:
+        if stage == "fit":  # the next training of this data starts from the seed unless it resumes too
+            self._shuffle = self._resume_shuffle = None
 
     def val_dataloader(self):
         return self._loader("val", shuffle=False)

@@ -7,7 +7,6 @@ stored under that key, so the jobs of a sweep that differ only in how they attac
 import logging
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -25,6 +24,7 @@ from ..record import TRAINING_ROLE, Metrics, Tags
 from ..record.sections import is_evaluation_param
 from ..shortcut import probe_name
 from ..tracking import Tracker, flatten
+from .epochs import EpochCheckpoint, saved_progress
 from .keys import job_settings, resolved
 from .plan import Plan
 
@@ -62,33 +62,33 @@ def train(
     if plan.gpu.channels_last:
         module = module.to(memory_format=torch.channels_last)
     kind = "plain" if adversarial is None else f"adversarial ({adversarial['method']})"
-    logger = tracker.logger(
-        run_name=f"train {cfg.model.name}"
-        + ("" if adversarial is None else f" {adversarial['method']}")
-        + ("" if probe_name(cfg) == "none" else f" ({probe_name(cfg)} probe)"),
-        tags={Tags.ROLE: TRAINING_ROLE, Tags.TRAINING: kind, **tags},
-    )
-    run_id = logger.run_id
-    # What made these weights: not the attack, the evaluation or a test-time defense that may reuse them.
-    tracker.log_params(run_id, {k: v for k, v in flatten(job_settings(cfg)).items() if not is_evaluation_param(k)})
-    params, with_stats = count_params(module.net.net)
-    paper = spec(cfg.model.name).paper_params
-    tracker.log_metrics(
-        run_id,
-        {
-            Metrics.PARAMETERS: params,
-            Metrics.PARAMETERS_WITH_STATS: with_stats,
-            **({} if paper is None else {Metrics.PAPER_PARAMETERS: paper}),
-        },
-    )
-    info = dm.dataset_info()
-    tracker.log_dataset(run_id, info, context="training")
-    start = time.perf_counter()
+    partial = tracker.epochs_path(key)
+    progress = saved_progress(partial)
+    if progress is not None and not tracker.reopen(progress["run_id"]):
+        progress = None  # its run is gone from the study: train from the start, in a new run
+    if progress is None:
+        logger = tracker.logger(
+            run_name=f"train {cfg.model.name}"
+            + ("" if adversarial is None else f" {adversarial['method']}")
+            + ("" if probe_name(cfg) == "none" else f" ({probe_name(cfg)} probe)"),
+            tags={Tags.ROLE: TRAINING_ROLE, Tags.TRAINING: kind, **tags},
+        )
+        run_id = logger.run_id
+        log_training(cfg, module, tracker, run_id, dm)
+    else:
+        run_id = progress["run_id"]
+        logger = tracker.logger(run_id=run_id)
+        done = f"{progress['epochs']} of {cfg.trainer.max_epochs}"
+        log.info("resuming the training of %s (key %s) after epoch %s", cfg.model.name, key, done)
+        resumed = tracker.client.get_run(run_id).data.tags.get(Tags.RESUMED)
+        tracker.set_tags(run_id, {Tags.RESUMED: done if resumed is None else f"{resumed}, {done}"})
+    epochs = EpochCheckpoint(partial, run_id, 0.0 if progress is None else progress["seconds"])
     trainer = lightning_trainer(
-        cfg, plan, logger, [LearningRateMonitor("epoch")], cfg.trainer.enable_progress_bar, True
+        cfg, plan, logger, [LearningRateMonitor("epoch"), epochs], cfg.trainer.enable_progress_bar, True
     )
-    trainer.fit(module, datamodule=dm)
-    tracker.log_metrics(run_id, {Metrics.TRAINING_SECONDS: time.perf_counter() - start})
+    trainer.fit(module, datamodule=dm, ckpt_path=None if progress is None else partial, weights_only=True)
+    tracker.log_metrics(run_id, {Metrics.TRAINING_SECONDS: epochs.elapsed()})
+    params, with_stats = count_params(module.net.net)
     path = tracker.checkpoint_path(key)
     save_checkpoint(module, path)
     tracker.set_tags(run_id, {Tags.CHECKPOINT: str(path)})
@@ -103,9 +103,27 @@ def train(
             "parameters_with_bn_stats": str(with_stats),
         },
         tags={Tags.TRAINING: kind},
-        dataset=info,
+        dataset=dm.dataset_info(),
     )
+    partial.unlink(missing_ok=True)  # the weights are saved: the epochs' state is done with
     return module, run_id
+
+
+def log_training(cfg: DictConfig, module: CXRClassifier, tracker: Tracker, run_id: str, dm: CXRDataModule) -> None:
+    """What a new training run records before its first epoch: its settings, sizes and data."""
+    # What made these weights: not the attack, the evaluation or a test-time defense that may reuse them.
+    tracker.log_params(run_id, {k: v for k, v in flatten(job_settings(cfg)).items() if not is_evaluation_param(k)})
+    params, with_stats = count_params(module.net.net)
+    paper = spec(cfg.model.name).paper_params
+    tracker.log_metrics(
+        run_id,
+        {
+            Metrics.PARAMETERS: params,
+            Metrics.PARAMETERS_WITH_STATS: with_stats,
+            **({} if paper is None else {Metrics.PAPER_PARAMETERS: paper}),
+        },
+    )
+    tracker.log_dataset(run_id, dm.dataset_info(), context="training")
 
 
 def obtain_model(cfg: DictConfig, plan: Plan, dm: CXRDataModule, tracker: Tracker, key: str, tags: dict):

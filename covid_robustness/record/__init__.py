@@ -33,6 +33,7 @@ class Tags:
     TRAINING_KEY = "training_key"
     CELL_KEY = "cell_key"
     CHECKPOINT = "checkpoint"
+    RESUMED = "resumed"  # on a training run that went on from its last finished epoch: the epochs it had
     ATTACK = "attack"
     ATTACK_LABEL = "attack_label"
     SETTING = "setting"
