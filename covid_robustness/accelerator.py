@@ -90,6 +90,23 @@ def release_gpu() -> None:
     _claimed = None
 
 
+def allocated_cpus() -> int:
+    """The CPUs this process was given: its CPU affinity, and no more than SLURM_CPUS_PER_TASK inside a
+    SLURM allocation (a cluster without cgroup confinement lets a task see every CPU of its node)."""
+    n = len(os.sched_getaffinity(0))
+    slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    return min(n, int(slurm)) if slurm.isdigit() and int(slurm) > 0 else n
+
+
+def use_allocated_cpus() -> int:
+    """Compute on the allocated CPUs only: torch starts a thread per core of the machine, which on a
+    shared node oversubscribes the CPUs other jobs were given. Returns the threads used."""
+    n = allocated_cpus()
+    if n < torch.get_num_threads():
+        torch.set_num_threads(n)
+    return torch.get_num_threads()
+
+
 def job_device(accelerator: str = "auto") -> torch.device:
     """The device of this job: its claimed GPU (made current, so ART's classifiers use it too) or the CPU."""
     if not uses_cuda(accelerator):

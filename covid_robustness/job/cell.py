@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytorch_lightning as pl
+import torch
 from filelock import Timeout
 from omegaconf import DictConfig
 
@@ -61,6 +62,7 @@ def common_tags(cfg: DictConfig, overrides: str) -> dict[str, str]:
         Tags.OVERRIDES: overrides,
         Tags.MODEL: cfg.model.name,
         Tags.MODEL_LABEL: spec(cfg.model.name).label,
+        Tags.THREADS: str(torch.get_num_threads()),
     }
 
 

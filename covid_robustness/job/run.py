@@ -2,7 +2,7 @@
 
 from omegaconf import DictConfig
 
-from ..accelerator import job_device
+from ..accelerator import job_device, use_allocated_cpus
 from ..console import quiet
 from ..registry import load_plugins
 from ..shortcut import probe_name
@@ -17,6 +17,7 @@ def run(cfg: DictConfig, overrides: str = "", sweep: bool = False) -> dict[str, 
     quiet(cfg.get("verbose", False))
     load_plugins(cfg.get("plugins"))
     plan = validate(cfg)
+    use_allocated_cpus()
     plan.device = job_device(cfg.trainer.accelerator)
     plan.gpu = plan.gpu.on(plan.device)  # all off on a CPU
     tracker = Tracker.from_config(cfg)

@@ -13,6 +13,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import LearningRateMonitor
+from pytorch_lightning.plugins.environments import LightningEnvironment
 
 from ..accelerator import trainer_options
 from ..console import TrainingBar
@@ -39,7 +40,14 @@ def lightning_trainer(cfg: DictConfig, plan: Plan, logger, callbacks, progress: 
     }
     bar = [TrainingBar()] if progress else []
     return pl.Trainer(
-        **options, logger=logger, callbacks=[*callbacks, *bar], enable_checkpointing=False, enable_model_summary=False
+        **options,
+        logger=logger,
+        callbacks=[*callbacks, *bar],
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        # One process per job, also inside a SLURM allocation: Lightning's SLURM environment would install
+        # its own requeue handler beside submitit's (hydra/launcher=slurm_*), and the two would fight.
+        plugins=[LightningEnvironment()],
     )
 
 

@@ -48,6 +48,7 @@ class Tags:
     VERDICT = "verdict"  # on an escalated job's number (record/checklist.py)
     VERDICT_EVIDENCE = "verdict_evidence"
     ERROR = "error"
+    THREADS = "cpu_threads"  # the CPU threads a job computed with (its allocation's, under SLURM)
     PROBE = "probe"  # border or statistics, on a probe's run and on a border probe's training run
     # On a report's summary run (role report): the newest of the study's is current, the older ones name it.
     CURRENT = "current"

@@ -43,7 +43,8 @@ SlurmctldPort=$(free_port)
 SlurmdPort=$(free_port)
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$dir/munge.socket
+# cred_expire: how long a requeued job waits before it starts again (120 s by default; 10 s here).
+AuthInfo=socket=$dir/munge.socket,cred_expire=10
 SlurmUser=root
 SlurmdUser=root
 ProctrackType=proctrack/linuxproc
