@@ -25,6 +25,20 @@ def _jobs(client, status=None):
     return [r for r in runs if status is None or r.info.status == status]
 
 
+def _start(args: list[str], log_path) -> subprocess.Popen:
+    """The CLI in a process group of its own (so SIGKILL reaches every process it starts), logging to log_path."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    with open(log_path, "w") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "covid_robustness", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
 def test_sigkill_then_rerun_finishes_missing_cells_without_duplicates(tmp_path):
     store = tmp_path / "mlruns"
     args = [
@@ -38,16 +52,7 @@ def test_sigkill_then_rerun_finishes_missing_cells_without_duplicates(tmp_path):
         f"tracking.dir={store}",
         f"hydra.sweep.dir={tmp_path / 'multirun'}",
     ]
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    with open(tmp_path / "first.log", "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "covid_robustness", *args],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = _start(args, tmp_path / "first.log")
     client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
     deadline = time.monotonic() + 600
     while True:  # kill as soon as two cells are done and a third has started
@@ -104,16 +109,7 @@ def test_a_training_killed_part_way_resumes_from_its_last_epoch_to_the_same_weig
     epochs = 4
     store = tmp_path / "killed"
     args = [*_training(store, epochs), f"hydra.run.dir={tmp_path / 'run'}"]
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    with open(tmp_path / "first.log", "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "covid_robustness", *args],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = _start(args, tmp_path / "first.log")
     deadline = time.monotonic() + 300
     while True:  # SIGKILL as soon as an epoch is saved: the next one is under way
         assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
