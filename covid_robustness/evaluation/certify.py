@@ -48,21 +48,26 @@ def noisy_counts(
     batch: int = 256,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """For each image of x (N x C x H x W, [0, 1] pixels), how often f answers each class over n noisy
-    copies: an N x num_classes count tensor. Noise is not clipped to [0, 1], as in Cohen et al."""
+    """For each image of x (N x C x H x W, [0, 1] pixels), how often f (in eval mode) answers each class
+    over n noisy copies: an N x num_classes count tensor. Noise is not clipped to [0, 1], as in Cohen et al."""
     counts = torch.zeros(len(x), num_classes, dtype=torch.long, device=x.device)
     per_image = max(1, batch // max(1, len(x)))  # copies of every image per forward pass
     done = 0
-    while done < n:
-        k = min(per_image, n - done)
-        copies = x.repeat_interleave(k, dim=0)
-        noise = torch.randn(copies.shape, generator=generator, device=x.device)  # a generator on x's device
-        logits = net(copies + sigma * noise)
-        if isinstance(logits, (tuple, list)):
-            logits = logits[0]
-        answers = logits.argmax(1).view(len(x), k)
-        counts += torch.nn.functional.one_hot(answers, num_classes).sum(1)
-        done += k
+    was_training = net.training
+    net.eval()
+    try:
+        while done < n:
+            k = min(per_image, n - done)
+            copies = x.repeat_interleave(k, dim=0)
+            noise = torch.randn(copies.shape, generator=generator, device=x.device)  # a generator on x's device
+            logits = net(copies + sigma * noise)
+            if isinstance(logits, (tuple, list)):
+                logits = logits[0]
+            answers = logits.argmax(1).view(len(x), k)
+            counts += torch.nn.functional.one_hot(answers, num_classes).sum(1)
+            done += k
+    finally:
+        net.train(was_training)
     return counts
 
 
@@ -79,13 +84,8 @@ def certify(
 ) -> Certificate:
     """Cohen et al.'s CERTIFY for each image of x: the class chosen on n0 copies, its probability bounded
     on n others, the radius sigma * Phi^-1(pA) where pA > 1/2, else an abstention."""
-    was_training = net.training
-    net.eval()
-    try:
-        chosen = noisy_counts(net, x, n0, sigma, num_classes, batch, generator).argmax(1)
-        counts = noisy_counts(net, x, n, sigma, num_classes, batch, generator)
-    finally:
-        net.train(was_training)
+    chosen = noisy_counts(net, x, n0, sigma, num_classes, batch, generator).argmax(1)
+    counts = noisy_counts(net, x, n, sigma, num_classes, batch, generator)
     top = counts.gather(1, chosen[:, None])[:, 0].cpu().numpy()
     p_lower = lower_confidence_bound(top, n, alpha)
     certified = p_lower > 0.5
@@ -106,12 +106,7 @@ def predict(
 ) -> np.ndarray:
     """Cohen et al.'s PREDICT: the top class over n noisy copies, ABSTAIN where a two-sided binomial test
     of the top two counts does not reject equal odds at alpha."""
-    was_training = net.training
-    net.eval()
-    try:
-        counts = noisy_counts(net, x, n, sigma, num_classes, batch, generator).cpu().numpy()
-    finally:
-        net.train(was_training)
+    counts = noisy_counts(net, x, n, sigma, num_classes, batch, generator).cpu().numpy()
     order = np.argsort(-counts, axis=1, kind="stable")
     answers = order[:, 0].copy()
     for i, row in enumerate(counts):
