@@ -10,11 +10,11 @@ statistics existed (or with other statistics) is decoded and written again.
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ..files import written_aside
 from .duplicates import HASH_NAME, image_hashes
 from .filestats import FILE_STATS
 from .folder import TRAINING_FOLDER, list_images, read_folder
@@ -61,9 +61,7 @@ def read_folder_cached(
         root, classes, class_dirs, size, skip_unreadable, settings, stats=True, harmonise=harmonise
     )
     hashes = image_hashes(images)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
+    with written_aside(path) as tmp, open(tmp, "wb") as f:  # np.savez would add .npz to a name
         np.savez(
             f,
             images=images,
@@ -73,5 +71,4 @@ def read_folder_cached(
             stats=stats,
             stats_names=np.array(FILE_STATS),
         )
-    os.replace(tmp, path)  # readers never see a half-written entry
     return images, labels, hashes, skipped, stats

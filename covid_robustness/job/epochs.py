@@ -9,15 +9,15 @@ nondeterministic kernels differ between any two runs). Lightning's own ModelChec
 a kill during its write would leave half a file under the name, so this one writes aside and renames.
 """
 
-import os
 import random
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from pytorch_lightning.callbacks import Callback
+
+from ..files import written_aside
 
 
 def random_states() -> dict:
@@ -86,15 +86,8 @@ class EpochCheckpoint(Callback):
     def on_train_epoch_start(self, trainer, pl_module):
         if self._pending is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
+        with written_aside(self.path) as tmp:
             trainer.strategy.save_checkpoint(self._pending, tmp)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         self._pending = None
 
 

@@ -5,8 +5,6 @@ stored under that key, so the jobs of a sweep that differ only in how they attac
 """
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -19,6 +17,7 @@ from ..accelerator import trainer_options
 from ..console import TrainingBar
 from ..data.datamodule import CXRDataModule
 from ..errors import ConfigError
+from ..files import written_aside
 from ..models.module import CXRClassifier
 from ..models.registry import count_params, model_kwargs, spec
 from ..record import TRAINING_ROLE, Metrics, Tags
@@ -152,17 +151,9 @@ def obtain_model(cfg: DictConfig, plan: Plan, dm: CXRDataModule, tracker: Tracke
 
 
 def save_checkpoint(module: CXRClassifier, path: Path) -> None:
-    """Write to a temporary file and rename, so a half-written checkpoint is never seen under its name."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {"hparams": dict(module.hparams), "state_dict": module.state_dict()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Written aside and renamed, so a half-written checkpoint is never seen under its name."""
+    with written_aside(path) as tmp:
+        torch.save({"hparams": dict(module.hparams), "state_dict": module.state_dict()}, tmp)
 
 
 def load_checkpoint(path: Path, model: str | None = None) -> CXRClassifier:
