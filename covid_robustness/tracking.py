@@ -185,19 +185,20 @@ class Tracker:
         """The training's last finished epoch (job/epochs.py), while it trains; gone once it is done."""
         return self.root / "checkpoints" / f"{key}.last.ckpt"
 
-    def reopen(self, run_id: str) -> bool:
-        """Set an interrupted run of this study RUNNING again, without the error its interruption left;
-        False when no such run is in this study (deleted, or another store)."""
+    def reopen(self, run_id: str) -> dict[str, str] | None:
+        """Set an interrupted run of this study RUNNING again, without the error its interruption left, and
+        return its other tags; None when no such run is in this study (deleted, or another store)."""
         try:
             run = self.client.get_run(run_id)
         except MlflowException:
-            return False
+            return None
         if run.info.experiment_id != self.experiment_id or run.info.lifecycle_stage != "active":
-            return False
-        if Tags.ERROR in run.data.tags:
+            return None
+        tags = dict(run.data.tags)
+        if tags.pop(Tags.ERROR, None) is not None:
             self.client.delete_tag(run_id, Tags.ERROR)
         self.client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
-        return True
+        return tags
 
     def lock(self, name: str) -> FileLock:
         """An inter-process lock beside the store; the OS releases it if its holder dies."""

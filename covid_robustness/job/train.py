@@ -71,8 +71,11 @@ def train(
     kind = "plain" if adversarial is None else f"adversarial ({adversarial['method']})"
     partial = tracker.epochs_path(key)
     progress = saved_progress(partial)
-    if progress is not None and not tracker.reopen(progress["run_id"]):
-        progress = None  # its run is gone from the study: train from the start, in a new run
+    reopened = None if progress is None else tracker.reopen(progress["run_id"])
+    if reopened is None:
+        progress = None  # nothing to resume, or its run is gone from the study: a new run from epoch 0
+    params, with_stats = count_params(module.net.net)
+    info = dm.dataset_info()
     if progress is None:
         logger = tracker.logger(
             run_name=f"train {cfg.model.name}"
@@ -81,13 +84,13 @@ def train(
             tags={Tags.ROLE: TRAINING_ROLE, Tags.TRAINING: kind, **tags},
         )
         run_id = logger.run_id
-        log_training(cfg, module, tracker, run_id, dm)
+        log_training(cfg, tracker, run_id, (params, with_stats), info)
     else:
         run_id = progress["run_id"]
         logger = tracker.logger(run_id=run_id)
         done = f"{progress['epochs']} of {cfg.trainer.max_epochs}"
         log.info("resuming the training of %s (key %s) after epoch %s", cfg.model.name, key, done)
-        resumed = tracker.client.get_run(run_id).data.tags.get(Tags.RESUMED)
+        resumed = reopened.get(Tags.RESUMED)
         tracker.set_tags(run_id, {Tags.RESUMED: done if resumed is None else f"{resumed}, {done}"})
     epochs = EpochCheckpoint(partial, run_id, 0.0 if progress is None else progress["seconds"])
     trainer = lightning_trainer(
@@ -95,7 +98,6 @@ def train(
     )
     trainer.fit(module, datamodule=dm, ckpt_path=None if progress is None else partial, weights_only=True)
     tracker.log_metrics(run_id, {Metrics.TRAINING_SECONDS: epochs.elapsed()})
-    params, with_stats = count_params(module.net.net)
     path = tracker.checkpoint_path(key)
     save_checkpoint(module, path)
     tracker.set_tags(run_id, {Tags.CHECKPOINT: str(path)})
@@ -110,17 +112,17 @@ def train(
             "parameters_with_bn_stats": str(with_stats),
         },
         tags={Tags.TRAINING: kind},
-        dataset=dm.dataset_info(),
+        dataset=info,
     )
     partial.unlink(missing_ok=True)  # the weights are saved: the epochs' state is done with
     return module, run_id
 
 
-def log_training(cfg: DictConfig, module: CXRClassifier, tracker: Tracker, run_id: str, dm: CXRDataModule) -> None:
+def log_training(cfg: DictConfig, tracker: Tracker, run_id: str, sizes: tuple[int, int], info: dict) -> None:
     """What a new training run records before its first epoch: its settings, sizes and data."""
     # What made these weights: not the attack, the evaluation or a test-time defense that may reuse them.
     tracker.log_params(run_id, {k: v for k, v in flatten(job_settings(cfg)).items() if not is_evaluation_param(k)})
-    params, with_stats = count_params(module.net.net)
+    params, with_stats = sizes
     paper = spec(cfg.model.name).paper_params
     tracker.log_metrics(
         run_id,
@@ -130,7 +132,7 @@ def log_training(cfg: DictConfig, module: CXRClassifier, tracker: Tracker, run_i
             **({} if paper is None else {Metrics.PAPER_PARAMETERS: paper}),
         },
     )
-    tracker.log_dataset(run_id, dm.dataset_info(), context="training")
+    tracker.log_dataset(run_id, info, context="training")
 
 
 def obtain_model(cfg: DictConfig, plan: Plan, dm: CXRDataModule, tracker: Tracker, key: str, tags: dict):
