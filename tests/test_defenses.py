@@ -282,16 +282,19 @@ class _Recording(PyTorchClassifier):
         return super().loss_gradient(x, y, **kwargs)
 
 
-def test_apgd_takes_arts_steps_and_fools_at_least_as_many(data, trained):
+@pytest.mark.parametrize("norm, eps", [(np.inf, 2 / 255), (2, 0.1)])
+def test_apgd_takes_arts_steps_and_fools_at_least_as_many(data, trained, norm, eps):
     x, y = data[0][128:192], data[1][128:192]
     clf = build_classifier(trained, SIZE, 2, cls=_Recording)
-    eps = 2 / 255
-    kw = dict(norm=np.inf, eps=eps, eps_step=2 * eps, max_iter=50, nb_random_init=1, batch_size=64, verbose=False)
+    kw = dict(norm=norm, eps=eps, eps_step=2 * eps, max_iter=50, nb_random_init=1, batch_size=64, verbose=False)
     fooled = {}
     for cls in (AutoProjectedGradientDescent, APGD):
         np.random.seed(0)
         x_adv = cls(clf, **kw).generate(x, y)
-        assert np.abs(x_adv - x).max() <= eps + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
+        distance = (
+            np.abs(x_adv - x).max() if norm == np.inf else np.linalg.norm((x_adv - x).reshape(len(x), -1), axis=1).max()
+        )
+        assert distance <= eps * (1 + 1e-6) + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
         fooled[cls] = clf.predict(x_adv).argmax(1) != y
     assert 0 < fooled[AutoProjectedGradientDescent].sum() < len(y)
     assert (fooled[APGD] | ~fooled[AutoProjectedGradientDescent]).all()

@@ -31,6 +31,7 @@ from covid_robustness.data.classes import COVID, NORMAL
 from covid_robustness.data.synthetic import synthetic_dataset
 from covid_robustness.defenses.transforms import BPDA
 from covid_robustness.errors import ConfigError
+from covid_robustness.evaluation.checks import AttackCheckError, check_adversarial_batch
 from covid_robustness.evaluation.passes import PassCounter
 
 SIZE = 32
@@ -422,6 +423,51 @@ def test_without_early_stop_pgd_and_fgsm_return_arts_images(data, classifier, ta
         no_labels = PGD(classifier, eps=EPS, eps_step=2.5 * EPS / 10, max_iter=10, batch_size=32, early_stop=False)
         np.testing.assert_allclose(no_labels.generate(x), _art_pgd(classifier, batch_size=32).generate(x), atol=1e-6)
         assert no_labels.passes["forward"] == len(x)  # the prediction pass
+
+
+def _l2(a, b):
+    return np.linalg.norm((a - b).reshape(len(a), -1).astype(np.float64), axis=1)
+
+
+def test_l2_pgd_and_fgsm_return_arts_images_and_stay_in_the_l2_ball(data, classifier):
+    x, y = data[0][:64], data[1][:64]
+    eps = 0.5  # an L2 length on [0, 1] pixels (32 x 32: 8/255 in every pixel is 1.0)
+    art = ProjectedGradientDescent(
+        classifier, norm=2, eps=eps, eps_step=0.125, max_iter=10, batch_size=32, verbose=False
+    ).generate(x, y)
+    ours = PGD(classifier, eps, 0.125, max_iter=10, batch_size=32, early_stop=False, norm=2).generate(x, y)
+    np.testing.assert_allclose(ours, art, rtol=0, atol=1e-6)
+    assert _l2(ours, x).max() <= eps * (1 + 1e-6) and _l2(ours, x).max() > 0.9 * eps
+    assert 0 < _fools(classifier, ours, y).sum() < len(y)
+    art = FastGradientMethod(classifier, norm=2, eps=eps, batch_size=32).generate(x, y)
+    fgsm = FGSM(classifier, eps=eps, batch_size=32, early_stop=False, norm=2).generate(x, y)
+    np.testing.assert_allclose(fgsm, art, rtol=0, atol=1e-6)
+    # early stopping keeps every image ART's last iterate fools, inside the same ball
+    early = build_attack(
+        {"name": "pgd", "impl": "fast", "norm": 2, "eps": eps, "eps_step": 0.125, "max_iter": 10}, classifier
+    )
+    fast = early.generate(x, y)
+    assert (_fools(classifier, fast, y) | ~_fools(classifier, art, y)).all() and _l2(fast, x).max() <= eps * (1 + 1e-6)
+    np.random.seed(0)
+    apgd = build_attack({"name": "apgd", "impl": "fast", "norm": 2, "eps": eps, "max_iter": 10}, classifier).generate(
+        x, y
+    )
+    assert (
+        _l2(apgd, x).max() <= eps * (1 + 1e-6)
+        and _fools(classifier, apgd, y).sum() >= _fools(classifier, ours, y).sum()
+    )
+
+
+def test_the_evaluation_checks_the_l2_ball():
+    x = np.full((2, 1, 4, 4), 0.5, np.float32)
+    inside, outside = x.copy(), x.copy()
+    inside[:, 0, 0, :] += 0.25  # L2 0.5, L-inf 0.25
+    outside[:, 0, :2, :] += 0.25  # L2 0.707
+    check_adversarial_batch(x, inside, 0.5, "pgd", norm=2)
+    with pytest.raises(AttackCheckError, match="left the L2 ball"):
+        check_adversarial_batch(x, outside, 0.5, "pgd", norm=2)
+    with pytest.raises(AttackCheckError, match="left the epsilon ball"):
+        check_adversarial_batch(x, inside, 0.2, "pgd")
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,9 @@ BAD = [
     ("radius", "attack.eps=0"),  # the largest budget searched must be positive
     ("pgd", "attack.target_class=Pneumonia-Viral"),  # not a class of the binary task
     ("apgd", "attack.target_class=normal"),  # class names are spelled as the task's
+    ("pgd", "attack.norm=1"),  # L-inf or L2
+    ("fgsm_art", "attack.norm=1"),
+    ("apgd", "attack.norm=two"),
 ]
 
 

@@ -1,4 +1,4 @@
-"""APGD (Croce & Hein 2020; L-inf) in which an image fooled at any iterate stays fooled.
+"""APGD (Croce & Hein 2020; L-inf or L2) in which an image fooled at any iterate stays fooled.
 
 ART's AutoProjectedGradientDescent judges success at the final iterate only: an image that an
 intermediate iterate misclassified and the final one did not comes back as its random start and counts
@@ -33,6 +33,7 @@ from art.config import ART_NUMPY_DTYPE
 from art.estimators.classification import PyTorchClassifier
 from art.utils import check_and_transform_label_format, get_labels_np_array, projection, random_sphere
 
+from .gradient import checked_norm
 from .own import model_outputs
 from .registry import register_attack
 
@@ -64,11 +65,12 @@ class APGD(AutoProjectedGradientDescent):
         EOT included; ART's loss_type options would rebuild a plain PyTorchClassifier around the model."""
         if params.get("eps_step") is None:
             params["eps_step"] = 2 * eps  # AutoAttack's initial step
-        return cls(clf, norm=np.inf, eps=eps, loss_type=None, verbose=False, one_pass=one_pass, **params)
+        norm = checked_norm(params.pop("norm", np.inf))
+        return cls(clf, norm=norm, eps=eps, loss_type=None, verbose=False, one_pass=one_pass, **params)
 
     def generate(self, x: np.ndarray, y: np.ndarray | None = None, **kwargs) -> np.ndarray:
-        if self.norm not in (np.inf, "inf") or kwargs.get("mask") is not None:
-            raise NotImplementedError("APGD here is L-inf and without a mask")
+        if self.norm not in (np.inf, "inf", 2) or kwargs.get("mask") is not None:
+            raise NotImplementedError("APGD here is L-inf or L2, and without a mask")
         if self.targeted and y is None:
             raise ValueError("Target labels `y` need to be provided for a targeted attack.")
         clf = self.estimator
@@ -107,6 +109,13 @@ class APGD(AutoProjectedGradientDescent):
         wrong = torch.stack(hits).all(0).cpu().numpy()
         return (-f if self.targeted else f), wrong, grad
 
+    def _direction(self, grad: np.ndarray) -> np.ndarray:
+        """ART's step direction: sign(grad) in L-inf, grad / (||grad||_2 + 1e-7) in L2."""
+        if self.norm in (np.inf, "inf"):
+            return np.sign(grad)
+        axes = tuple(range(1, grad.ndim))
+        return grad / (np.sqrt(np.sum(np.square(grad), axis=axes, keepdims=True)) + 10e-8)
+
     def _run(self, x0: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One run on correctly classified images: per image the point to return, and whether it fools."""
         lo, hi = self.estimator.clip_values
@@ -139,7 +148,7 @@ class APGD(AutoProjectedGradientDescent):
             if not len(idx):
                 break
             grad = self.estimator.loss_gradient(x, y) if g is None else g
-            z = project(x + eta.reshape(shape) * np.sign(-grad if self.targeted else grad))
+            z = project(x + eta.reshape(shape) * self._direction(-grad if self.targeted else grad))
             if k:  # momentum; ART's first step has none
                 z = project(x + 0.75 * (z - x) + 0.25 * (x - prev))
             f, wrong, g = self._evaluate(z, y, gradient=self.one_pass and k + 1 < self.max_iter)

@@ -19,7 +19,7 @@ from ..errors import ConfigError
 from .apgd import APGD
 from .bounded import bounded
 from .classifier import with_loss
-from .gradient import pgd_step
+from .gradient import checked_norm, pgd_step
 from .margin import MarginLoss
 from .registry import register_attack
 
@@ -36,7 +36,7 @@ def _every_step(name: str, params: dict) -> None:
 @register_attack("fgsm", needs_eps=True, takes_eps=True, label="FGSM")
 def _fgsm(clf, eps, params):
     _every_step("fgsm", params)
-    return FastGradientMethod(clf, norm=np.inf, eps=eps, **params)
+    return FastGradientMethod(clf, norm=checked_norm(params.pop("norm", np.inf)), eps=eps, **params)
 
 
 @register_attack("pgd", needs_eps=True, takes_eps=True, label="PGD")
@@ -44,7 +44,9 @@ def _pgd(clf, eps, params):
     _every_step("pgd", params)
     if params.get("eps_step") is None:
         params["eps_step"] = pgd_step(eps, params.get("max_iter", 100))
-    return ProjectedGradientDescent(clf, norm=np.inf, eps=eps, verbose=False, **params)
+    return ProjectedGradientDescent(
+        clf, norm=checked_norm(params.pop("norm", np.inf)), eps=eps, verbose=False, **params
+    )
 
 
 @register_attack("apgd", needs_eps=True, takes_eps=True, label="APGD")

@@ -1,4 +1,4 @@
-"""FGSM and PGD (L-inf) that spend gradient passes only on the images the model still classifies correctly.
+"""FGSM and PGD (L-inf or L2) that spend gradient passes only on the images the model still classifies correctly.
 
 ART's ProjectedGradientDescent and FastGradientMethod step every image of a batch max_iter times and
 return the last iterate, however early an image fell. Here, per batch of `batch_size` images:
@@ -8,7 +8,8 @@ return the last iterate, however early an image fell. Here, per batch of `batch_
         one classifier.loss_gradient pass at x_k over the images still attacked; its logits (read off the
         model by a hook) also say whether x_k fools the model: with early_stop, those images leave the
         batch and return x_k
-        x_{k+1} = ART's step: clip(x_k + eps_step * sign(grad)) to the clip values, projected onto the ball
+        x_{k+1} = ART's step: clip(x_k + eps_step * d) to the clip values, projected onto the ball, where d is
+        sign(grad) in L-inf and grad / ||grad||_2 in L2 (norm=2: eps and eps_step are L2 lengths)
     the others return x_max_iter (ART's result)
 
 So an image whose iterate j first fools the model costs j + 1 gradient passes instead of max_iter, an
@@ -56,6 +57,7 @@ class PGD(OwnEvasionAttack):
     """ART's L-inf ProjectedGradientDescent (same parameters), in which an image that falls leaves the batch."""
 
     attack_params = EvasionAttack.attack_params + [
+        "norm",
         "eps",
         "eps_step",
         "max_iter",
@@ -81,12 +83,14 @@ class PGD(OwnEvasionAttack):
         targeted=False,
         early_stop=True,
         verbose=True,
+        norm=np.inf,
     ) -> None:
-        """Parameters as ART's ProjectedGradientDescent with norm=np.inf; early_stop: an image leaves at the
-        first iterate that fools the model (False: every image takes every step, as in ART)."""
+        """Parameters as ART's ProjectedGradientDescent with norm np.inf ("inf") or 2; early_stop: an image
+        leaves at the first iterate that fools the model (False: every image takes every step, as in ART)."""
         super().__init__(classifier, locals())
 
     def _check_params(self) -> None:
+        self.norm = checked_norm(self.norm)
         for name, positive in (("eps", False), ("eps_step", True)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (positive and value == 0):
@@ -209,8 +213,8 @@ class PGD(OwnEvasionAttack):
         return grad, self._fools(outputs, labels)
 
     def _random_start(self, x: torch.Tensor) -> torch.Tensor:
-        """ART's random start: uniform in the L-inf ball (numpy's global generator), then clipped."""
-        noise = random_sphere(len(x), x[0].numel(), self.eps, np.inf).reshape(x.shape).astype(ART_NUMPY_DTYPE)
+        """ART's random start: uniform in the ball (numpy's global generator), then clipped."""
+        noise = random_sphere(len(x), x[0].numel(), self.eps, self.norm).reshape(x.shape).astype(ART_NUMPY_DTYPE)
         return self._clip(x + torch.from_numpy(noise).to(x.device))
 
     def _clip(self, x: torch.Tensor) -> torch.Tensor:
@@ -220,26 +224,52 @@ class PGD(OwnEvasionAttack):
         return torch.max(torch.min(x, hi), lo)
 
     def _step(self, x: torch.Tensor, x_init: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-        """ART's PGD step in its float32 order: x + eps_step * sign(grad), clipped, then x_init + the
-        difference clipped to [-eps, eps]."""
+        """ART's PGD step in its float32 order: x + eps_step * d (d = sign(grad), or grad / ||grad||_2),
+        clipped, then x_init + the difference projected onto the ball."""
         grad = grad * (-1 if self.targeted else 1)
         grad = torch.where(torch.isnan(grad), torch.zeros_like(grad), grad)
-        step = torch.tensor(np.array(self.eps_step, dtype=ART_NUMPY_DTYPE)).to(x.device) * grad.sign()
+        if self.norm == 2:  # ART: |g| * (1 / ||g||_2, or 0 where g = 0), times sign(g)
+            flat = grad.reshape(len(grad), -1)
+            q = torch.linalg.norm(flat, ord=2, dim=1, keepdim=True)
+            direction = ((flat.abs() * q.where(q == 0, 1 / q)) * flat.sign()).reshape(grad.shape)
+        else:
+            direction = grad.sign()
+        step = torch.tensor(np.array(self.eps_step, dtype=ART_NUMPY_DTYPE)).to(x.device) * direction
         x = self._clip(x + step)
+        if self.norm == 2:
+            # ART scales d by min(1, eps / ||d||_2) with eps in float64 and rounds to float32.
+            d = (x - x_init).reshape(len(x), -1)
+            length = torch.linalg.norm(d, ord=2, dim=1, keepdim=True)
+            scale = length.where(
+                length == 0,
+                torch.clamp(torch.tensor(float(self.eps), dtype=torch.float64).to(x.device) / length, max=1.0),
+            )
+            return (d * scale).to(x.dtype).reshape(x.shape) + x_init
         # ART projects with sign(d) * min(|d|, eps) in float64 and rounds to float32: for a float32 d that
         # is d clamped to [-e, e] with e = float32(eps), which needs no float64 (absent on some devices).
         eps = torch.tensor(np.float32(self.eps)).to(x.device)
         return torch.max(torch.min(x - x_init, eps), -eps) + x_init
 
 
-class FGSM(PGD):
-    """ART's L-inf FastGradientMethod (minimal=False): one step of eps, where an image misclassified at
-    the start (with early_stop) returns unchanged."""
+def checked_norm(norm) -> float:
+    """np.inf for np.inf or "inf", 2.0 for 2; ValueError for any other norm."""
+    if norm in (np.inf, "inf"):
+        return np.inf
+    if norm == 2 and not isinstance(norm, bool):
+        return 2.0
+    raise ValueError(f"`norm` must be inf or 2, not {norm!r}.")
 
-    attack_params = EvasionAttack.attack_params + ["eps", "batch_size", "targeted", "minimal", "early_stop"]
+
+class FGSM(PGD):
+    """ART's FastGradientMethod (minimal=False), L-inf or L2: one step of eps, where an image misclassified
+    at the start (with early_stop) returns unchanged."""
+
+    attack_params = EvasionAttack.attack_params + ["norm", "eps", "batch_size", "targeted", "minimal", "early_stop"]
     max_iter, num_random_init, verbose = 1, 0, False
 
-    def __init__(self, classifier, eps=0.3, targeted=False, batch_size=32, minimal=False, early_stop=True) -> None:
+    def __init__(
+        self, classifier, eps=0.3, targeted=False, batch_size=32, minimal=False, early_stop=True, norm=np.inf
+    ) -> None:
         OwnEvasionAttack.__init__(self, classifier, locals())
 
     @property
@@ -247,6 +277,7 @@ class FGSM(PGD):
         return self.eps
 
     def _check_params(self) -> None:
+        self.norm = checked_norm(self.norm)
         if self.minimal is not False:
             raise ValueError("`minimal` (ART's search for the smallest eps) needs impl art; here it must be False.")
         if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float)) or self.eps < 0:

@@ -17,6 +17,18 @@ from .registry import ATTACKS, attack_names
 # The attacks that craft toward a target class (attack.target_class), in every implementation.
 TARGETED = ("fgsm", "pgd", "apgd", "cw")
 EPS_UNITS = ("pixel", "std")
+
+
+def attack_norm(cfg: dict) -> float:
+    """The norm of the ball attack.eps bounds: inf (also without the key) or 2.0; ConfigError for another."""
+    norm = cfg.get("norm", "inf")
+    if isinstance(norm, str) and norm == "inf" or isinstance(norm, float) and norm == float("inf"):
+        return float("inf")
+    if isinstance(norm, (int, float)) and not isinstance(norm, bool) and norm == 2:
+        return 2.0
+    raise ConfigError(f"attack.norm={norm!r} is not a norm here; choose inf (an L-inf ball) or 2 (an L2 ball).")
+
+
 # The only classes an attack's _target_ may name.
 EVASION = "art.attacks.evasion."
 TARGET = "_target_"
@@ -96,6 +108,7 @@ def validate_attack(cfg: dict) -> None:
             f"attack.eps_unit={unit!r} is not a unit; choose pixel ([0, 1] pixels) or std "
             "(standard deviations of the training pixels)."
         )
+    l2 = attack_norm(cfg) == 2
     needs_eps, allows_eps = _eps_rule(cfg)
     if cfg.get("target_class") is not None and (TARGET in cfg or name not in TARGETED):
         raise ConfigError(
@@ -108,8 +121,9 @@ def validate_attack(cfg: dict) -> None:
         raise ConfigError(
             f"attack {name} has no epsilon (attack.eps={eps}); set attack.eps=null and size it with its own parameters."
         )
-    # In std units the upper bound depends on the model's std: in_pixels checks the converted budget.
-    upper = 1.0 if unit == "pixel" else float("inf")
+    # In std units the upper bound depends on the model's std: in_pixels checks the converted budget. An L2
+    # length is bounded by the image's size only.
+    upper = 1.0 if unit == "pixel" and not l2 else float("inf")
     if eps is not None and (isinstance(eps, bool) or not isinstance(eps, (int, float))):
         raise ConfigError(
             f"attack.eps={eps!r} is not a number; give an L-inf budget on [0, 1] pixels such as 0.0314 or "

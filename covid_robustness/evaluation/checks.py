@@ -11,7 +11,11 @@ class AttackCheckError(RuntimeError):
     """An attack produced something that invalidates the evaluation."""
 
 
-def check_adversarial_batch(x: np.ndarray, x_adv: np.ndarray, eps: float | None, attack: str) -> None:
+def check_adversarial_batch(
+    x: np.ndarray, x_adv: np.ndarray, eps: float | None, attack: str, norm: float = np.inf
+) -> None:
+    """Stop on examples of the wrong shape, non-finite, outside [0, 1] or outside the eps ball of the norm
+    (np.inf or 2)."""
     if x_adv.shape != x.shape:
         raise AttackCheckError(f"attack {attack} returned shape {x_adv.shape} for input of shape {x.shape}.")
     if not np.isfinite(x_adv).all():
@@ -21,7 +25,14 @@ def check_adversarial_batch(x: np.ndarray, x_adv: np.ndarray, eps: float | None,
         raise AttackCheckError(
             f"attack {attack} left the valid pixel range [0, 1]: its pixels span [{lo:.4f}, {hi:.4f}]."
         )
-    if eps is not None:
+    if eps is not None and norm == 2:
+        # float32 sums over every pixel: the tolerance grows with the length.
+        l2 = float(np.linalg.norm((x_adv - x).reshape(len(x), -1).astype(np.float64), axis=1).max(initial=0.0))
+        if l2 > eps * (1 + 1e-5) + TOLERANCE:
+            raise AttackCheckError(
+                f"attack {attack} left the L2 ball: max ||x_adv - x||_2 = {l2:.5f} > eps = {eps:.5f}."
+            )
+    elif eps is not None:
         linf = float(np.abs(x_adv - x).max())
         if linf > eps + TOLERANCE:
             raise AttackCheckError(

@@ -21,6 +21,7 @@ from ..attacks.build import build_attack
 from ..attacks.classifier import build_classifier
 from ..attacks.reset import reset_attack
 from ..attacks.resolve import in_pixels
+from ..attacks.validation import attack_norm
 from ..defenses.transforms import build_classifiers, predict, scores
 from ..record import RADIUS, Metrics, Tags
 from .calibration import calibration_metrics
@@ -222,7 +223,8 @@ def _evaluate(options: EvaluationOptions, net, test_set) -> EvaluationResult:
         crafting = {"transfer": build_classifier(options.source.eval(), image_size, options.num_classes)}
     attack_cfg, metrics = in_pixels(options.attack, float(net.std))
     name, eps, target = attack_cfg["name"], attack_cfg.get("eps"), attack_cfg.get("target_index")
-    escalating = options.escalate and escalates(name, eps, target)
+    norm = attack_norm(attack_cfg)
+    escalating = options.escalate and escalates(name, eps, target, norm)
     # Built once per job; an attack that keeps state between calls is reset before each batch.
     attacks = {evaluation: build_attack(attack_cfg, classifier) for evaluation, classifier in crafting.items()}
     if options.defense.preprocessor is not None:
@@ -249,7 +251,7 @@ def _evaluate(options: EvaluationOptions, net, test_set) -> EvaluationResult:
                 totals.seconds += time.perf_counter() - start
             totals.forward += passes.forward
             totals.backward += passes.backward
-            check_adversarial_batch(x, x_adv, eps, name)
+            check_adversarial_batch(x, x_adv, eps, name, norm)
             # Images the attack left as they were (attack=none leaves all) read as they did clean.
             pred, p = (
                 (pred_clean, p_clean)
@@ -323,10 +325,10 @@ def _evaluate(options: EvaluationOptions, net, test_set) -> EvaluationResult:
     return EvaluationResult(metrics, tags, examples, matrices, probabilities, radii)
 
 
-def escalates(name: str, eps: float | None, target: int | None) -> bool:
+def escalates(name: str, eps: float | None, target: int | None, norm: float = np.inf) -> bool:
     """Whether a cell's attack has a budget to escalate at: an untargeted attack in an L-inf ball (not the
-    radius search, whose budget is a search range)."""
-    return eps is not None and target is None and name != RADIUS
+    radius search, whose budget is a search range; escalation's ladder is L-inf)."""
+    return eps is not None and target is None and name != RADIUS and norm == np.inf
 
 
 def _escalation(options: EvaluationOptions, defended, crafted_on, twice, totals: _Totals, eps, image_size: int):

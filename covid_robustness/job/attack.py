@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 from ..accelerator import evaluation_batch_size
 from ..attacks.registry import attack_label
 from ..attacks.resolve import with_target
+from ..attacks.validation import attack_norm
 from ..data.datamodule import CXRDataModule
 from ..evaluation.callback import AdversarialEvaluation
 from ..evaluation.external import external_evaluation
@@ -32,6 +33,11 @@ from .train import lightning_trainer, obtain_model
 log = logging.getLogger(__name__)
 
 
+def _norm_suffix(attack: dict) -> str:
+    """ "-L2" for an attack in an L2 ball, "" in L-inf (the default threat model)."""
+    return "-L2" if attack_norm(attack) == 2 else ""
+
+
 def job_name(cfg: DictConfig) -> str:
     attack = resolved(cfg.attack)
     eps, defense = attack.get("eps"), cfg.defense.name
@@ -41,6 +47,7 @@ def job_name(cfg: DictConfig) -> str:
         f"{cfg.model.name}"
         + ("" if defense == "none" else f" [{defense}]")
         + f" {attack['name']}"
+        + _norm_suffix(attack).replace("-", " ")
         + budget
         + ("" if attack.get("target_class") is None else f" toward {attack['target_class']}")
         + ("" if source is None else f" from {source}")
@@ -101,7 +108,7 @@ def attack_and_track(
     run_tags = {
         **tags,
         Tags.ATTACK: attack["name"],
-        Tags.ATTACK_LABEL: attack_label(attack["name"], attack.get("_target_")),
+        Tags.ATTACK_LABEL: attack_label(attack["name"], attack.get("_target_")) + _norm_suffix(attack),
         Tags.SETTING: str(attack.get("setting")),
         Tags.DEFENSE: cfg.defense.name,
     }

@@ -295,6 +295,11 @@ class Job:
         )
 
     @property
+    def norm(self) -> float:
+        """The norm of the attack's ball (attack.norm): inf, or 2.0."""
+        return float(self.params.get(f"{sections.ATTACK}.norm", "inf"))
+
+    @property
     def cell(self) -> str:
         """What a job evaluates: two runs of one cell are reruns of one another, whatever else they share.
 

@@ -128,8 +128,9 @@ def verdict(job: Job, reasons: list[str]) -> tuple[str, str]:
     checks = checklist(job)
     evidence = "; ".join(dict.fromkeys([*reasons, *map(str, checks)]))  # the flags first, then every check
     if not checks:
-        if escalation_asked(job) or job.eps is None or job.target_class is not None or job.attack == RADIUS:
-            return "", ""  # nothing to escalate at (ST, attack=none, targeted, the radius search)
+        nothing = job.eps is None or job.target_class is not None or job.attack == RADIUS or job.norm != float("inf")
+        if escalation_asked(job) or nothing:
+            return "", ""  # nothing to escalate at (ST, attack=none, targeted, the radius search, an L2 ball)
         if reasons:  # the sweep's own checks flagged it, escalated or not
             return f"{MASKED} (sweep)", evidence
         return f"{NOT_ESTABLISHED} (no escalation run)", evidence

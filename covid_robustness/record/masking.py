@@ -45,6 +45,7 @@ class Result:
     max_iter: int | None = None
     untrained: bool = False  # the model is no better than always answering the majority class
     by_evaluation: tuple[tuple[str, float], ...] = ()  # (evaluation, accuracy) of a defended job
+    norm: float = float("inf")  # the ball's norm: budgets of different norms are not compared
 
 
 def _label(r: Result) -> str:
@@ -69,7 +70,7 @@ def masking_flags(results: list[Result]) -> dict[str, list[str]]:
     for r in results:
         if r.eps is not None:
             by_settings[(r.attack, r.settings)].append(r)
-            by_budget[(r.eps, r.images, r.context)].append(r)
+            by_budget[(r.eps, r.norm, r.images, r.context)].append(r)
     for (attack, _), group in by_settings.items():
         for hi in group:
             lo = min((r for r in group if r.eps < hi.eps), key=lambda r: r.accuracy, default=None)
@@ -89,7 +90,7 @@ def masking_flags(results: list[Result]) -> dict[str, list[str]]:
     for r in results:
         if r.attack not in GRADIENT_ATTACKS:
             continue
-        if r.eps is not None and r.eps >= 1 and r.accuracy > FULL_BALL_ACCURACY:
+        if r.eps is not None and r.norm == float("inf") and r.eps >= 1 and r.accuracy > FULL_BALL_ACCURACY:
             flags[r.run_id].append(f"{_label(r)} accuracy {r.accuracy:.3f} at eps {r.eps}: the ball holds every image")
         if r.untrained and r.clean_accuracy is not None and r.accuracy >= r.clean_accuracy:
             flags[r.run_id].append(
@@ -121,6 +122,7 @@ def result(job: Job) -> Result:
         max_iter=job.max_iter,
         untrained=job.untrained,
         by_evaluation=tuple(sorted(job.by_evaluation.items())),
+        norm=job.norm,
     )
 
 
