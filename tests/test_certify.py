@@ -9,7 +9,7 @@ import torch
 from scipy.stats import norm
 from torch import nn
 
-from covid_robustness.evaluation.certify import ABSTAIN, certify, lower_confidence_bound, predict
+from covid_robustness.evaluation.certify import ABSTAIN, Certificate, certify, lower_confidence_bound, predict
 
 SIGMA, N0, N, ALPHA = 0.25, 100, 20000, 0.001
 # signed distances to the hyperplane, in sigmas: one on it (the smoothed classifier cannot decide)
@@ -63,3 +63,86 @@ def test_the_clopper_pearson_bound_is_exact_at_its_ends():
     assert lower_confidence_bound(np.array([0]), 100, 0.05)[0] == 0
     # all n successes: the bound solves p^n = alpha
     assert lower_confidence_bound(np.array([100]), 100, 0.05)[0] == pytest.approx(0.05 ** (1 / 100))
+
+
+# ------------------------------------------------------------------ attack=certify: both bounds in one job
+
+RADII = (0.1, 0.3, 0.6)
+SETTINGS = dict(n0=32, n=1000, alpha=ALPHA, predict_n=101, attack_steps=10, attack_samples=4, radii=list(RADII))
+
+
+@pytest.fixture(scope="module")
+def images():
+    """40 images of 16 x 16 px at known distances to a linear classifier's hyperplane (0.02 to 1.0 on either
+    side), labelled with their side: the smoothed classifier is the linear one, its exact robust radius
+    the distance."""
+    g = torch.Generator().manual_seed(3)
+    w = torch.randn(256, generator=g)
+    w /= w.norm()
+    x0 = 0.3 + 0.4 * torch.rand(1, 1, 16, 16, generator=g)
+    distance = torch.linspace(0.02, 1.0, 20).repeat(2)
+    side = torch.tensor([1.0] * 20 + [-1.0] * 20)
+    x = x0 + (side * distance)[:, None, None, None] * w.view(1, 1, 16, 16)
+    y = (side > 0).long()
+    net = Linear(w, -float(x0.flatten() @ w))
+    return net, x.clamp(0, 1), y, distance.numpy()
+
+
+def _options(sigma=SIGMA):
+    from covid_robustness.defenses.transforms import build_defense
+    from covid_robustness.evaluation.options import EvaluationOptions
+
+    smoothing = {"_target_": "art.defences.preprocessor.GaussianAugmentation", "sigma": sigma, "augmentation": False}
+    smoothing |= {"apply_fit": False, "apply_predict": True}
+    defense = build_defense(
+        {"name": "smoothing", "preprocessor": smoothing, "random": True, "evaluations": ["bpda_eot"], "eot_samples": 2}
+    )
+    attack = {"name": "certify", "impl": "fast", "setting": "certificate", "eps": None, **SETTINGS}
+    return EvaluationOptions(attack, 2, 1, defense=defense, progress=False)
+
+
+@pytest.fixture(scope="module")
+def certified(images):
+    from torch.utils.data import TensorDataset
+
+    from covid_robustness.evaluation.evaluate import evaluate
+
+    net, x, y, _ = images
+    return evaluate(net, TensorDataset(x, y), _options())
+
+
+def test_certified_and_attacked_accuracy_bracket_the_exact_robust_accuracy(images, certified):
+    _, _, y, distance = images
+    m, cert = certified.metrics, certified.certificate
+    assert m["clean_accuracy"] >= 0.9 and m["attack_images"] == 40  # the vote may miss images within 0.5 sigma
+    previous = (1.0, 1.0)
+    for r in RADII:
+        exact = float((distance > r).mean())  # the linear classifier's robust accuracy at r
+        lower, upper = m[f"certified_accuracy_{r:g}"], m[f"attacked_accuracy_{r:g}"]
+        assert lower <= exact <= upper and (lower, upper) <= previous, r  # sound, and falling with r
+        previous = (lower, upper)
+        right = np.array(cert["attacked_right"][f"{r:g}"])
+        # the attack finds the hyperplane wherever it lies half a sigma inside the ball, and nothing beyond
+        assert not right[distance < r - 0.5 * SIGMA].any() and right[distance > r + 0.5 * SIGMA].all(), r
+        assert max(cert["l2"][f"{r:g}"]) <= r * (1 + 1e-5)
+    radius = np.array(cert["radius"])
+    assert (radius <= distance + 1e-9).all() and np.corrcoef(radius, distance)[0, 1] > 0.9
+    assert m["certify_conflicts"] >= 0 and m["smoothing_sigma"] == SIGMA
+
+
+def test_a_certificate_the_attack_breaks_stops_the_job(images, monkeypatch):
+    """Certificates far larger than the distances (a broken CERTIFY): the attack's votes contradict them."""
+    from torch.utils.data import TensorDataset
+
+    from covid_robustness.evaluation import smoothing
+    from covid_robustness.evaluation.checks import AttackCheckError
+    from covid_robustness.evaluation.evaluate import evaluate
+
+    def inflated(net, x, *args, **kwargs):
+        y = (net(x)[:, 1] > 0).long().numpy()
+        return Certificate(y, np.full(len(x), 5.0), np.full(len(x), 1 - 1e-9))
+
+    monkeypatch.setattr(smoothing, "certify", inflated)
+    net, x, y, _ = images
+    with pytest.raises(AttackCheckError, match="certified accuracy would exceed attacked accuracy"):
+        evaluate(net, TensorDataset(x, y), _options())

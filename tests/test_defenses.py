@@ -176,13 +176,19 @@ def test_bad_defense_configs_are_refused(change, message):
 
 
 def test_training_methods_are_registered_with_the_keys_they_take():
-    assert METHODS.names() == ["pgd", "fgsm_rs"] and METHODS.get("fgsm_rs").params == ("eps", "step")
-    with pytest.raises(ConfigError, match=r"method='trades' is not known; choose one of \['pgd', 'fgsm_rs'\]"):
+    assert METHODS.names() == ["pgd", "fgsm_rs", "gaussian"] and METHODS.get("fgsm_rs").params == ("eps", "step")
+    with pytest.raises(
+        ConfigError, match=r"method='trades' is not known; choose one of \['pgd', 'fgsm_rs', 'gaussian'\]"
+    ):
         validate_training({"method": "trades", "eps": 0.1})
     with pytest.raises(ConfigError, match=r"fgsm_rs does not take \['iterations'\]"):
         validate_training({"method": "fgsm_rs", "eps": 0.1, "iterations": 3})
     with pytest.raises(ConfigError, match="iterations=None must be a positive number"):
         validate_training({"method": "pgd", "eps": 0.1})
+    with pytest.raises(ConfigError, match="sigma=0 must be a positive noise level"):
+        validate_training({"method": "gaussian", "sigma": 0})
+    with pytest.raises(ConfigError, match=r"gaussian does not take \['eps'\]"):
+        validate_training({"method": "gaussian", "sigma": 0.25, "eps": 0.1})
     torch.manual_seed(0)
     x, y = torch.rand(4, 1, SIZE, SIZE), torch.tensor([0, 1, 0, 1])
     x_adv = adversarial_batch(TinyNet(), x, y, {"method": "pgd", "eps": 0.05, "iterations": 2})

@@ -52,7 +52,20 @@ def test_every_attack_config_has_a_bad_parameter_case():
         "st_art_rule",
         "pgd_toward_normal",
         "pgd_toward_covid",
+        "certify",  # needs a smoothed classifier: tested below
     }  # variants of a config above
+
+
+def test_certify_needs_a_smoothed_classifier_and_checks_its_settings():
+    validate(make_cfg("attack=certify", "defense=smoothing"))
+    validate(make_cfg("attack=pgd", "attack.norm=2", "attack.eps=1.5"))  # an L2 length may exceed 1
+    with pytest.raises(ConfigError, match="choose defense=smoothing"):
+        validate(make_cfg("attack=certify"))
+    for bad in ("attack.alpha=2", "attack.n=0", "attack.radii=[]", "attack.radii=[0.5,-1]", "+attack.eps_step=0.1"):
+        with pytest.raises(ConfigError):
+            validate(make_cfg("attack=certify", "defense=smoothing", bad))
+    with pytest.raises(ConfigError, match="sigma=0 must be a positive noise level"):
+        validate(make_cfg("attack=certify", "defense=smoothing", "defense.sigma=0"))
 
 
 @pytest.mark.parametrize("attack, override", BAD)

@@ -1,4 +1,5 @@
-"""Adversarial examples for training: PGD (Madry et al. 2018) and FGSM with a random start (Wong et al. 2020).
+"""Adversarial examples for training: PGD (Madry et al. 2018) and FGSM with a random start (Wong et al. 2020);
+and Gaussian noise, the training of randomized smoothing's base classifier (Cohen et al. 2019).
 
 Written here rather than taken from ART: ART's attacks query the model through PyTorchClassifier, which
 switches the model to eval mode for every gradient, and its trainers train with BatchNorm in eval mode
@@ -70,12 +71,23 @@ def fgsm_rs(net: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, step: 
     return _project(x_adv + step * _input_gradient(net, x_adv, y).sign(), x, eps).detach()
 
 
+@METHODS.register("gaussian", params=("sigma",))
+def gaussian(net: nn.Module, x: torch.Tensor, y: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian noise of standard deviation sigma on the [0, 1] pixels, not clipped: the training of a base
+    classifier for randomized smoothing (Cohen et al. 2019), which sees the same noise when certified."""
+    return x + sigma * torch.randn_like(x)
+
+
 def validate_training(cfg: dict | None) -> None:
     if cfg is None:
         return
     method = METHODS.get(cfg.get("method"))
+    if "sigma" in method.params:
+        sigma = cfg.get("sigma")
+        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma > 0:
+            raise ConfigError(f"defense.training.sigma={sigma!r} must be a positive noise level on [0, 1] pixels.")
     eps = cfg.get("eps")
-    if not isinstance(eps, (int, float)) or not 0 < eps <= 1:
+    if "eps" in method.params and (not isinstance(eps, (int, float)) or not 0 < eps <= 1):
         raise ConfigError(f"defense.training.eps={eps!r} must lie in (0, 1] on [0, 1] pixels (8/255 = 0.0314).")
     if "iterations" in method.params and (not isinstance(cfg.get("iterations"), int) or cfg["iterations"] < 1):
         raise ConfigError(f"defense.training.iterations={cfg.get('iterations')!r} must be a positive number of steps.")

@@ -106,7 +106,12 @@ def predict(
 ) -> np.ndarray:
     """Cohen et al.'s PREDICT: the top class over n noisy copies, ABSTAIN where a two-sided binomial test
     of the top two counts does not reject equal odds at alpha."""
-    counts = noisy_counts(net, x, n, sigma, num_classes, batch, generator).cpu().numpy()
+    return abstaining(noisy_counts(net, x, n, sigma, num_classes, batch, generator).cpu().numpy(), alpha)
+
+
+def abstaining(counts: np.ndarray, alpha: float) -> np.ndarray:
+    """PREDICT's answer from the counts of noisy copies (N x classes): the top class, ABSTAIN where a
+    two-sided binomial test of the top two counts does not reject equal odds at alpha."""
     order = np.argsort(-counts, axis=1, kind="stable")
     answers = order[:, 0].copy()
     for i, row in enumerate(counts):

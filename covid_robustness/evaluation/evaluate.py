@@ -21,6 +21,7 @@ from ..attacks.build import build_attack
 from ..attacks.classifier import build_classifier
 from ..attacks.reset import reset_attack
 from ..attacks.resolve import in_pixels
+from ..attacks.smoothing import CERTIFY
 from ..attacks.validation import attack_norm
 from ..defenses.transforms import build_classifiers, predict, scores
 from ..record import RADIUS, Metrics, Tags
@@ -176,6 +177,7 @@ class EvaluationResult:
     confusion: dict[str, np.ndarray] = field(default_factory=dict)  # clean, adversarial: true x predicted counts
     probabilities: dict[str, np.ndarray] = field(default_factory=dict)  # labels, clean, adversarial (N x C)
     radii: np.ndarray | None = None  # attack=radius: per attacked image, its robust radius (radius.py)
+    certificate: dict | None = None  # attack=certify: per image, its certificate and attacked results (smoothing.py)
 
 
 def evaluate(net: torch.nn.Module, test_set: Dataset, options: EvaluationOptions) -> EvaluationResult:
@@ -194,7 +196,7 @@ def evaluate(net: torch.nn.Module, test_set: Dataset, options: EvaluationOptions
             p.requires_grad_(False)
         # Attacks need gradients with respect to the input only; callers may hold inference mode.
         with torch.inference_mode(False), torch.enable_grad():
-            result = _evaluate(options, net.eval(), test_set)
+            result = _evaluation(options)(options, net.eval(), test_set)
     finally:
         for p in weights:
             p.requires_grad_(True)
@@ -206,6 +208,15 @@ def evaluate(net: torch.nn.Module, test_set: Dataset, options: EvaluationOptions
             )
         )
     return result
+
+
+def _evaluation(options: EvaluationOptions):
+    """attack=certify's evaluation (smoothing.py, which builds on this module's results), else the attack's."""
+    if options.attack.get("name") == CERTIFY:
+        from .smoothing import smoothing_evaluation
+
+        return smoothing_evaluation
+    return _evaluate
 
 
 def _labels(dataset: Dataset) -> np.ndarray:

@@ -1,5 +1,6 @@
 """A job's figures: the example grid (clean image, adversarial image and the perturbation that separates
-them), the reliability diagram, clean and under attack, and attack=radius's robustness curve."""
+them), the reliability diagram, clean and under attack, attack=radius's robustness curve and attack=certify's
+certified and attacked accuracy against the L2 radius."""
 
 import matplotlib
 
@@ -59,6 +60,37 @@ def robustness_curve(radii: np.ndarray, labels: np.ndarray, class_names: tuple[s
             ax.plot(budgets * 255, curve(radii[mine], budgets), linewidth=1.2, label=f"{name} ({mine.sum()})")
     ax.set(xlim=(0, eps_max * 255), ylim=(0, 1), xlabel="L-inf budget (x/255)", ylabel="accuracy", title=title)
     ax.title.set_fontsize(9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def certified_curve(certificate: dict, title: str):
+    """Certified accuracy (a lower bound, the share certified right at a radius >= r) as a curve over r, and
+    attacked accuracy (an upper bound) at the radii attacked, against the L2 radius on [0, 1] pixels."""
+    labels, prediction = np.array(certificate["labels"]), np.array(certificate["prediction"])
+    radius = np.where(prediction == labels, np.array(certificate["radius"]), -1.0)
+    attacked = {float(r): np.mean(v) for r, v in certificate["attacked_right"].items()}
+    top = max(max(attacked), float(radius.max(initial=0.0))) * 1.05
+    grid = np.linspace(0, top, 200)
+    fig, ax = plt.subplots(figsize=(5.2, 3.8))
+    ax.plot(grid, [(radius >= r).mean() for r in grid], color="tab:blue", linewidth=2, label="certified (lower bound)")
+    xs = sorted(attacked)
+    ax.plot(xs, [attacked[r] for r in xs], color="tab:red", marker="o", linewidth=1.5, label="attacked (upper bound)")
+    ax.fill_between(
+        grid,
+        [(radius >= r).mean() for r in grid],
+        np.interp(grid, xs, [attacked[r] for r in xs]),
+        where=grid <= xs[-1],
+        color="grey",
+        alpha=0.15,
+        label="not known",
+    )
+    ax.set(xlim=(0, top), ylim=(0, 1), xlabel="L2 radius ([0, 1] pixels)", ylabel="accuracy of the smoothed classifier")
+    ax.set_title(
+        f"{title}\nsigma {certificate['sigma']:g}, n {certificate['n']}, alpha {certificate['alpha']:g}", fontsize=9
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -17,7 +17,7 @@ from ..attacks.validation import attack_norm
 from ..data.datamodule import CXRDataModule
 from ..evaluation.callback import AdversarialEvaluation
 from ..evaluation.external import external_evaluation
-from ..evaluation.figures import example_grid, reliability_diagram, robustness_curve
+from ..evaluation.figures import certified_curve, example_grid, reliability_diagram, robustness_curve
 from ..evaluation.operating_point import validation_thresholds
 from ..evaluation.options import EvaluationOptions
 from ..models.module import CXRClassifier
@@ -80,6 +80,11 @@ def _log_artifacts(tracker: Tracker, run_id: str, result, classes: list[str], na
         tracker.log_json(run_id, {"classes": classes, "labels": labels.tolist(), "radii": finite}, Artifacts.RADII)
         figure = robustness_curve(result.radii, labels, classes, result.metrics[Metrics.EPS_PIXEL], name)
         tracker.log_figure(run_id, figure, Artifacts.ROBUSTNESS_CURVE)
+        plt.close(figure)
+    if result.certificate is not None:  # attack=certify: per-image certificates, both bounds' curves
+        tracker.log_json(run_id, {"classes": classes, **result.certificate}, Artifacts.CERTIFIED_RADII)
+        figure = certified_curve(result.certificate, name)
+        tracker.log_figure(run_id, figure, Artifacts.CERTIFIED_CURVE)
         plt.close(figure)
     if result.probabilities:
         figure = reliability_diagram(result.probabilities, name)

@@ -18,6 +18,7 @@ from ..accelerator import GpuSettings
 from ..attacks.build import build_attack
 from ..attacks.classifier import build_classifier
 from ..attacks.resolve import in_pixels, with_target
+from ..attacks.smoothing import CERTIFY
 from ..attacks.validation import validate_attack
 from ..data.classes import task_classes
 from ..data.datamodule import CXRDataModule
@@ -25,6 +26,7 @@ from ..data.folder import EXTERNAL_FOLDER, TRAINING_FOLDER, list_images
 from ..defenses.transforms import Defense, build_defense
 from ..errors import ConfigError
 from ..evaluation.corrupted import check_corruption
+from ..evaluation.smoothing import smoothing_sigma
 from ..models.registry import spec
 from ..shortcut import PROBES, probe_name
 from .keys import resolved
@@ -125,6 +127,8 @@ def validate(cfg: DictConfig) -> Plan:
                 f"data.image_size={size} is too small for {model.name}, which needs at least {model.min_size} px."
             )
     check_attack(with_target(OmegaConf.to_container(cfg.attack, resolve=True), classes), size, len(classes))
+    if cfg.attack.name == CERTIFY:
+        smoothing_sigma(defense)  # a smoothed classifier to certify
     check_data(cfg.data, classes)
     check_corruption(OmegaConf.to_container(cfg.corruption, resolve=True) if "corruption" in cfg else {})
     n = cfg.eval.max_images

@@ -138,6 +138,15 @@ class Metrics:
     RADIUS_MEDIAN_COVID = "radius_median_covid"
     RADIUS_MEDIAN_NON_COVID = "radius_median_non_covid"
     RADIUS_BEYOND = "radius_beyond_max_share"  # images standing at the largest budget searched
+    # attack=certify (evaluation/smoothing.py), per L2 radius r: certified_accuracy_<r>, attacked_accuracy_<r>
+    CERTIFIED = "certified_accuracy_"
+    ATTACKED = "attacked_accuracy_"
+    SMOOTHED_CLEAN = "smoothed_clean_accuracy"  # PREDICT on the clean images, an abstention counted wrong
+    ABSTENTION = "certify_abstention_rate"  # images CERTIFY abstains on
+    CERTIFIED_RADIUS_MEDIAN = "certified_radius_median"  # over all images, 0 where not certified right
+    CERTIFY_SECONDS = "certify_seconds_per_image"
+    CONFLICTS = "certify_conflicts"  # attacked images the certificate overrules (Monte-Carlo noise of the vote)
+    SIGMA = "smoothing_sigma"
     CURVE = "curve_accuracy_"  # + budget in 1/255 + "_255"
     # Escalation (evaluation/escalation.py): what stands after the cell's attack and a ladder of stronger and
     # different attacks at its budget, over the ladder's images (ESCALATION_IMAGES, the n of its interval).
@@ -182,6 +191,8 @@ class Artifacts:
     CONFUSION = "confusion.json"
     RADII = "radii.json"  # attack=radius: per-image radii
     ROBUSTNESS_CURVE = "robustness_curve.png"
+    CERTIFIED_RADII = "certified_radii.json"  # attack=certify: per-image certified radii and attacked results
+    CERTIFIED_CURVE = "certified_vs_attacked.png"
     RELIABILITY = "reliability.png"
     EXAMPLES = "examples.npz"
     EXAMPLE_GRID = "examples.png"
