@@ -4,7 +4,8 @@
 
 One model (trained for --train-steps SGD steps on synthetic images, 0: randomly initialised) and one
 batch of synthetic chest X-rays. For FGSM, PGD and APGD (ART and ours), C&W L-inf (ART and ours) and
-the spatial transformation (ART and ours) it measures (--attacks picks some):
+the spatial transformation (ART and ours) and randomized smoothing's CERTIFY (ART and ours) it measures
+(--attacks picks some):
 
 - wall: seconds for attack.generate(x, y) on the batch;
 - fwd, fwd+bwd: image-passes the attack made through the model (a pass on n images counts n), counted
@@ -55,7 +56,8 @@ from covid_robustness.evaluation.passes import PassCounter  # noqa: E402
 from covid_robustness.models.module import Normalized  # noqa: E402
 from covid_robustness.models.registry import create  # noqa: E402
 
-GROUPS = ("fgsm", "pgd", "apgd", "cw", "st")
+GROUPS = ("fgsm", "pgd", "apgd", "cw", "st", "certify")
+CERTIFY = dict(sigma=0.25, n0=100, n=1000, alpha=0.001, noise_batch=256)  # attack=certify's defaults
 NORMALISATION = (0.5, 0.25)  # the bench model's mean and std: eps_unit std is in units of this std
 ST_GRID = dict(max_rotation=30.0, num_rotations=7, max_translation=10.0, num_translations=3)
 # ART's own defaults, read from its signature, given to both implementations.
@@ -295,6 +297,46 @@ def main(argv=None):
             f"L-inf ours {np.round(linf[:k], 4).tolist()} ART {np.round(art_linf, 4).tolist()}; "
             f"ours on all {b}: median L-inf {np.median(linf[linf > 0]) if (linf > 0).any() else 0:.4f}, "
             f"{int((linf > 0).sum())} images changed"
+        )
+
+    if "certify" in groups:
+        # Randomized smoothing's CERTIFY on the batch: ART's PyTorchRandomizedSmoothing (one image at a time,
+        # numpy noise) and ours (evaluation/certify.py: the batch's noisy copies together, noise drawn on the
+        # device), same n0, n, alpha and copies per forward pass.
+        from art.estimators.certification.randomized_smoothing import PyTorchRandomizedSmoothing
+
+        from covid_robustness.evaluation.certify import certify
+
+        c = CERTIFY
+        smoothed = PyTorchRandomizedSmoothing(
+            model=net,
+            loss=nn.CrossEntropyLoss(),
+            input_shape=(1, size, size),
+            nb_classes=2,
+            sample_size=c["n0"],
+            scale=c["sigma"],
+            alpha=c["alpha"],
+            device_type="gpu" if args.device == "cuda" else "cpu",
+        )
+        np.random.seed(args.seed)
+        with PassCounter(net) as counter:
+            start = time.perf_counter()
+            art_pred, art_radius = smoothed.certify(x, n=c["n"], batch_size=c["noise_batch"])
+            art_wall = time.perf_counter() - start
+        add("CERTIFY", "art", art_wall, counter.forward, 0, float((art_pred == y).mean()), "one image at a time")
+        generator = torch.Generator(device=device).manual_seed(args.seed)
+        with PassCounter(net) as counter:
+            start = time.perf_counter()
+            cert = certify(net, x_t, c["sigma"], c["n0"], c["n"], c["alpha"], 2, c["noise_batch"], generator)
+            wall = time.perf_counter() - start
+        same = int((cert.prediction == art_pred).sum())
+        gap = float(np.abs(cert.radius - art_radius).mean())
+        note = f"the batch at once; same answer as ART on {same} of {b}, mean |radius - ART's| {gap:.3f}"
+        add("CERTIFY", "ours", wall, counter.forward, 0, float((cert.prediction == y).mean()), note, art_wall=art_wall)
+        notes.append(
+            f"CERTIFY: sigma {c['sigma']}, n0 {c['n0']}, n {c['n']}, alpha {c['alpha']}, {c['noise_batch']} noisy "
+            f"copies per forward pass; 'acc after' is the share certified with the true class; seconds per image: "
+            f"ART {art_wall / b:.3f}, ours {wall / b:.3f}"
         )
 
     if "st" in groups:

@@ -65,6 +65,33 @@ def test_the_clopper_pearson_bound_is_exact_at_its_ends():
     assert lower_confidence_bound(np.array([100]), 100, 0.05)[0] == pytest.approx(0.05 ** (1 / 100))
 
 
+def test_certify_agrees_with_arts_randomized_smoothing(problem):
+    """ART's PyTorchRandomizedSmoothing.certify on the same model, n0, n and alpha (its own numpy noise):
+    the same answers, and radii within the Monte Carlo deviation of two independent estimates."""
+    from art.estimators.certification.randomized_smoothing import PyTorchRandomizedSmoothing
+
+    net, x = problem
+    n = 4000
+    art = PyTorchRandomizedSmoothing(
+        model=net,
+        loss=nn.CrossEntropyLoss(),
+        input_shape=(1, 8, 8),
+        nb_classes=2,
+        sample_size=N0,
+        scale=SIGMA,
+        alpha=ALPHA,
+        device_type="cpu",
+    )
+    np.random.seed(0)
+    art_prediction, art_radius = art.certify(x.numpy(), n=n, batch_size=1000)
+    ours = certify(net, x, SIGMA, N0, n, ALPHA, 2, batch=1000, generator=torch.Generator().manual_seed(4))
+    assert list(ours.prediction) == list(art_prediction) == [0, 0, ABSTAIN, 1, 1, 1]
+    p = norm.cdf(np.abs(STEPS))
+    deviation = SIGMA * np.sqrt(p * (1 - p) / n) / norm.pdf(norm.ppf(p))
+    decided = STEPS != 0
+    assert (np.abs(ours.radius - art_radius)[decided] <= 4 * np.sqrt(2) * deviation[decided] + 1e-9).all()
+
+
 # ------------------------------------------------------------------ attack=certify: both bounds in one job
 
 RADII = (0.1, 0.3, 0.6)
