@@ -18,11 +18,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..record import CERTIFY
 from .classifier import build_classifier
 from .gradient import PGD, pgd_step
 from .registry import register_attack
-
-CERTIFY = "certify"
 
 
 class SmoothedSoft(nn.Module):

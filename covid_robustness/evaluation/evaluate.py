@@ -21,10 +21,9 @@ from ..attacks.build import build_attack
 from ..attacks.classifier import build_classifier
 from ..attacks.reset import reset_attack
 from ..attacks.resolve import in_pixels
-from ..attacks.smoothing import CERTIFY
 from ..attacks.validation import attack_norm
 from ..defenses.transforms import build_classifiers, predict, scores
-from ..record import RADIUS, Metrics, Tags
+from ..record import CERTIFY, RADIUS, Metrics, Tags
 from .calibration import calibration_metrics
 from .checks import EvalModeGuard, check_adversarial_batch, check_not_above_clean
 from .escalation import (

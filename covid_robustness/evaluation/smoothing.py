@@ -93,6 +93,7 @@ def smoothing_evaluation(options: EvaluationOptions, net: torch.nn.Module, test_
             batch[f"l2_{r}"] = np.linalg.norm((x_adv - x_np).reshape(len(x_np), -1), axis=1)
             if r == settings.radii[-1]:
                 batch["x"], batch["x_adv"] = x_np, x_adv
+                batch["linf"] = np.abs(x_adv - x_np).reshape(len(x_np), -1).max(1)
         for key, value in batch.items():
             parts.setdefault(key, []).append(value)
     a = {k: np.concatenate(v) for k, v in parts.items()}
@@ -137,6 +138,8 @@ def _result(a: dict, settings: Certification, sigma: float, certify_seconds: flo
         Metrics.CONFLICTS: float(conflicts),
         Metrics.L2_MAX: float(distances[largest].max()),
         Metrics.L2_MEAN: float(distances[largest].mean()),
+        Metrics.LINF_MAX: float(a["linf"].max()),
+        Metrics.LINF_MEAN: float(a["linf"].mean()),
     }
     covid = y == options.positive_class
     if covid.any():

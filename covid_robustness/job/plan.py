@@ -18,7 +18,6 @@ from ..accelerator import GpuSettings
 from ..attacks.build import build_attack
 from ..attacks.classifier import build_classifier
 from ..attacks.resolve import in_pixels, with_target
-from ..attacks.smoothing import CERTIFY
 from ..attacks.validation import validate_attack
 from ..data.classes import task_classes
 from ..data.datamodule import CXRDataModule
@@ -28,6 +27,7 @@ from ..errors import ConfigError
 from ..evaluation.corrupted import check_corruption
 from ..evaluation.smoothing import smoothing_sigma
 from ..models.registry import spec
+from ..record import CERTIFY
 from ..shortcut import PROBES, probe_name
 from .keys import resolved
 from .transfer import escalation_configs, source_config

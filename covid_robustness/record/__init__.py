@@ -238,6 +238,7 @@ def transfer_source(model: str, source: str | None) -> str | None:
 
 
 RADIUS = "radius"  # attack=radius: a curve over budgets from one job, read on the clinical page
+CERTIFY = "certify"  # attack=certify: randomized smoothing's certified and attacked accuracy per L2 radius
 
 
 def curve(radii: np.ndarray, budgets: np.ndarray) -> np.ndarray:

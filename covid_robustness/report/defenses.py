@@ -13,7 +13,7 @@ from statistics import mean
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..record import Metrics
+from ..record import CERTIFY, Metrics
 from ..record.intervals import overlap
 from .blocks import DASH, Table, cell, flag_notes, marks
 from .collect import Job, Study
@@ -57,7 +57,7 @@ class _Grid:
         self.sets = evaluation_sets(study.jobs, study.labels)
         jobs: dict[tuple, dict[tuple, list[Job]]] = defaultdict(lambda: defaultdict(list))
         for job in study.jobs:  # newest first
-            if job.source_model is None:
+            if job.source_model is None and job.attack != CERTIFY:
                 jobs[(job.model, job.defense)][key(job)].append(job)
         self.robust = {
             md: {k: measured(per_seed(js), Metrics.ADVERSARIAL) for k, js in by_set.items()}
@@ -77,7 +77,8 @@ class _Grid:
 
 
 def has_defenses(study: Study) -> bool:
-    return any(j.defense != NONE for j in study.jobs)
+    """Whether the study attacked a defended model (certify jobs have a section of their own: certified.py)."""
+    return any(j.defense != NONE and j.attack != CERTIFY for j in study.jobs)
 
 
 def per_model(study: Study) -> Table:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..data.classes import task_classes
 from ..record import Artifacts, Params
-from . import clinical, defenses, figures, html, markdown, paper_eps, shift, tables
+from . import certified, clinical, defenses, figures, html, markdown, paper_eps, shift, tables
 from .blocks import Figure, Link
 from .collect import Study
 from .records import job_records, table2_records, write_csv
@@ -81,6 +81,7 @@ def build(study: Study, out: Path) -> list[Path]:
             f"given in grey levels); for ST the transformed image. From each job's {Artifacts.EXAMPLES}.",
             figures.kernels(chosen, arrays, classes, study.labels),
         )
+    sections += certified.sections(study)  # randomized smoothing's bounds, where the study certified
     if defenses.has_defenses(study):
         sections += [defenses.bought(study), defenses.per_model(study)]
         add_figure("defenses.png", *defenses.ROBUSTNESS_FIGURE, defenses.robustness_by_defense(study))
