@@ -458,6 +458,21 @@ def test_l2_pgd_and_fgsm_return_arts_images_and_stay_in_the_l2_ball(data, classi
     )
 
 
+def test_cw_l2_finds_small_l2_examples_and_is_evaluated_inside_the_l2_ball(data, classifier):
+    x, y = data[0][:16], data[1][:16]
+    cfg = {"name": "cw_l2", "impl": "art", "norm": 2, "max_iter": 10, "binary_search_steps": 3, "batch_size": 16}
+    free = build_attack({**cfg, "eps": None}, classifier).generate(x, y)
+    fooled, length = _fools(classifier, free, y), _l2(free, x)
+    assert fooled.sum() >= 8 and (length[~fooled] < 1e-6).all()  # unchanged where it failed
+    eps = float(np.median(length[fooled]))
+    at_eps = build_attack({**cfg, "eps": eps}, classifier).generate(x, y)
+    assert _l2(at_eps, x).max() <= eps * (1 + 1e-6)
+    # where the minimal example lies inside the ball, projecting leaves it as it was, and it still fools
+    inside = fooled & (length <= eps)
+    np.testing.assert_allclose(at_eps[inside], free[inside], atol=1e-6)
+    assert _fools(classifier, at_eps, y)[inside].all()
+
+
 def test_the_evaluation_checks_the_l2_ball():
     x = np.full((2, 1, 4, 4), 0.5, np.float32)
     inside, outside = x.copy(), x.copy()

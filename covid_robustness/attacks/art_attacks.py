@@ -8,6 +8,7 @@ register beside their classes (gradient.py, apgd.py, cw.py, spatial.py, radius.p
 import numpy as np
 from art.attacks.evasion import (
     AutoAttack,
+    CarliniL2Method,
     CarliniLInfMethod,
     FastGradientMethod,
     ProjectedGradientDescent,
@@ -97,6 +98,15 @@ def _autoattack_binary(clf, eps, params):
 def _cw(clf, eps, params):
     """ART's C&W L-inf (one image at a time), evaluated at the budget eps when one is given (bounded.py)."""
     return bounded(CarliniLInfMethod(clf, verbose=False, **params), eps)
+
+
+@register_attack("cw_l2", needs_eps=False, takes_eps=True, label="C&W")
+def _cw_l2(clf, eps, params):
+    """ART's C&W L2 (ART attacks batch_size images at once), evaluated in the L2 ball of radius eps when one is
+    given (bounded.py)."""
+    if checked_norm(params.pop("norm", 2)) != 2:
+        raise ValueError("cw_l2 minimises an L2 perturbation: attack.norm must be 2.")
+    return bounded(CarliniL2Method(clf, verbose=False, **params), eps, norm=2)
 
 
 @register_attack("st", needs_eps=False, takes_eps=False, label="ST")
