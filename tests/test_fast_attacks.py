@@ -783,6 +783,28 @@ def test_a_radius_evaluation_logs_the_curve_and_the_median_radius_per_class(data
     assert m["attack_backward_passes"] <= 60
 
 
+def test_an_l2_radius_evaluation_reads_l2_distances_and_matches_fixed_budget_l2_pgd(data, classifier):
+    from covid_robustness.evaluation.evaluate import evaluate
+    from covid_robustness.evaluation.options import EvaluationOptions
+
+    x, y = data[0][:64], data[1][:64]
+    net = TinyNetWithStd(classifier.model)
+    attack = {"name": "radius", "impl": "fast", "norm": 2, "eps": 0.5, "steps": 4, "max_iter": 10}
+    result = evaluate(
+        net, TensorDataset(torch.from_numpy(x), torch.from_numpy(y)), EvaluationOptions(attack, 2, 1, progress=False)
+    )
+    m, radii = result.metrics, result.radii
+    assert (
+        m["l2_max"] <= 0.5 + 1e-5
+        and m["curve_accuracy_l2_0.125"] >= m["curve_accuracy_l2_0.25"] >= m["curve_accuracy_l2_0.5"]
+    )
+    assert m["adversarial_accuracy"] == pytest.approx(m["curve_accuracy_l2_0.5"]) and "curve_accuracy_l2_1" not in m
+    assert 0 < np.isfinite(radii[radii > 0]).sum() and np.isinf(radii).sum() > 0
+    fixed = PGD(classifier, eps=0.25, eps_step=0.0625, max_iter=10, batch_size=64, verbose=False, norm=2)
+    fixed_accuracy = ((_pred(classifier, x) == y) & ~_fools(classifier, fixed.generate(x, y), y)).mean()
+    assert m["curve_accuracy_l2_0.25"] <= fixed_accuracy + 1 / len(y)
+
+
 def test_radius_metrics_by_hand():
     from covid_robustness.evaluation.radius import per_image_radii, radius_metrics
 

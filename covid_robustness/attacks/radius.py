@@ -1,11 +1,11 @@
-"""Each image's robust radius: the smallest L-inf budget at which PGD fools it, found by bisection.
+"""Each image's robust radius: the smallest L-inf (or, with norm=2, L2) budget at which PGD fools it, by bisection.
 
 `RadiusPGD(eps=eps_max, steps=s)` searches the budgets eps_max * k / 2**s (k = 1 .. 2**s). Per image it
 first runs the early-stopping PGD (gradient.py) at eps_max: an image that stands there has a radius
 above eps_max and returns PGD's point. For the others it bisects over k, s rounds, one PGD run at the
 middle budget each (images sharing a middle budget run together), and returns the example found at the
-smallest budget that fooled the image. So the returned examples are inside the eps_max ball, and
-`linf(x_adv - x)` of a fooled image is its radius (at most the budget that found it): the image falls at
+smallest budget that fooled the image. So the returned examples are inside the eps_max ball, and the
+distance of a fooled image's example (L-inf, or L2) is its radius (at most the budget that found it): the image falls at
 every budget from there on, which is the robustness curve the evaluation reads off one job
 (evaluation/radius.py). PGD at each budget is the fast PGD with eps_step = 2.5 eps / max_iter.
 
@@ -20,7 +20,7 @@ from art.config import ART_NUMPY_DTYPE
 from art.estimators.classification import PyTorchClassifier
 from art.utils import check_and_transform_label_format
 
-from .gradient import PGD, pgd_step
+from .gradient import PGD, checked_norm, pgd_step
 from .own import OwnEvasionAttack
 from .registry import register_attack
 
@@ -28,15 +28,17 @@ from .registry import register_attack
 class RadiusPGD(OwnEvasionAttack):
     """Per image, PGD's example at the smallest of the budgets eps * k / 2**steps that fools it."""
 
-    attack_params = EvasionAttack.attack_params + ["eps", "steps", "max_iter", "batch_size"]
+    attack_params = EvasionAttack.attack_params + ["eps", "steps", "max_iter", "batch_size", "norm"]
     _estimator_requirements = (PyTorchClassifier,)
 
-    def __init__(self, classifier, eps=32 / 255, steps=6, max_iter=10, batch_size=64) -> None:
+    def __init__(self, classifier, eps=32 / 255, steps=6, max_iter=10, batch_size=64, norm=np.inf) -> None:
         super().__init__(classifier, locals())
 
     def _check_params(self) -> None:
-        if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float)) or not 0 < self.eps <= 1:
-            raise ValueError("`eps` (the largest budget searched) must be a number in (0, 1].")
+        self.norm = checked_norm(self.norm)
+        upper = 1 if self.norm == np.inf else np.inf  # an L2 length may exceed 1
+        if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float)) or not 0 < self.eps <= upper:
+            raise ValueError(f"`eps` (the largest budget searched) must be a number in (0, {upper}].")
         for name, low in (("steps", 1), ("max_iter", 1), ("batch_size", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -55,6 +57,7 @@ class RadiusPGD(OwnEvasionAttack):
             max_iter=self.max_iter,
             batch_size=self.batch_size,
             verbose=False,
+            norm=self.norm,
         )
         attack.judge_last = True  # its own passes say which examples fool: no prediction afterwards
         adv = attack.generate(x, y)

@@ -321,8 +321,9 @@ def _evaluate(options: EvaluationOptions, net, test_set) -> EvaluationResult:
     adv_all = np.concatenate(totals.adv)
     radii = None
     if name == RADIUS:  # the whole curve from the minimal examples (evaluation/radius.py)
-        radii = per_image_radii(y_all, pred_all, adv_all, np.concatenate(totals.linf))
-        metrics.update(radius_metrics(y_all, radii, options.positive_class, eps))
+        distance = np.concatenate(totals.l2 if norm == 2 else totals.linf)
+        radii = per_image_radii(y_all, pred_all, adv_all, distance)
+        metrics.update(radius_metrics(y_all, radii, options.positive_class, eps, norm))
     matrices = {
         "clean": confusion(y_all, pred_all, options.num_classes),
         "adversarial": confusion(y_all, adv_all, options.num_classes),

@@ -50,15 +50,24 @@ def reliability_diagram(probabilities: dict[str, np.ndarray], title: str):
     return fig
 
 
-def robustness_curve(radii: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...], eps_max: float, title: str):
-    """Accuracy against the L-inf budget (in 1/255) read off the per-image radii: all images and per class."""
+def robustness_curve(
+    radii: np.ndarray,
+    labels: np.ndarray,
+    class_names: tuple[str, ...],
+    eps_max: float,
+    title: str,
+    norm: float = np.inf,
+):
+    """Accuracy against the budget read off the per-image radii, all images and per class: L-inf in 1/255, L2
+    on [0, 1] pixels."""
     budgets = np.linspace(0, eps_max, 129)
+    scale, axis = (255, "L-inf budget (x/255)") if norm == np.inf else (1, "L2 budget ([0, 1] pixels)")
     fig, ax = plt.subplots(figsize=(5.2, 3.8))
-    ax.plot(budgets * 255, curve(radii, budgets), color="black", linewidth=2, label=f"all ({len(radii)})")
+    ax.plot(budgets * scale, curve(radii, budgets), color="black", linewidth=2, label=f"all ({len(radii)})")
     for c, name in enumerate(class_names):
         if (mine := labels == c).any():
-            ax.plot(budgets * 255, curve(radii[mine], budgets), linewidth=1.2, label=f"{name} ({mine.sum()})")
-    ax.set(xlim=(0, eps_max * 255), ylim=(0, 1), xlabel="L-inf budget (x/255)", ylabel="accuracy", title=title)
+            ax.plot(budgets * scale, curve(radii[mine], budgets), linewidth=1.2, label=f"{name} ({mine.sum()})")
+    ax.set(xlim=(0, eps_max * scale), ylim=(0, 1), xlabel=axis, ylabel="accuracy", title=title)
     ax.title.set_fontsize(9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -70,7 +70,7 @@ def _thresholds(
     return thresholds
 
 
-def _log_artifacts(tracker: Tracker, run_id: str, result, classes: list[str], name: str) -> None:
+def _log_artifacts(tracker: Tracker, run_id: str, result, classes: list[str], name: str, norm: float) -> None:
     """The confusion matrices, a radius job's radii and curve, the reliability diagram and the examples."""
     confusion = {"classes": classes, **{k: v.tolist() for k, v in result.confusion.items()}}
     tracker.log_json(run_id, confusion, Artifacts.CONFUSION)
@@ -78,7 +78,8 @@ def _log_artifacts(tracker: Tracker, run_id: str, result, classes: list[str], na
         labels = result.probabilities["labels"]
         finite = [float(r) if r < float("inf") else None for r in result.radii]
         tracker.log_json(run_id, {"classes": classes, "labels": labels.tolist(), "radii": finite}, Artifacts.RADII)
-        figure = robustness_curve(result.radii, labels, classes, result.metrics[Metrics.EPS_PIXEL], name)
+        eps_max = result.metrics[Metrics.EPS_PIXEL]
+        figure = robustness_curve(result.radii, labels, classes, eps_max, name, norm)
         tracker.log_figure(run_id, figure, Artifacts.ROBUSTNESS_CURVE)
         plt.close(figure)
     if result.certificate is not None:  # attack=certify: per-image certificates, both bounds' curves
@@ -155,7 +156,7 @@ def attack_and_track(
             metrics |= dm.external_metrics() | external_evaluation(net, dm.external.tensors(), options)
         tracker.log_metrics(run_id, metrics)
         tracker.set_tags(run_id, result.tags)
-        _log_artifacts(tracker, run_id, result, list(dm.classes), name)
+        _log_artifacts(tracker, run_id, result, list(dm.classes), name, attack_norm(attack))
     log.info(
         "%s: clean %.3f, adversarial %.3f", name, result.metrics[Metrics.CLEAN], result.metrics[Metrics.ADVERSARIAL]
     )

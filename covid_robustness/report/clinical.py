@@ -215,7 +215,8 @@ def _undefended(job: Job) -> bool:
 
 
 def radius_jobs(study: Study) -> list[Job]:
-    return [j for j in study.jobs if j.attack == RADIUS and _undefended(j)]
+    """Undefended L-inf radius jobs (the page's budgets are grey levels; an L2 search has its own job figure)."""
+    return [j for j in study.jobs if j.attack == RADIUS and _undefended(j) and j.norm == float("inf")]
 
 
 def _curve_budget(name: str) -> str:
