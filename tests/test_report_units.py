@@ -472,3 +472,13 @@ def test_a_study_of_ones_own_gets_no_paper_gaps_and_its_attacks_their_class_name
     table = tables.table2(table_rows, own.labels)
     assert "MyNet paper" not in table.columns and "RN-18 paper" in table.columns  # paper columns: paper models only
     assert all(len(row) == len(table.columns) for row in table.rows)
+
+
+def test_an_l2_budget_reads_as_an_l2_length_and_stays_out_of_the_l_inf_curves():
+    jobs = [job(attack="pgd", eps=e, params={"attack.norm": "2"}, attack_label="PGD-L2") for e in (0.25, 0.5, 1.0)]
+    jobs += [job(attack="pgd", eps=e * PX, params={"attack.norm": "inf"}, attack_label="PGD") for e in (2, 4, 8)]
+    s = study(*jobs)
+    table_rows = rows(s)
+    labels = [r.label for r in table_rows if r.evalset]
+    assert {"PGD L2 eps=0.25 (norm=2)", "PGD L2 eps=1 (norm=2)", "PGD eps=8/255 (norm=inf)"} <= set(labels), labels
+    assert [[r.eps for r in group] for group in sweeps(table_rows).values()] == [[2 * PX, 4 * PX, 8 * PX]]

@@ -65,6 +65,7 @@ class Params:
     IMPL = f"{sections.ATTACK}.impl"
     EPS = f"{sections.ATTACK}.eps"
     EPS_UNIT = f"{sections.ATTACK}.eps_unit"
+    NORM = f"{sections.ATTACK}.norm"  # inf (absent in older runs) or 2
     MAX_ITER = f"{sections.ATTACK}.max_iter"
     MAX_ROTATION = f"{sections.ATTACK}.max_rotation"  # the spatial attack's grid
     MAX_TRANSLATION = f"{sections.ATTACK}.max_translation"
@@ -309,7 +310,7 @@ class Job:
     @property
     def norm(self) -> float:
         """The norm of the attack's ball (attack.norm): inf, or 2.0."""
-        return float(self.params.get(f"{sections.ATTACK}.norm", "inf"))
+        return float(self.params.get(Params.NORM, "inf"))
 
     @property
     def cell(self) -> str:

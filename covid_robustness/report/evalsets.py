@@ -132,9 +132,14 @@ class EvalSet:
     name: str  # the same without the budget: names a sweep over eps
 
     @property
+    def l2(self) -> bool:
+        """Whether the budget bounds an L2 ball (attack.norm=2) rather than an L-inf one."""
+        return dict(self.key).get(Params.NORM) == "2"
+
+    @property
     def sweep(self) -> tuple | None:
         """Sets that differ only in their budget share this; None without an L-inf budget."""
-        return None if self.eps is None else tuple(kv for kv in self.key if kv[0] != Params.EPS)
+        return None if self.eps is None or self.l2 else tuple(kv for kv in self.key if kv[0] != Params.EPS)
 
     @property
     def order(self) -> tuple:
@@ -167,7 +172,10 @@ def budget(attack: str, params: dict[str, str], eps: float | None, eps_pixel: fl
             f"shift ±{float(params.get(Params.MAX_TRANSLATION, 'nan')):g}%"
         )
     if eps is None:
-        return "unbounded" if attack == "cw" else ""
+        return "unbounded" if attack in ("cw", "cw_l2") else ""
+    if params.get(Params.NORM) == "2":  # an L2 length, in its unit
+        unit = params.get(Params.EPS_UNIT, "pixel")
+        return f"L2 eps={eps:g}" + (" std" if unit == "std" else "")
     return f"eps={written(eps, params.get(Params.EPS_UNIT, 'pixel'), eps_pixel)}"
 
 

@@ -32,7 +32,8 @@ class Labels:
         jobs = list(jobs)
         return cls(
             {j.model: j.model_label for j in jobs if j.model_label},
-            {j.attack: j.attack_label for j in jobs if j.attack_label},
+            # an L2 job's label says so ("PGD-L2"); its evaluation set's budget says it too ("L2 eps=0.5")
+            {j.attack: j.attack_label.removesuffix("-L2") for j in jobs if j.attack_label},
         )
 
     def model(self, model: str) -> str:
