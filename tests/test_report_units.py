@@ -482,3 +482,28 @@ def test_an_l2_budget_reads_as_an_l2_length_and_stays_out_of_the_l_inf_curves():
     labels = [r.label for r in table_rows if r.evalset]
     assert {"PGD L2 eps=0.25 (norm=2)", "PGD L2 eps=1 (norm=2)", "PGD eps=8/255 (norm=inf)"} <= set(labels), labels
     assert [[r.eps for r in group] for group in sweeps(table_rows).values()] == [[2 * PX, 4 * PX, 8 * PX]]
+
+
+def test_the_certified_section_sets_each_bound_beside_the_other_per_model_and_sigma():
+    from covid_robustness.report import certified
+
+    def cert(model, sigma, lower, upper):
+        metrics = {"smoothing_sigma": sigma, "smoothed_clean_accuracy": 0.9, "certify_abstention_rate": 0.05}
+        metrics |= {"certified_radius_median": 0.3, "certify_seconds_per_image": 0.5, "certified_accuracy_0": 0.95}
+        metrics |= {f"certified_accuracy_{r:g}": v for r, v in zip((0.25, 0.5), lower)}
+        metrics |= {f"attacked_accuracy_{r:g}": v for r, v in zip((0.25, 0.5), upper)}
+        params = {"defense.sigma": str(sigma)}
+        return job(model=model, attack="certify", eps=None, n=128, defense="smoothing", metrics=metrics, params=params)
+
+    s = study(
+        cert("resnet18", 0.5, (0.6, 0.3), (0.8, 0.6)),
+        cert("resnet18", 0.12, (0.5, 0.0), (0.7, 0.2)),
+        cert("vgg19", 0.25, (0.7, 0.4), (0.9, 0.7)),
+        job(attack="pgd"),
+    )
+    table = certified.table(s)
+    assert [row[:2] for row in table.rows] == [["RN-18", "0.12"], ["RN-18", "0.5"], ["VGG-19", "0.25"]]
+    assert table.columns[5:9] == ["certified at 0.25", "attacked at 0.25", "certified at 0.5", "attacked at 0.5"]
+    assert table.rows[0][5].startswith("50.00 [") and table.rows[0][8].startswith("20.00 [")
+    assert figures.to_png(certified.figure(s))[:4] == b"\x89PNG"
+    assert not defenses.has_defenses(s) and certified.sections(study(job(attack="pgd"))) == []
