@@ -72,7 +72,7 @@ def smoothing_evaluation(options: EvaluationOptions, net: torch.nn.Module, test_
         cert = certify(net, x, sigma, settings.n0, settings.n, settings.alpha, classes, settings.noise_batch, generator)
         certify_seconds += time.perf_counter() - start
         counts = noisy_counts(net, x, settings.predict_n, sigma, classes, settings.noise_batch, generator).cpu().numpy()
-        batch = {"y": y.numpy(), "prediction": cert.prediction, "radius": cert.radius, "p_lower": cert.p_lower}
+        batch = {"y": y.cpu().numpy(), "prediction": cert.prediction, "radius": cert.radius, "p_lower": cert.p_lower}
         batch |= {"clean_counts": counts, "predict": abstaining(counts, settings.alpha)}
         x_np = x.cpu().numpy()
         for r in settings.radii:
