@@ -143,3 +143,24 @@ def test_a_training_killed_part_way_resumes_from_its_last_epoch_to_the_same_weig
     assert training.data.tags["resumed"] == f"{done} of {epochs}"
     history = client.get_metric_history(training.info.run_id, "train/loss")
     assert len(history) == epochs  # every epoch's loss in the one run: the killed epoch's never logged
+
+
+def test_sigterm_ends_a_job_while_it_attacks():
+    """Lightning's SIGTERM handler only takes note (its loops stop at the next batch); an attack has no next
+    batch, so while the evaluation runs SIGTERM takes its default action, and the handler comes back after."""
+    code = (
+        "import os, signal, time\n"
+        "from covid_robustness.evaluation.callback import sigterm_ends_the_process\n"
+        "note = lambda *a: print('noted', flush=True)\n"
+        "signal.signal(signal.SIGTERM, note)\n"
+        "with sigterm_ends_the_process():\n"
+        "    pass\n"
+        "assert signal.getsignal(signal.SIGTERM) is note\n"
+        "print('restored', flush=True)\n"
+        "with sigterm_ends_the_process():\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    time.sleep(30)\n"
+        "print('survived', flush=True)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["restored"] and result.returncode == -signal.SIGTERM, result.stderr
