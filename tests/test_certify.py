@@ -154,7 +154,19 @@ def test_certified_and_attacked_accuracy_bracket_the_exact_robust_accuracy(image
         assert max(cert["l2"][f"{r:g}"]) <= r * (1 + 1e-5)
     radius = np.array(cert["radius"])
     assert (radius <= distance + 1e-9).all() and np.corrcoef(radius, distance)[0, 1] > 0.9
-    assert m["certify_conflicts"] >= 0 and m["smoothing_sigma"] == SIGMA
+    assert m["certify_conflicts"] >= 0 and m["smoothing_sigma"] == SIGMA and certified.tags["untrained_model"] == "false"
+
+
+def test_a_base_network_that_answers_one_class_is_flagged_untrained(images):
+    """Certified everywhere, and meaningless: the smoothed classifier of a constant network."""
+    from torch.utils.data import TensorDataset
+
+    from covid_robustness.evaluation.evaluate import evaluate
+
+    net, x, y, _ = images
+    constant = Linear(torch.zeros_like(net.w), 1.0)  # class 1 whatever it sees
+    result = evaluate(constant, TensorDataset(x, y), _options())
+    assert result.tags["untrained_model"] == "true" and "predicts one class" in result.tags["untrained_model_reason"]
 
 
 def test_a_certificate_the_attack_breaks_stops_the_job(images, monkeypatch):

@@ -218,7 +218,8 @@ def _evaluation(options: EvaluationOptions):
     return _evaluate
 
 
-def _labels(dataset: Dataset) -> np.ndarray:
+def labels_of(dataset: Dataset) -> np.ndarray:
+    """The labels of a dataset of (image, label) pairs (a TensorDataset's without reading its images)."""
     tensors = getattr(dataset, "tensors", None)
     if tensors is not None:
         return tensors[1].numpy()
@@ -302,7 +303,7 @@ def _evaluate(options: EvaluationOptions, net, test_set) -> EvaluationResult:
     if len(crafting) == 1:  # the per-evaluation number is the reported one
         metrics.pop(f"{Metrics.PER_EVALUATION}{next(iter(crafting))}")
     pred_all = np.concatenate(totals.clean)
-    y_test = _labels(test_set)
+    y_test = labels_of(test_set)
     reason = untrained_reason(y_all, pred_all, y_test, options.test_accuracy)
     metrics.update(
         {

@@ -17,6 +17,7 @@ it, the certificate or the attack is wrong and the job stops. Certified accuracy
 attacked accuracy in a finished job.
 """
 
+import logging
 import time
 
 import numpy as np
@@ -33,8 +34,10 @@ from ..errors import ConfigError
 from ..record import Metrics, Tags
 from .certify import ABSTAIN, abstaining, certify, noisy_counts
 from .checks import AttackCheckError, EvalModeGuard, check_adversarial_batch
-from .evaluate import EvaluationResult, Examples, confusion
+from .evaluate import EvaluationResult, Examples, confusion, labels_of, untrained_reason
 from .options import EvaluationOptions
+
+log = logging.getLogger(__name__)
 
 # A wrong vote less likely than this under the certificate stops the job.
 IMPLAUSIBLE = 1e-6
@@ -97,7 +100,17 @@ def smoothing_evaluation(options: EvaluationOptions, net: torch.nn.Module, test_
         for key, value in batch.items():
             parts.setdefault(key, []).append(value)
     a = {k: np.concatenate(v) for k, v in parts.items()}
-    return _result(a, settings, sigma, certify_seconds / n_images, attack_seconds, options)
+    result = _result(a, settings, sigma, certify_seconds / n_images, attack_seconds, options)
+    # A base network that answers one class whatever it sees makes a smoothed classifier certified everywhere.
+    reason = untrained_reason(a["y"], a["clean_counts"].argmax(1), labels_of(test_set), options.test_accuracy)
+    result.tags |= {Tags.UNTRAINED: str(bool(reason)).lower(), Tags.UNTRAINED_REASON: reason}
+    if reason:
+        log.warning(
+            "the smoothed classifier is no better than always answering the majority class (%s): "
+            "its certificates say nothing about robustness",
+            reason,
+        )
+    return result
 
 
 def _result(a: dict, settings: Certification, sigma: float, certify_seconds: float, attack_seconds: float, options):
@@ -173,7 +186,7 @@ def _result(a: dict, settings: Certification, sigma: float, certify_seconds: flo
         "attacked_right": {radius_key(r): per_radius[r].tolist() for r in settings.radii},
         "l2": {radius_key(r): distances[r].tolist() for r in settings.radii},
     }
-    tags = {Tags.EVALUATION: "smoothed", Tags.STRONGEST_EVALUATION: "smoothed", Tags.UNTRAINED: "false"}
+    tags = {Tags.EVALUATION: "smoothed", Tags.STRONGEST_EVALUATION: "smoothed"}
     return EvaluationResult(metrics, tags, examples, matrices, probabilities, certificate=certificate)
 
 
