@@ -154,7 +154,9 @@ def test_certified_and_attacked_accuracy_bracket_the_exact_robust_accuracy(image
         assert max(cert["l2"][f"{r:g}"]) <= r * (1 + 1e-5)
     radius = np.array(cert["radius"])
     assert (radius <= distance + 1e-9).all() and np.corrcoef(radius, distance)[0, 1] > 0.9
-    assert m["certify_conflicts"] >= 0 and m["smoothing_sigma"] == SIGMA and certified.tags["untrained_model"] == "false"
+    assert (
+        m["certify_conflicts"] >= 0 and m["smoothing_sigma"] == SIGMA and certified.tags["untrained_model"] == "false"
+    )
 
 
 def test_a_base_network_that_answers_one_class_is_flagged_untrained(images):
@@ -185,3 +187,11 @@ def test_a_certificate_the_attack_breaks_stops_the_job(images, monkeypatch):
     net, x, y, _ = images
     with pytest.raises(AttackCheckError, match="certified accuracy would exceed attacked accuracy"):
         evaluate(net, TensorDataset(x, y), _options())
+
+
+def test_the_reports_largest_certifiable_radius_is_what_certify_gives_when_every_copy_votes_right():
+    from covid_robustness.report.certified import largest_certifiable
+
+    for sigma, n in ((0.12, 300), (0.25, 1000), (0.5, 100_000)):
+        expected = sigma * norm.ppf(lower_confidence_bound(n, n, ALPHA))
+        assert largest_certifiable(sigma, n, ALPHA) == pytest.approx(float(expected), rel=1e-9)

@@ -12,6 +12,7 @@ from collections import defaultdict
 
 import matplotlib.pyplot as plt
 import numpy as np
+from scipy.stats import norm
 
 from ..record import CERTIFY, Artifacts, Metrics
 from .blocks import DASH, Figure, Table
@@ -26,8 +27,16 @@ FIGURE = (
     "Per model, the smoothed classifier at each noise level sigma: certified accuracy (solid: the share of the "
     "images CERTIFY certifies with their true class at a radius at least r, a lower bound) and attacked "
     "accuracy (dashed, markers: the share still right after L2 PGD of radius r on the smoothed classifier, "
-    "an upper bound), on [0, 1] pixels. The accuracy any attack of that size leaves lies between them.",
+    "an upper bound), on [0, 1] pixels. The accuracy any attack of that size leaves lies between them. "
+    "Dotted: the largest radius n noisy copies can certify at that sigma, sigma * Phi^-1(alpha^(1/n)) (all n "
+    "copies right): the certified curve ends there because of n, not of the model.",
 )
+
+
+def largest_certifiable(sigma: float, n: int, alpha: float) -> float:
+    """The radius CERTIFY gives when all n copies vote for the class: sigma * Phi^-1 of the Clopper-Pearson
+    lower bound alpha^(1/n)."""
+    return sigma * float(norm.ppf(alpha ** (1 / n)))
 
 
 def certify_jobs(study: Study) -> list[Job]:
@@ -115,6 +124,9 @@ def figure(study: Study):
             else:  # no artifact: the certified accuracy at the logged radii
                 values = [job.metrics[Metrics.CERTIFIED + "0"]] + [job.metrics[f"{Metrics.CERTIFIED}{r:g}"] for r in rs]
                 ax.plot([0, *rs], values, color=color, linewidth=2, label=f"sigma {sigma:g}")
+            n, alpha = int(job.params.get("attack.n", 0)), float(job.params.get("attack.alpha", "nan"))
+            if n > 0:
+                ax.axvline(largest_certifiable(sigma, n, alpha), color=color, linestyle=":", linewidth=1)
             attacked = [job.metrics[Metrics.CLEAN]] + [job.metrics[f"{Metrics.ATTACKED}{r:g}"] for r in rs]
             ax.plot([0, *rs], attacked, color=color, linestyle="--", marker="o", markersize=4)
         ax.set(xlim=(0, top), ylim=(0, 1), xlabel="L2 radius ([0, 1] pixels)", ylabel="accuracy")
