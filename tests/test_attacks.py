@@ -13,6 +13,7 @@ from covid_robustness.attacks.classifier import build_classifier
 from covid_robustness.attacks.registry import attack_label, attack_names
 from covid_robustness.attacks.reset import reset_attack
 from covid_robustness.attacks.resolve import with_target
+from covid_robustness.attacks.smoothing import Certification
 from covid_robustness.attacks.validation import takes_eps, validate_attack
 from covid_robustness.data.classes import task_classes
 from covid_robustness.data.datamodule import CXRDataModule
@@ -46,6 +47,9 @@ def test_every_attack_config_builds(name, trained):
     cfg = make_cfg(f"attack={name}")
     resolved = with_target(OmegaConf.to_container(cfg.attack, resolve=True), task_classes(cfg.data.task))
     attack = build_attack(resolved, trained[1])
+    if name == "certify":  # settings for the smoothed classifier's evaluation, not an attack on the model
+        assert isinstance(attack, Certification) and attack.radii == tuple(sorted(attack.radii))
+        return
     assert hasattr(attack, "generate")
     assert getattr(attack, "targeted", False) == (resolved.get("target_class") is not None)
 
@@ -150,12 +154,14 @@ def test_unknown_attack_parameter_is_named(trained):
 
 
 def test_registered_attacks_carry_their_labels_and_budget_rules():
-    assert attack_names() == ["apgd", "autoattack_binary", "cw", "fgsm", "none", "pgd", "radius", "st"]
-    labels = ["APGD", "AutoAttack-2", "C&W", "FGSM", "None", "PGD", "Radius", "ST"]
+    names = ["apgd", "autoattack_binary", "certify", "cw", "cw_l2", "fgsm", "none", "pgd", "radius", "st"]
+    assert attack_names() == names
+    labels = ["APGD", "AutoAttack-2", "Certified", "C&W", "C&W", "FGSM", "None", "PGD", "Radius", "ST"]
     assert [attack_label(n) for n in attack_names()] == labels
     assert attack_label("deepfool") == "deepfool"  # an attack from _target_ has no label of its own
     assert attack_label("bim", "art.attacks.evasion.BasicIterativeMethod") == "BasicIterativeMethod"  # its class's
     assert takes_eps({"name": "cw", "impl": "fast"}) and not takes_eps({"name": "st"})
+    assert takes_eps({"name": "cw_l2"}) and not takes_eps({"name": "certify", "impl": "fast"})
     assert takes_eps({"name": "x", "_target_": "art.attacks.evasion.FastGradientMethod"})
     assert not takes_eps({"name": "x", "_target_": "art.attacks.evasion.DeepFool"})
 
