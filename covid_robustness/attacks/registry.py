@@ -1,7 +1,8 @@
 """The attack registry: ATTACKS maps an attack's name to a Registry of its implementations (attack.impl).
 
 An implementation registers a builder `(classifier, eps, params) -> EvasionAttack` with `register_attack`
-beside its definition, so a config chooses an attack by name and an implementation of it by impl. This
+beside its definition (attack=certify's builder gives the checked settings of its evaluation instead:
+attacks/smoothing.py), so a config chooses an attack by name and an implementation of it by impl. This
 module imports no attack, so every attack module can import it without an import cycle.
 """
 
