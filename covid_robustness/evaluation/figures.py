@@ -17,12 +17,18 @@ def example_grid(ex: Examples, class_names: tuple[str, ...], title: str):
     n = len(ex.labels)
     fig, axes = plt.subplots(3, n, figsize=(2.1 * n, 6.6), squeeze=False)
     delta = ex.adversarial - ex.clean
+    l2 = np.sqrt((delta.astype(np.float64) ** 2).sum(axis=tuple(range(1, delta.ndim))))  # what bounds an L2 attack
     scale = max(float(np.abs(delta).max()), 1e-12)
     for i in range(n):
         rows = (
             (ex.clean[i, 0], "gray", (0, 1), f"true {class_names[ex.labels[i]]}\npred {class_names[ex.pred_clean[i]]}"),
             (ex.adversarial[i, 0], "gray", (0, 1), f"adversarial\npred {class_names[ex.pred_adv[i]]}"),
-            (delta[i, 0], "seismic", (-scale, scale), f"perturbation\nL-inf {np.abs(delta[i]).max():.4f}"),
+            (
+                delta[i, 0],
+                "seismic",
+                (-scale, scale),
+                f"perturbation\nL-inf {np.abs(delta[i]).max():.4f}, L2 {l2[i]:.3f}",
+            ),
         )
         for r, (img, cmap, (lo, hi), label) in enumerate(rows):
             ax = axes[r, i]
