@@ -33,9 +33,9 @@ from art.config import ART_NUMPY_DTYPE
 from art.estimators.classification import PyTorchClassifier
 from art.utils import check_and_transform_label_format, get_labels_np_array, projection, random_sphere
 
-from .gradient import checked_norm
 from .own import model_outputs
 from .registry import register_attack
+from .validation import checked_norm
 
 
 def checkpoints(max_iter: int) -> list[int]:

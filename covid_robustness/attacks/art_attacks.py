@@ -20,9 +20,10 @@ from ..errors import ConfigError
 from .apgd import APGD
 from .bounded import bounded
 from .classifier import with_loss
-from .gradient import checked_norm, pgd_step
+from .gradient import pgd_step
 from .margin import MarginLoss
 from .registry import register_attack
+from .validation import checked_norm
 
 
 def _every_step(name: str, params: dict) -> None:

@@ -45,6 +45,7 @@ from tqdm.auto import tqdm
 
 from .own import OwnEvasionAttack, model_outputs
 from .registry import register_attack
+from .validation import checked_norm
 
 
 def pgd_step(eps: float, max_iter) -> float:
@@ -249,15 +250,6 @@ class PGD(OwnEvasionAttack):
         # is d clamped to [-e, e] with e = float32(eps), which needs no float64 (absent on some devices).
         eps = torch.tensor(np.float32(self.eps)).to(x.device)
         return torch.max(torch.min(x - x_init, eps), -eps) + x_init
-
-
-def checked_norm(norm) -> float:
-    """np.inf for np.inf or "inf", 2.0 for 2; ValueError for any other norm."""
-    if norm in (np.inf, "inf"):
-        return np.inf
-    if norm == 2 and not isinstance(norm, bool):
-        return 2.0
-    raise ValueError(f"`norm` must be inf or 2, not {norm!r}.")
 
 
 class FGSM(PGD):

@@ -20,9 +20,10 @@ from art.config import ART_NUMPY_DTYPE
 from art.estimators.classification import PyTorchClassifier
 from art.utils import check_and_transform_label_format
 
-from .gradient import PGD, checked_norm, pgd_step
+from .gradient import PGD, pgd_step
 from .own import OwnEvasionAttack
 from .registry import register_attack
+from .validation import checked_norm
 
 
 class RadiusPGD(OwnEvasionAttack):

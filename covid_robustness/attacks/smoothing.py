@@ -40,20 +40,15 @@ class SmoothedSoft(nn.Module):
         return p.clamp_min(1e-12).log()
 
 
-def smoothed_pgd(
-    net: nn.Module,
-    image_size: int,
-    num_classes: int,
-    sigma: float,
-    eps: float,
-    steps: int,
-    samples: int,
-    batch_size: int,
-) -> PGD:
-    """L2 PGD of `steps` steps (2.5 eps / steps each) on the smoothed soft classifier of net at sigma."""
-    clf = build_classifier(SmoothedSoft(net, sigma, samples), image_size, num_classes)
+def smoothed_classifier(net: nn.Module, image_size: int, num_classes: int, sigma: float, samples: int):
+    """ART's view of the smoothed soft classifier of net at sigma, `samples` noise draws per call."""
+    return build_classifier(SmoothedSoft(net, sigma, samples), image_size, num_classes)
+
+
+def smoothed_pgd(classifier, eps: float, steps: int, batch_size: int) -> PGD:
+    """L2 PGD of `steps` steps (2.5 eps / steps each) on a smoothed soft classifier, every image to the end."""
     return PGD(
-        clf,
+        classifier,
         eps=eps,
         eps_step=pgd_step(eps, steps),
         max_iter=steps,

@@ -19,14 +19,23 @@ TARGETED = ("fgsm", "pgd", "apgd", "cw")
 EPS_UNITS = ("pixel", "std")
 
 
-def attack_norm(cfg: dict) -> float:
-    """The norm of the ball attack.eps bounds: inf (also without the key) or 2.0; ConfigError for another."""
-    norm = cfg.get("norm", "inf")
+def checked_norm(norm) -> float:
+    """inf for inf or "inf", 2.0 for 2; ValueError (an attack's parameter check) for any other norm."""
     if isinstance(norm, str) and norm == "inf" or isinstance(norm, float) and norm == float("inf"):
         return float("inf")
     if isinstance(norm, (int, float)) and not isinstance(norm, bool) and norm == 2:
         return 2.0
-    raise ConfigError(f"attack.norm={norm!r} is not a norm here; choose inf (an L-inf ball) or 2 (an L2 ball).")
+    raise ValueError(f"`norm` must be inf or 2, not {norm!r}.")
+
+
+def attack_norm(cfg: dict) -> float:
+    """The norm of the ball attack.eps bounds: inf (also without the key) or 2.0; ConfigError for another."""
+    try:
+        return checked_norm(cfg.get("norm", "inf"))
+    except ValueError:
+        raise ConfigError(
+            f"attack.norm={cfg['norm']!r} is not a norm here; choose inf (an L-inf ball) or 2 (an L2 ball)."
+        ) from None
 
 
 # The only classes an attack's _target_ may name.

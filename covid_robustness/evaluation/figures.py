@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..record import curve
+from ..record import certified_share, curve
 from .calibration import reliability
 from .evaluate import Examples
 
@@ -84,18 +84,17 @@ def robustness_curve(
 def certified_curve(certificate: dict, title: str):
     """Certified accuracy (a lower bound, the share certified right at a radius >= r) as a curve over r, and
     attacked accuracy (an upper bound) at the radii attacked, against the L2 radius on [0, 1] pixels."""
-    labels, prediction = np.array(certificate["labels"]), np.array(certificate["prediction"])
-    radius = np.where(prediction == labels, np.array(certificate["radius"]), -1.0)
     attacked = {float(r): np.mean(v) for r, v in certificate["attacked_right"].items()}
-    top = max(max(attacked), float(radius.max(initial=0.0))) * 1.05
+    top = max(max(attacked), max(certificate["radius"], default=0.0)) * 1.05
     grid = np.linspace(0, top, 200)
+    certified = certified_share(certificate, grid)
     fig, ax = plt.subplots(figsize=(5.2, 3.8))
-    ax.plot(grid, [(radius >= r).mean() for r in grid], color="tab:blue", linewidth=2, label="certified (lower bound)")
+    ax.plot(grid, certified, color="tab:blue", linewidth=2, label="certified (lower bound)")
     xs = sorted(attacked)
     ax.plot(xs, [attacked[r] for r in xs], color="tab:red", marker="o", linewidth=1.5, label="attacked (upper bound)")
     ax.fill_between(
         grid,
-        [(radius >= r).mean() for r in grid],
+        certified,
         np.interp(grid, xs, [attacked[r] for r in xs]),
         where=grid <= xs[-1],
         color="grey",

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from ..attacks.build import build_attack
 from ..attacks.classifier import build_classifier
-from ..attacks.smoothing import Certification, smoothed_pgd
+from ..attacks.smoothing import Certification, smoothed_classifier, smoothed_pgd
 from ..defenses.transforms import Defense
 from ..errors import ConfigError
 from ..record import Metrics, Tags
@@ -63,6 +63,8 @@ def smoothing_evaluation(options: EvaluationOptions, net: torch.nn.Module, test_
     sigma = smoothing_sigma(options.defense)
     image_size, classes = int(test_set[0][0].shape[-1]), options.num_classes
     settings: Certification = build_attack(options.attack, build_classifier(net, image_size, classes))
+    # One classifier for every radius and batch: its noise draws happen per call.
+    soft = smoothed_classifier(net, image_size, classes, sigma, settings.attack_samples)
     n_images = len(test_set) if options.max_images is None else min(options.max_images, len(test_set))
     device = next(iter([*net.parameters(), *net.buffers()]), torch.zeros(0)).device
     generator = torch.Generator(device=device).manual_seed(options.seed)
@@ -79,9 +81,7 @@ def smoothing_evaluation(options: EvaluationOptions, net: torch.nn.Module, test_
         batch |= {"clean_counts": counts, "predict": abstaining(counts, settings.alpha)}
         x_np = x.cpu().numpy()
         for r in settings.radii:
-            attack = smoothed_pgd(
-                net, image_size, classes, sigma, r, settings.attack_steps, settings.attack_samples, len(x_np)
-            )
+            attack = smoothed_pgd(soft, r, settings.attack_steps, len(x_np))
             start = time.perf_counter()
             with EvalModeGuard(attack.estimator.model, "certify"):
                 x_adv = attack.generate(x_np, batch["y"]).astype(np.float32)

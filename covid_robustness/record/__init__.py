@@ -248,6 +248,14 @@ def curve(radii: np.ndarray, budgets: np.ndarray) -> np.ndarray:
     return (radii[None, :] > np.asarray(budgets, dtype=float)[:, None]).mean(1)
 
 
+def certified_share(certificate: dict, radii) -> np.ndarray:
+    """A certify job's certified accuracy at each radius, read off its per-image certificates
+    (certified_radii.json): the share of images certified with their true class at a radius >= r."""
+    right = np.array(certificate["prediction"]) == np.array(certificate["labels"])
+    radius = np.where(right, np.array(certificate["radius"], dtype=float), -1.0)
+    return (radius[None, :] >= np.asarray(radii, dtype=float)[:, None]).mean(1)
+
+
 @dataclass(frozen=True)
 class Job:
     """One finished job run: a trained model attacked with one attack setting."""

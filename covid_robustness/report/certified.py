@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from scipy.stats import norm
 
-from ..record import CERTIFY, Artifacts, Metrics
+from ..record import CERTIFY, Artifacts, Metrics, certified_share
 from .blocks import DASH, Figure, Table
 from .collect import Job, Study
 from .estimate import measured, per_seed
@@ -117,10 +117,8 @@ def figure(study: Study):
             top = max(top, rs[-1] * 1.05)
             grid = np.linspace(0, top, 200)
             if data is not None:
-                cert = json.loads(data)
-                right = np.array(cert["prediction"]) == np.array(cert["labels"])
-                radius = np.where(right, np.array(cert["radius"]), -1.0)
-                ax.plot(grid, [(radius >= r).mean() for r in grid], color=color, linewidth=2, label=f"sigma {sigma:g}")
+                shares = certified_share(json.loads(data), grid)
+                ax.plot(grid, shares, color=color, linewidth=2, label=f"sigma {sigma:g}")
             else:  # no artifact: the certified accuracy at the logged radii
                 values = [job.metrics[Metrics.CERTIFIED + "0"]] + [job.metrics[f"{Metrics.CERTIFIED}{r:g}"] for r in rs]
                 ax.plot([0, *rs], values, color=color, linewidth=2, label=f"sigma {sigma:g}")
