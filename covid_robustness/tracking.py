@@ -5,7 +5,10 @@ The embedded store is sqlite at <dir>/mlflow.db with artifacts in <dir>/artifact
 refuses plain file stores). With a tracking URI set (a server), the server decides where artifacts go.
 """
 
+import importlib.metadata
 import json
+import os
+import platform
 import re
 import subprocess
 import tempfile
@@ -15,6 +18,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import torch
 from filelock import FileLock
 from mlflow.entities import (
     Dataset,
@@ -120,6 +124,45 @@ def git_commit() -> str:
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+# The libraries whose versions change what a job computes or records (a manifest lists them).
+LIBRARIES = (
+    "torch",
+    "torchvision",
+    "pytorch-lightning",
+    "adversarial-robustness-toolbox",
+    "timm",
+    "numpy",
+    "scipy",
+    "mlflow",
+    "hydra-core",
+)
+
+
+def machine() -> str:
+    """The CPU model, its core count and the GPU a job ran on, e.g. "AMD EPYC 7B13, 2 cores, no GPU"."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        cpu = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
+    return f"{cpu}, {os.cpu_count()} cores, {gpu}"
+
+
+def versions() -> str:
+    """Python's and LIBRARIES' versions, e.g. "python 3.12.3; torch 2.5.1; ..." (a library not installed is left out)."""
+    found = [f"python {platform.python_version()}"]
+    for name in LIBRARIES:
+        try:
+            found.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    if torch.version.cuda:  # the CUDA torch was built with (its wheel's +cuXYZ)
+        found.append(f"cuda {torch.version.cuda}")
+    return "; ".join(found)
 
 
 def _check_writable(root: Path) -> None:

@@ -3,6 +3,7 @@
 import os
 from pathlib import Path
 
+import torch
 from mlflow.tracking import MlflowClient
 
 from .conftest import TINY, run_cli, store_runs
@@ -69,6 +70,8 @@ def test_multirun_trains_each_model_once_and_tracks_every_job(tmp_path):
             assert 1 <= passes <= 10
             pgd_passes.append(passes)
         assert job.data.tags["mlflow.source.git.commit"] and "attack=" in job.data.tags["hydra.overrides"]
+        assert f"{os.cpu_count()} cores" in job.data.tags["machine"]
+        assert f"torch {torch.__version__.split('+')[0]}" in job.data.tags["library_versions"].split("; ")
         artifacts = {a.path for a in client.list_artifacts(job.info.run_id)}
         assert {"config.yaml", "examples.png", "examples.npz"} <= artifacts
         png = Path(client.download_artifacts(job.info.run_id, "examples.png", str(tmp_path)))

@@ -18,7 +18,7 @@ from ..data.datamodule import CXRDataModule
 from ..models.registry import spec
 from ..record import JOB_ROLE, Tags
 from ..record.sections import SKIPPED_IMAGES
-from ..tracking import Tracker, flatten, git_commit
+from ..tracking import Tracker, flatten, git_commit, machine, versions
 from .keys import job_settings, resolved
 
 log = logging.getLogger(__name__)
@@ -56,13 +56,15 @@ def setup_data(cfg: DictConfig) -> CXRDataModule:
 
 
 def common_tags(cfg: DictConfig, overrides: str) -> dict[str, str]:
-    """The tags every run of a job carries: where the code was, the command line and the model."""
+    """The tags every run of a job carries: where the code was, the command line, the model and the machine."""
     return {
         Tags.COMMIT: git_commit(),
         Tags.OVERRIDES: overrides,
         Tags.MODEL: cfg.model.name,
         Tags.MODEL_LABEL: spec(cfg.model.name).label,
         Tags.THREADS: str(torch.get_num_threads()),
+        Tags.MACHINE: machine(),
+        Tags.VERSIONS: versions(),
     }
 
 

@@ -49,6 +49,8 @@ class Tags:
     VERDICT_EVIDENCE = "verdict_evidence"
     ERROR = "error"
     THREADS = "cpu_threads"  # the CPU threads a job computed with (its allocation's, under SLURM)
+    MACHINE = "machine"  # its CPU model, cores and GPU (tracking.machine)
+    VERSIONS = "library_versions"  # Python's and the libraries' (tracking.versions)
     PROBE = "probe"  # border or statistics, on a probe's run and on a border probe's training run
     # On a report's summary run (role report): the newest of the study's is current, the older ones name it.
     CURRENT = "current"
