@@ -66,7 +66,15 @@ def test_corrupted_accuracy_is_the_models_reading_of_the_corrupted_images(store)
         assert metrics[f"corruption_adversarial_accuracy_s{s}"] == metrics[f"corruption_accuracy_s{s}"]  # no attack
     mean = np.mean([metrics["corruption_accuracy_s1"], metrics["corruption_accuracy_s5"]])
     assert metrics["corruption_accuracy_mean"] == metrics["clean_accuracy"] == pytest.approx(mean)
-    assert metrics["attack_images"] == 32  # the whole test split
+    # Every reading counted: 2 severities x the whole test split, so mean x readings is a count of images.
+    assert metrics["corruption_images_s1"] == metrics["corruption_images_s5"] == 32
+    assert metrics["attack_images"] == 64
+    right = metrics["clean_accuracy"] * metrics["attack_images"]
+    assert right == pytest.approx(round(right))
+    # Untrained or not is read on the uncorrupted images.
+    with torch.no_grad():
+        pred = module.net(test.tensors[0]).argmax(1).numpy()
+    assert len(np.unique(pred)) == 2 and job.data.tags["untrained_model"] == "false"
     assert job.data.params["corruption.severities"] == "[1, 5]"
 
 
@@ -75,7 +83,7 @@ def test_the_adversary_acts_on_the_corrupted_image(store):
     for s in (1, 5):
         assert metrics[f"corruption_adversarial_accuracy_s{s}"] <= metrics[f"corruption_accuracy_s{s}"]
     assert metrics["linf_max"] <= 0.03 + 1e-6  # measured from the corrupted image, not the clean one
-    assert metrics["attack_images"] == 8
+    assert metrics["attack_images"] == 2 * 8  # 2 severities x eval.max_images
     clean = [j for j in _runs(store, "attack") if "corruption.name" not in j.data.params]
     assert len(clean) == 2 and not any("corruption_accuracy_mean" in j.data.metrics for j in clean)
 
@@ -211,3 +219,36 @@ def test_a_job_reads_the_validation_operating_points_on_its_test_images(store):
     assert m["sensitivity_at_youden_clean"] == pytest.approx(sensitivity, nan_ok=True)
     assert m["specificity_at_youden_clean"] == pytest.approx(specificity, nan_ok=True)
     assert 0 <= m["auroc_adversarial"] <= 1 or m["auroc_adversarial"] != m["auroc_adversarial"]
+
+
+class _ByBrightness(torch.nn.Module):
+    """Class 1 for an image brighter on average than 0.5, else class 0."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(40.0))
+
+    def forward(self, x):
+        z = self.scale * (x.mean((1, 2, 3)) - 0.5)
+        return torch.stack([-z, z], 1)
+
+
+def test_untrained_is_read_on_the_uncorrupted_images():
+    """A corruption that drives a model that tells the classes apart to one class leaves it trained."""
+    from covid_robustness.evaluation.corrupted import evaluate_corrupted
+    from covid_robustness.evaluation.options import EvaluationOptions
+    from covid_robustness.models.module import Normalized
+
+    y = torch.tensor([0, 1] * 8)
+    x = (0.35 + 0.2 * y.float())[:, None, None, None].expand(16, 1, 16, 16).clone()
+    net = Normalized(_ByBrightness(), 0.0, 1.0)
+    options = EvaluationOptions(
+        {"name": "none", "impl": "identity", "eps": None},
+        2,
+        1,
+        progress=False,
+        corruption={"name": "brightness_up", "severities": [5]},
+    )
+    result = evaluate_corrupted(net, torch.utils.data.TensorDataset(x, y), options)
+    assert result.metrics["corruption_accuracy_s5"] == 0.5  # every corrupted image reads as class 1
+    assert result.tags["untrained_model"] == "false" and result.tags["untrained_model_reason"] == ""

@@ -4,7 +4,10 @@ The adversary acts on the corrupted image: at each severity the attack starts fr
 images and its budget is measured from them. Per severity s the job logs `corruption_accuracy_s<s>`
 (clean accuracy on the corrupted images) and `corruption_adversarial_accuracy_s<s>`, and their means
 over the severities; its `clean_accuracy` and `adversarial_accuracy` are those means, so that columns
-compare like with like in MLflow. The noise of each severity is drawn from a generator seeded by the
+compare like with like in MLflow, and its `attack_images` counts every reading (severities x images, each
+severity's own in `corruption_images_s<s>`), so mean x readings is the count of right answers. Whether the
+model is untrained is decided on the uncorrupted images: a corruption that drives a trained model to one
+class is a finding about the corruption, not about the training. The noise of each severity is drawn from a generator seeded by the
 job's seed, the corruption and the severity: a rerun corrupts the same pixels.
 """
 
@@ -16,15 +19,16 @@ import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from ..errors import ConfigError
-from ..record import Metrics
+from ..record import Metrics, Tags
 from .corruptions import CORRUPTIONS, corrupt, severity_param
-from .evaluate import EvaluationResult, evaluate
+from .evaluate import EvaluationResult, evaluate, labels_of, untrained_reason
 from .options import EvaluationOptions
 
 NONE = "none"
 # Over the severities: SUMMED add up, *_max take the maximum, every other metric the mean of the severities
 # where it is defined (a rate without an image to count is nan).
-SUMMED = (Metrics.SECONDS,)
+SUMMED = (Metrics.SECONDS, Metrics.IMAGES)
+IMAGES_AT = "corruption_images_s"  # + severity: the images read at that severity
 
 
 def check_corruption(corruption: dict) -> None:
@@ -76,14 +80,28 @@ def evaluate_corrupted(net: torch.nn.Module, test_set: Dataset, options: Evaluat
     for s, r in results.items():
         per_severity[f"{Metrics.CORRUPTED_AT}{s}"] = r.metrics[Metrics.CLEAN]
         per_severity[f"{Metrics.CORRUPTED_ADVERSARIAL_AT}{s}"] = r.metrics[Metrics.ADVERSARIAL]
+        per_severity[f"{IMAGES_AT}{s}"] = r.metrics[Metrics.IMAGES]
     metrics = {}
     for k in results[max(results)].metrics:
         values = [v for r in results.values() if k in r.metrics and (v := r.metrics[k]) == v] or [float("nan")]
         metrics[k] = float(sum(values) if k in SUMMED else max(values) if k.endswith("_max") else np.mean(values))
     metrics[Metrics.CORRUPTED_MEAN] = metrics[Metrics.CLEAN]
     metrics[Metrics.CORRUPTED_ADVERSARIAL_MEAN] = metrics[Metrics.ADVERSARIAL]
-    worst = results[max(results)]  # the examples and the untrained-model tags of the strongest severity
+    worst = results[max(results)]  # the examples and the evaluation tags of the strongest severity
+    worst.tags.update(_untrained_tags(net, test_set, options))
     # Confusion counts over every severity's images together.
     matrices = {k: sum(r.confusion[k] for r in results.values()) for k in worst.confusion}
     probabilities = {k: np.concatenate([r.probabilities[k] for r in results.values()]) for k in worst.probabilities}
     return EvaluationResult({**metrics, **per_severity}, worst.tags, worst.examples, matrices, probabilities)
+
+
+def _untrained_tags(net: torch.nn.Module, test_set: Dataset, options: EvaluationOptions) -> dict[str, str]:
+    """The untrained-model check (evaluate.untrained_reason) on the first max_images uncorrupted test images."""
+    x, y = _tensors(test_set)
+    n = len(x) if options.max_images is None else min(options.max_images, len(x))
+    x, y = x[:n], y[:n]
+    device = next(net.parameters()).device
+    with torch.no_grad():
+        pred = torch.cat([net.eval()(x[i : i + 256].to(device)).argmax(1).cpu() for i in range(0, n, 256)])
+    reason = untrained_reason(y.numpy(), pred.numpy(), labels_of(test_set), options.test_accuracy)
+    return {Tags.UNTRAINED: str(bool(reason)).lower(), Tags.UNTRAINED_REASON: reason}
