@@ -142,6 +142,7 @@ def test_certified_and_attacked_accuracy_bracket_the_exact_robust_accuracy(image
     _, _, y, distance = images
     m, cert = certified.metrics, certified.certificate
     assert m["clean_accuracy"] >= 0.9 and m["attack_images"] == 40  # the vote may miss images within 0.5 sigma
+    assert m["test_images"] == 40 and m["majority_class_accuracy"] == 0.5 and m["clean_predicted_classes"] == 2
     previous = (1.0, 1.0)
     for r in RADII:
         exact = float((distance > r).mean())  # the linear classifier's robust accuracy at r
@@ -169,6 +170,7 @@ def test_a_base_network_that_answers_one_class_is_flagged_untrained(images):
     constant = Linear(torch.zeros_like(net.w), 1.0)  # class 1 whatever it sees
     result = evaluate(constant, TensorDataset(x, y), _options())
     assert result.tags["untrained_model"] == "true" and "predicts one class" in result.tags["untrained_model_reason"]
+    assert result.metrics["clean_predicted_classes"] == 1
 
 
 def test_a_certificate_the_attack_breaks_stops_the_job(images, monkeypatch):

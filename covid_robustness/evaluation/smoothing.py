@@ -34,7 +34,7 @@ from ..errors import ConfigError
 from ..record import Metrics, Tags
 from .certify import ABSTAIN, abstaining, certify, noisy_counts
 from .checks import AttackCheckError, EvalModeGuard, check_adversarial_batch
-from .evaluate import EvaluationResult, Examples, confusion, labels_of, untrained_reason
+from .evaluate import EvaluationResult, Examples, confusion, labels_of, majority_accuracy, untrained_reason
 from .options import EvaluationOptions
 
 log = logging.getLogger(__name__)
@@ -102,8 +102,14 @@ def smoothing_evaluation(options: EvaluationOptions, net: torch.nn.Module, test_
     a = {k: np.concatenate(v) for k, v in parts.items()}
     result = _result(a, settings, sigma, certify_seconds / n_images, attack_seconds, options)
     # A base network that answers one class whatever it sees makes a smoothed classifier certified everywhere.
-    reason = untrained_reason(a["y"], a["clean_counts"].argmax(1), labels_of(test_set), options.test_accuracy)
+    votes, y_test = a["clean_counts"].argmax(1), labels_of(test_set)
+    reason = untrained_reason(a["y"], votes, y_test, options.test_accuracy)
     result.tags |= {Tags.UNTRAINED: str(bool(reason)).lower(), Tags.UNTRAINED_REASON: reason}
+    result.metrics |= {  # as evaluate() logs them: the report's clean row counts the whole test split
+        Metrics.TEST_IMAGES: float(len(y_test)),
+        Metrics.MAJORITY: majority_accuracy(a["y"]),
+        Metrics.PREDICTED_CLASSES: float(len(np.unique(votes))),
+    }
     if reason:
         log.warning(
             "the smoothed classifier is no better than always answering the majority class (%s): "
