@@ -153,7 +153,7 @@ def machine() -> str:
 
 
 def versions() -> str:
-    """Python's and LIBRARIES' versions, e.g. "python 3.12.3; torch 2.5.1; ..." (a library not installed is left out)."""
+    """Python's and LIBRARIES' versions, e.g. "python 3.12.3; torch 2.5.1; ..." (one not installed is left out)."""
     found = [f"python {platform.python_version()}"]
     for name in LIBRARIES:
         try:

@@ -7,8 +7,9 @@ over the severities; its `clean_accuracy` and `adversarial_accuracy` are those m
 compare like with like in MLflow, and its `attack_images` counts every reading (severities x images, each
 severity's own in `corruption_images_s<s>`), so mean x readings is the count of right answers. Whether the
 model is untrained is decided on the uncorrupted images: a corruption that drives a trained model to one
-class is a finding about the corruption, not about the training. The noise of each severity is drawn from a generator seeded by the
-job's seed, the corruption and the severity: a rerun corrupts the same pixels.
+class is a finding about the corruption, not about the training. The noise of each severity is drawn
+from a generator seeded by the job's seed, the corruption and the severity: a rerun corrupts the same
+pixels.
 """
 
 import zlib
