@@ -5,7 +5,7 @@ STORE := $(CURDIR)/mlruns
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: install sweep shift test lint ui server params report clean-results
+.PHONY: install sweep shift shift-runs results results-runs test lint ui server params report clean-results
 
 install:  ## create .venv and install the package with its dev extras
 	$(PYTHON) -m venv $(VENV)
@@ -17,17 +17,41 @@ sweep:  ## the smoke study: 2 models x 2 attacks x 3 budgets on synthetic data, 
 
 DATA ?=
 EXTERNAL ?=
+ARGS ?=
 CLI := $(BIN)/python -m covid_robustness
-SHIFT := experiment=shift_cpu data.root=$(DATA) tracking.dir=$(STORE)
-
-shift:  ## the shift study (conf/experiment/shift_cpu.yaml) into $(STORE), then its report into reports/shift_cpu
-	@test -n "$(DATA)" -a -n "$(EXTERNAL)" || { echo "error: give both folders: make shift DATA=<folder with the \
+SHIFT := experiment=shift_cpu data.root=$(DATA) tracking.dir=$(STORE) $(ARGS)
+NEED_DATA = @test -n "$(DATA)" -a -n "$(EXTERNAL)" || { echo "error: give both folders: make $(MAKECMDGOALS) DATA=<folder with the \
 	class folders> EXTERNAL=<another source's folder in the same layout>" >&2; exit 2; }
+
+shift: shift-runs  ## the shift study (conf/experiment/shift_cpu.yaml) into $(STORE), then its report into reports/shift_cpu
+	$(CLI) report --study shift_cpu --tracking-uri sqlite:///$(STORE)/mlflow.db --out reports/shift_cpu
+
+shift-runs:
+	$(NEED_DATA)
 	$(CLI) -m $(SHIFT)
 	$(CLI) -m $(SHIFT) attack=pgd 'corruption.severities=[3]' eval.max_images=32
 	$(CLI) -m $(SHIFT) data.external_root=$(EXTERNAL) corruption.name=none attack=pgd eval.max_images=32 data.harmonise=false,true
 	$(CLI) probe $(SHIFT) corruption.name=none model=resnet18,resnet50,wrn16_8,vgg19,inception_v3
-	$(CLI) report --study shift_cpu --tracking-uri sqlite:///$(STORE)/mlflow.db --out reports/shift_cpu
+
+STUDIES := paper_cpu paper_cpu_budgets clinical_cpu defended_cpu shift_cpu certified_cpu
+RUN = $(CLI) -m data.root=$(DATA) tracking.dir=$(STORE) $(ARGS)
+
+# Hours on 2 CPU cores: give STORE a folder that outlives the session; a second call resumes where one stopped.
+results: results-runs  ## every study of docs/results into one $(STORE), then each report into docs/results/<study>
+	for study in $(STUDIES); do \
+	  $(CLI) report --study $$study --tracking-uri sqlite:///$(STORE)/mlflow.db --out docs/results/$$study || exit 1; \
+	done
+
+results-runs:
+	$(NEED_DATA)
+	$(RUN) experiment=paper_cpu
+	$(RUN) experiment=clinical_cpu
+	$(RUN) experiment=paper_cpu_seeds
+	$(RUN) experiment=paper_cpu_budgets
+	$(RUN) experiment=defended_cpu
+	$(MAKE) shift-runs
+	$(RUN) experiment=certified_cpu
+	$(RUN) experiment=certified_cpu model=wrn16_8 defense.sigma=0.25
 
 test:  ## the test suite
 	$(BIN)/python -m pytest -q --durations=15
