@@ -53,7 +53,7 @@ def _jobs(client) -> list:
 def test_writes_every_table_and_figure(store):
     tmp, _, _ = store
     out = tmp / "report"
-    for name in (*FIGURES, "report.md", "report.html", "table2.csv", "runs.csv"):
+    for name in (*FIGURES, "report.md", "report.html", "table2.csv", "runs.csv", "manifest.json"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     for name in FIGURES:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -162,12 +162,36 @@ def test_runs_csv_and_parameter_counts(store):
     assert "| WRN-16-8 | 10,957,650 | 10,964,882 | 11,033,186 |" in md
 
 
+def test_the_manifest_holds_the_runs_provenance_and_no_absolute_path(store):
+    import json
+    import os
+
+    import torch
+
+    tmp, _, client = store
+    out = tmp / "report"
+    m = json.loads((out / "manifest.json").read_text())
+    jobs = [r for r in _jobs(client) if r.info.run_id in {x["run_id"] for x in _csv(out / "runs.csv")}]
+    assert m["commits"] == sorted({r.data.tags["mlflow.source.git.commit"].removesuffix("-dirty") for r in jobs})
+    assert m["jobs"] == 12 and m["trainings"] == 2 and len(m["commands"]) == 12
+    (data,) = m["data"]  # one dataset, read by the trainings and the jobs
+    assert data["contexts"] == ["test", "training"] and data["source"].startswith("covid_robustness.data.synthetic(")
+    assert data["digest"] == jobs[0].inputs.dataset_inputs[0].dataset.digest and data["split_sizes"]["test"] > 0
+    assert m["recipe"]["varies"]["model.name"] == ["resnet18", "wrn16_8"] and "tracking.dir" not in m["recipe"]["fixed"]
+    assert m["machine"] and f"{os.cpu_count()} cores" in m["machine"][0]
+    assert f"torch {torch.__version__.split('+')[0]}" in m["library_versions"][0]
+    time = m["wall_time_seconds"]
+    assert 0 < time["training"] and 0 < time["jobs"] <= time["first_start_to_last_end"]
+    assert str(tmp) not in (out / "manifest.json").read_text() and str(tmp) not in (out / "report.md").read_text()
+    assert "## Provenance" in (out / "report.md").read_text().split("## Study")[0]  # the report opens with it
+
+
 def test_html_is_one_page_with_the_figures_embedded(store):
     tmp, _, _ = store
     page = (tmp / "report" / "report.html").read_text()
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert sorted(base64.b64decode(i) for i in images) == sorted((tmp / "report" / f).read_bytes() for f in FIGURES)
-    assert page.count("<table>") == 9 and "<th>RN-18 paper</th>" in page
+    assert page.count("<table>") == 10 and "<th>RN-18 paper</th>" in page
     assert 'src="http' not in page and "<link" not in page  # nothing to fetch
 
 
@@ -184,7 +208,7 @@ def test_a_summary_run_holds_the_files_and_supersedes_the_last(store, tmp_path, 
     artifacts = {a.path for a in client.list_artifacts(new.info.run_id)}
     # every job logs both directions of harm and its reliability diagram: the clinical page comes too
     clinical = {"clinical.md", "clinical.html", "clinical_harm.png", "clinical_reliability.png"}
-    assert {"report.md", "report.html", "table2.csv", "runs.csv", *FIGURES, *clinical} == artifacts
+    assert {"report.md", "report.html", "table2.csv", "runs.csv", "manifest.json", *FIGURES, *clinical} == artifacts
 
 
 def _error(argv, capsys) -> str:

@@ -286,6 +286,8 @@ class Job:
     attack_label: str = ""
     max_iter: int | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    end_time: int = 0
+    datasets: tuple[dict, ...] = ()  # the run's dataset inputs: name, digest, profile (its JSON) and context
 
     @classmethod
     def from_run(cls, run) -> "Job":
@@ -315,6 +317,8 @@ class Job:
             attack_label=t.get(Tags.ATTACK_LABEL, ""),
             max_iter=integer(p.get(Params.MAX_ITER)),
             tags=dict(t),
+            end_time=run.info.end_time or 0,
+            datasets=datasets_of(run),
         )
 
     @property
@@ -398,6 +402,17 @@ def newest_per_cell(jobs) -> tuple[list[Job], list[tuple[Job, Job]]]:
         else:
             kept[job.cell] = job
     return list(kept.values()), replaced
+
+
+def datasets_of(run) -> tuple[dict, ...]:
+    """A run's dataset inputs (Tracker.log_dataset): name, digest, profile (its JSON) and context."""
+    out = []
+    for d in getattr(run.inputs, "dataset_inputs", None) or []:
+        context = next((t.value for t in d.tags if t.key == "mlflow.data.context"), "")
+        out.append(
+            {"name": d.dataset.name, "digest": d.dataset.digest, "profile": d.dataset.profile, "context": context}
+        )
+    return tuple(out)
 
 
 def search(client, experiment_id: str, filter_string: str, order_by=("attributes.start_time DESC",)) -> list:

@@ -14,11 +14,32 @@ import numpy as np
 from mlflow.tracking import MlflowClient
 
 from ..errors import ConfigError
-from ..record import PROBE_ROLE, TRAINING_ROLE, Artifacts, Job, Tags, finished_jobs, newest_per_cell, search
+from ..record import (
+    PROBE_ROLE,
+    TRAINING_ROLE,
+    Artifacts,
+    Job,
+    Tags,
+    datasets_of,
+    finished_jobs,
+    newest_per_cell,
+    search,
+)
 from ..record.masking import study_flags
 from .labels import Labels
 
-__all__ = ["ArtifactReader", "Job", "Probe", "Study", "collect", "newest_per_cell", "studies"]
+__all__ = ["ArtifactReader", "Job", "Probe", "Study", "TrainingRun", "collect", "newest_per_cell", "studies"]
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """A training a job used (in this study's experiment or another's): when it ran, where, and on what data."""
+
+    run_id: str
+    start_time: int
+    end_time: int
+    tags: dict[str, str]
+    datasets: tuple[dict, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -80,6 +101,7 @@ class Study:
     probes: list[Probe] = field(default_factory=list)  # finished shortcut-probe runs, newest first
     artifacts: ArtifactReader = field(default_factory=ArtifactReader)
     labels: Labels = field(default_factory=Labels)  # from its jobs' runs; made by hand: the paper's names
+    training_runs: dict[str, TrainingRun] = field(default_factory=dict)  # the trainings its jobs used, by run id
 
 
 def studies(client: MlflowClient) -> list[str]:
@@ -111,6 +133,16 @@ def collect(client: MlflowClient, name: str) -> Study:
         Probe(run.data.tags[Tags.MODEL], run.data.tags[Tags.PROBE], dict(run.data.metrics), dict(run.data.params))
         for run in search(client, experiment.experiment_id, query)
     ]
+    used = {j.training_run_id for j in kept} | {
+        j.tags[Tags.SOURCE_TRAINING_RUN] for j in kept if j.tags.get(Tags.SOURCE_TRAINING_RUN)
+    }
+    training_runs = {}
+    for run_id in sorted(used - {""}):
+        run = client.get_run(run_id)
+        info = run.info
+        training_runs[run_id] = TrainingRun(
+            run_id, info.start_time, info.end_time or 0, dict(run.data.tags), datasets_of(run)
+        )
     return Study(
         name,
         client.tracking_uri,
@@ -121,4 +153,5 @@ def collect(client: MlflowClient, name: str) -> Study:
         probes,
         artifacts=ArtifactReader(client),
         labels=Labels.of(kept),
+        training_runs=training_runs,
     )

@@ -1,15 +1,17 @@
 """The report's pages: which tables and figures each holds, in what order, and the files they are written to.
 
-Two pages: report (the paper's tables and figures, then defenses, transfer, shift, the study's runs) and,
-where the study has clinical jobs, clinical. Each is written as Markdown and as one HTML page, its figures
-as PNGs beside them, with Table II and the runs as CSV.
+Two pages: report (the study's provenance, the paper's tables and figures, then defenses, transfer, shift,
+the study's runs) and, where the study has clinical jobs, clinical. Each is written as Markdown and as one
+HTML page, its figures as PNGs beside them, with Table II and the runs as CSV and the provenance as
+manifest.json.
 """
 
+import json
 from pathlib import Path
 
 from ..data.classes import task_classes
 from ..record import Artifacts, Params
-from . import certified, clinical, defenses, figures, html, markdown, paper_eps, shift, tables
+from . import certified, clinical, defenses, figures, html, manifest, markdown, paper_eps, shift, tables
 from .blocks import Figure, Link
 from .collect import Study
 from .records import job_records, table2_records, write_csv
@@ -21,7 +23,10 @@ def build(study: Study, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     table_rows = rows(study)
     newest = newest_job_per_model(study)
+    provenance = manifest.manifest(study)
+    (out / "manifest.json").write_text(json.dumps(provenance, indent=1) + "\n", encoding="utf-8")
     sections: list = [
+        manifest.table(provenance),
         tables.overview(study),
         tables.table2(table_rows, study.labels),
         tables.table2_average(table_rows, study.labels),
@@ -113,7 +118,7 @@ def build(study: Study, out: Path) -> list[Path]:
     written += _page(out, "report", f"Adversarial robustness report: study {study.name}", sections)
     write_csv(out / "table2.csv", table2_records(table_rows))
     write_csv(out / "runs.csv", job_records(study))
-    return written + [out / name for name in ("table2.csv", "runs.csv")]
+    return written + [out / name for name in ("table2.csv", "runs.csv", "manifest.json")]
 
 
 def _page(out: Path, name: str, title: str, sections: list) -> list[Path]:

@@ -1,0 +1,137 @@
+"""A study's provenance: manifest.json, and the table its report opens with.
+
+Everything is read from the runs the report uses (the jobs and the trainings they used): the commit they
+were made at and whether the tree was clean, their command lines, the resolved recipe (what all jobs share
+and what varies), the data (name, digest of the images read, split sizes and class counts, the folder's
+name), the machine, the library versions and the wall time per phase. A local path is written as its last
+folder's name: a committed manifest names no absolute path.
+"""
+
+import json
+import re
+
+from ..record import Metrics, Tags
+from ..tracking import git_commit
+from .blocks import Table
+from .collect import Study
+
+# An absolute path (not a fraction such as 8/255): a slash that starts a token, then its parts.
+_PATH = re.compile(r"(?<![\w.:$}/])/(?:[^\s/,\]\['\"]+/)*([^\s/,\]\['\"]+)/?")
+# Settings that say where a run wrote, not what it computed.
+_WHERE = ("tracking.", "data.cache_dir", "data.num_workers")
+_ESCALATION_SECONDS = re.compile(r"escalation_.+_seconds")
+
+
+def local(text: str) -> str:
+    """text with every absolute path replaced by its last part: /data/curated-cxr -> curated-cxr."""
+    return _PATH.sub(r"\1", text)
+
+
+def _commits(study: Study) -> list[str]:
+    runs = [*study.jobs, *study.training_runs.values()]
+    return sorted({r.tags.get(Tags.COMMIT, "unknown") for r in runs})
+
+
+def _recipe(study: Study) -> dict:
+    """The settings every job shares (fixed) and those that take several values (varies: each value)."""
+    keys = sorted({k for j in study.jobs for k in j.params if not k.startswith(_WHERE)})
+    values = {k: sorted({local(j.params.get(k, "")) for j in study.jobs}) for k in keys}
+    return {
+        "fixed": {k: v[0] for k, v in values.items() if len(v) == 1},
+        "varies": {k: v for k, v in values.items() if len(v) > 1},
+    }
+
+
+def _data(study: Study) -> list[dict]:
+    """Each dataset the runs read (one per digest, with the contexts it was read in: training, test,
+    external): what it holds, and where from (a folder by its name only)."""
+    seen: dict[str, dict] = {}
+    for run in [*study.training_runs.values(), *study.jobs]:
+        for d in run.datasets:
+            profile = json.loads(d.get("profile") or "{}")
+            source = local(profile.pop("source", ""))  # a folder by its name; generated data by its settings
+            entry = seen.setdefault(d["digest"], {"name": d["name"], "digest": d["digest"], "contexts": []})
+            entry.update({"source": source, **profile})
+            if d["context"] not in entry["contexts"]:
+                entry["contexts"] = sorted([*entry["contexts"], d["context"]])
+    return sorted(seen.values(), key=lambda e: (e["name"], e["digest"]))
+
+
+def _seconds(start: int, end: int) -> float:
+    return max(end - start, 0) / 1000 if end else 0.0
+
+
+def wall_time(study: Study) -> dict[str, float]:
+    """Seconds per phase: the trainings the jobs used (some may be shared with other studies), the jobs
+    (attack and evaluation, escalation included), escalation alone, and from the first start to the last end."""
+    trainings = study.training_runs.values()
+    starts = [r.start_time for r in [*study.jobs, *trainings]]
+    ends = [r.end_time for r in [*study.jobs, *trainings] if r.end_time]
+    return {
+        "training": round(sum(_seconds(r.start_time, r.end_time) for r in trainings), 1),
+        "jobs": round(sum(_seconds(j.start_time, j.end_time) for j in study.jobs), 1),
+        "escalation": round(
+            sum(v for j in study.jobs for k, v in j.metrics.items() if _ESCALATION_SECONDS.fullmatch(k)), 1
+        ),
+        "first_start_to_last_end": round(_seconds(min(starts), max(ends)), 1) if ends else 0.0,
+    }
+
+
+def manifest(study: Study) -> dict:
+    """The study's provenance as manifest.json holds it."""
+    commits = _commits(study)
+    tags = [*study.jobs, *study.training_runs.values()]
+    return {
+        "study": study.name,
+        "commit": commits[0].removesuffix("-dirty") if len(commits) == 1 else "mixed",
+        "commits": [c.removesuffix("-dirty") for c in commits],
+        "clean_tree": not any(c.endswith("-dirty") or c == "unknown" for c in commits),
+        "report_commit": git_commit(),
+        "jobs": len(study.jobs),
+        "trainings": len(study.training_runs),
+        "commands": sorted({local(j.tags.get(Tags.OVERRIDES, "")) for j in study.jobs}),
+        "recipe": _recipe(study),
+        "data": _data(study),
+        "machine": sorted({r.tags[Tags.MACHINE] for r in tags if Tags.MACHINE in r.tags}),
+        "cpu_threads": sorted({r.tags[Tags.THREADS] for r in tags if Tags.THREADS in r.tags}),
+        "library_versions": sorted({r.tags[Tags.VERSIONS] for r in tags if Tags.VERSIONS in r.tags}),
+        "wall_time_seconds": wall_time(study),
+        "attacked_images": int(sum(j.metrics.get(Metrics.IMAGES, 0) for j in study.jobs)),
+    }
+
+
+def _hours(seconds: float) -> str:
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+
+
+def table(m: dict) -> Table:
+    """The manifest as the table a report opens with."""
+    data = "; ".join(
+        f"{d['name']} ({', '.join(d['contexts'])}) from {d['source'] or '?'}, digest {d['digest']}"
+        + (f", {d['images']} images (" + ", ".join(f"{k} {v}" for k, v in d.get("split_sizes", {}).items()) + ")")
+        * ("images" in d)
+        for d in m["data"]
+    )
+    t = m["wall_time_seconds"]
+    rows = [
+        ["commit", ", ".join(m["commits"]) + ("" if m["clean_tree"] else " (uncommitted changes in the tree)")],
+        ["data", data or "–"],
+        ["machine", "; ".join(m["machine"]) or "–"],
+        ["CPU threads per job", ", ".join(m["cpu_threads"]) or "–"],
+        ["libraries", " | ".join(m["library_versions"]) or "–"],
+        [
+            "wall time",
+            f"trainings {_hours(t['training'])}, jobs {_hours(t['jobs'])} (escalation {_hours(t['escalation'])}); "
+            f"first start to last end {_hours(t['first_start_to_last_end'])}",
+        ],
+        ["runs", f"{m['jobs']} jobs, {m['trainings']} trainings"],
+    ]
+    return Table(
+        "Provenance",
+        ["", ""],
+        rows,
+        [
+            "manifest.json beside this page holds it all, with every job's command line and the resolved recipe "
+            "(what every job shares and what varies)."
+        ],
+    )
