@@ -113,6 +113,15 @@ def test_the_report_shows_corruption_and_external_accuracy_beside_the_attacks(st
     written = {p.name for p in build(collect(client, "default"), store / "report")}
     assert {"corruptions.png", "external.png"} <= written
     report = (store / "report" / "report.md").read_text()
+    # runs.csv tells the cells apart: a column per setting that varies, a folder by its name only.
+    import csv
+
+    with (store / "report" / "runs.csv").open() as f:
+        runs = list(csv.DictReader(f))
+    assert {"corruption.name", "corruption.severities", "data.external_root", "optim.lr"} <= set(runs[0])
+    assert "tracking.dir" not in runs[0] and str(store) not in (store / "report" / "runs.csv").read_text()
+    assert {r["data.external_root"] for r in runs} == {"", "ext"}
+    assert {r["corruption.name"] for r in runs} == {"", "gaussian_noise"}
     none, _ = _metrics(store, "none")
     fgsm, _ = _metrics(store, "fgsm")
     # Per model: the mean corruption accuracy of the attack=none job (it reads the whole test split).

@@ -32,6 +32,8 @@ MODEL_TRAINING_SETTINGS = ("gradient_clip_val",)
 EXTERNAL_DATA = ("external_root", "external_class_dirs")
 # Settings that name a folder on the machine that ran the job: a report shows the folder's name only.
 FOLDERS = (f"{DATA}.root", f"{DATA}.external_root", f"{DATA}.cache_dir")
+# Settings that say where and how a job ran, not what it computed: never a cell's setting.
+WHERE = ("tracking", f"{DATA}.cache_dir", f"{DATA}.num_workers", f"{DATA}.cache")
 HARMONISE = f"{DATA}.harmonise"  # a remedy against source shortcuts (conf/data/folder.yaml)
 # Settings a job leaves out of its keys and params while they are off (keys.job_settings), so that a store
 # written before they existed still matches: a run without them had them off. A section, or section.key.

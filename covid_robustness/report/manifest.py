@@ -11,14 +11,13 @@ import json
 import re
 
 from ..record import Metrics, Tags
+from ..record.sections import WHERE, within
 from ..tracking import git_commit
 from .blocks import Table
 from .collect import Study
 
 # An absolute path (not a fraction such as 8/255): a slash that starts a token, then its parts.
 _PATH = re.compile(r"(?<![\w.:$}/])/(?:[^\s/,\]\['\"]+/)*([^\s/,\]\['\"]+)/?")
-# Settings that say where a run wrote, not what it computed.
-_WHERE = ("tracking.", "data.cache_dir", "data.num_workers")
 _ESCALATION_SECONDS = re.compile(r"escalation_.+_seconds")
 
 
@@ -34,7 +33,7 @@ def _commits(study: Study) -> list[str]:
 
 def _recipe(study: Study) -> dict:
     """The settings every job shares (fixed) and those that take several values (varies: each value)."""
-    keys = sorted({k for j in study.jobs for k in j.params if not k.startswith(_WHERE)})
+    keys = sorted({k for j in study.jobs for k in j.params if not within(k, WHERE)})
     values = {k: sorted({local(j.params.get(k, "")) for j in study.jobs}) for k in keys}
     return {
         "fixed": {k: v[0] for k, v in values.items() if len(v) == 1},

@@ -9,9 +9,11 @@ from pathlib import Path
 
 from ..record import Metrics, Params, Tags
 from ..record.checklist import recorded_verdict
+from ..record.sections import WHERE, within
 from .blocks import when
-from .collect import Study
+from .collect import Job, Study
 from .estimate import escalated, measured
+from .evalsets import shown_value
 from .labels import model_order
 from .summary import CLEAN, Row
 
@@ -62,9 +64,18 @@ def _escalated_fields(estimate) -> dict:
     return {Metrics.ESCALATED: e.mean, "escalated_ci95_low": lo, "escalated_ci95_high": hi, "escalated_images": e.total}
 
 
+def varying_settings(jobs: list[Job]) -> list[str]:
+    """The settings (flattened params) that take more than one value over the jobs, where they ran aside."""
+    keys = sorted({k for j in jobs for k in j.params if not within(k, WHERE)})
+    return [k for k in keys if len({j.params.get(k, "") for j in jobs}) > 1]
+
+
 def job_records(study: Study) -> list[dict]:
-    """Every job used, one line each: the cell, its run and all its metrics."""
+    """Every job used, one line each: the cell, each setting that varies within the study (target class,
+    corruption and severities, remedy, external set, defense, seed: whichever vary; a folder by its name),
+    its run and all its metrics."""
     records = []
+    varying = varying_settings(study.jobs)
     for j in study.jobs:
         lo, hi = measured([j], Metrics.ADVERSARIAL).interval
         records.append(
@@ -73,6 +84,7 @@ def job_records(study: Study) -> list[dict]:
                 "training_run_id": j.training_run_id,
                 "start_time": when(j.start_time),
                 Tags.CELL_KEY: j.cell,
+                **{k: shown_value(k, j.params.get(k, "")) for k in varying},
                 Tags.MODEL: j.model,
                 Tags.ATTACK: j.attack,
                 Tags.SETTING: j.setting,
