@@ -298,8 +298,8 @@ def test_average_over_the_five_models_pools_the_counts():
     ]
     table_rows = rows(study(*jobs))
     ours, missing = average(_row(table_rows, "FGSM eps=0.3 std = 15.3/255 (ART default)"))
-    assert not missing and (ours.correct, ours.total) == (20 + 10 + 30 + 0 + 80, 240)
-    assert ours.interval == wilson(140, 240)
+    assert not missing and ours.value == pytest.approx((20 + 10 + 30 + 0 + 80) / 240)
+    assert ours.interval == pytest.approx(wilson(140, 240))
     assert paper_average("fgsm") == pytest.approx(sum(PAPER_TABLE2["fgsm"]) / 5)
     table = tables.table2_average(table_rows, NAMES)
     fgsm = next(r for r in table.rows if r[0] == "FGSM")
@@ -307,9 +307,26 @@ def test_average_over_the_five_models_pools_the_counts():
     assert fgsm[2:] == [
         f"58.33 [{100 * lo:.1f}, {100 * hi:.1f}]",
         "41.17",
-        f"{100 * 140 / 240 - paper_average('fgsm'):+.2f}",
+        f"{100 * 140 / 240 - paper_average('fgsm'):+.2f} (outside our interval)",
+        "as ours (no model flagged)",
     ]
     assert next(r for r in table.rows if r[0] == "PGD")[2] == "not in this study"
+
+
+def test_average_counts_each_model_once_gives_its_spread_over_seeds_and_leaves_flagged_models_out():
+    fgsm = {"eps": 0.3, "setting": "art_default", "unit": "std", "n": 100, "params": {"eval.max_images": "None"}}
+    jobs = [job("resnet18", acc=a, seed=s, **fgsm) for s, a in enumerate((0.2, 0.4, 0.6))]
+    jobs += [job(m, acc=0.5, masking=m == "vgg19", **fgsm) for m in MODELS if m != "resnet18"]
+    table_rows = rows(study(*jobs))
+    ours, _ = average(_row(table_rows, "FGSM eps=0.3 std = 15.3/255 (ART default)"))
+    assert ours.value == pytest.approx((0.4 + 4 * 0.5) / 5)  # RN-18's three seeds count as one model
+    assert ours.interval == pytest.approx(wilson(40 + 4 * 50, 500))
+    assert ours.spread == pytest.approx((0.44, 0.52)) and ours.seeds == 3  # the average at seed 0, 1 and 2
+    row = next(r for r in tables.table2_average(table_rows, NAMES).rows if r[0] == "FGSM")
+    assert row[2].startswith("48.00 (44.00-52.00 over 3 seeds) [") and row[2].endswith("⚠")
+    kept = ("resnet18", "resnet50", "wrn16_8", "inception_v3")
+    assert row[-1].startswith("47.50 (42.50-52.50 over 3 seeds) [")
+    assert f"; paper {paper_average('fgsm', kept):.2f}, " in row[-1] and row[-1].endswith("(without VGG-19)")
 
 
 def test_average_names_the_models_it_lacks():

@@ -59,11 +59,6 @@ class Estimate:
     def untrained(self) -> bool:
         return any(j.untrained for j in self.jobs)
 
-    def pooled_text(self) -> str:
-        """ "93.75 [88.3, 96.8]": correct over counted images, for an estimate pooled over models."""
-        lo, hi = self.interval
-        return f"{100 * self.pooled:.2f} [{100 * lo:.1f}, {100 * hi:.1f}]"
-
     def text(self) -> str:
         """ "93.75 [88.3, 96.8]", or with seeds "72.50 (70.00-75.00, 3 seeds) [66.1, 78.0]", in %."""
         lo, hi = self.interval
@@ -118,3 +113,57 @@ def pooled(estimates: Iterable[Estimate]) -> Estimate:
         tuple(j for e in estimates for j in e.jobs),
         any(e.counted_on_attacked for e in estimates),
     )
+
+
+@dataclass(frozen=True)
+class Average:
+    """Several models' estimates as one number, each model counted once whatever its number of seeds.
+
+    Per model, its accuracy over its seeds and the images of one seed (its images over its seeds); the
+    average is their correct answers over their images (the pooled count when every model has one seed),
+    with the Wilson interval of that count. spread: the average at each seed, a model without that seed
+    held at its own accuracy, lowest and highest: how far a new seed could move the average.
+    """
+
+    parts: tuple[Estimate, ...]
+
+    def _images(self, e: Estimate) -> float:
+        return e.total / e.seeds
+
+    @property
+    def value(self) -> float:
+        n = [self._images(e) for e in self.parts]
+        return sum(e.pooled * k for e, k in zip(self.parts, n)) / sum(n) if sum(n) else float("nan")
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        n = [self._images(e) for e in self.parts]
+        return wilson(sum(e.pooled * k for e, k in zip(self.parts, n)), sum(n))
+
+    @property
+    def seeds(self) -> int:
+        return max((e.seeds for e in self.parts), default=0)
+
+    @property
+    def spread(self) -> tuple[float, float]:
+        seeds = sorted({j.seed for e in self.parts for j in e.jobs})
+        at = []
+        for s in seeds:
+            num = den = 0.0
+            for e in self.parts:
+                mine = [(v, n) for v, n, j in zip(e.values, e.images, e.jobs) if j.seed == s]
+                v, n = mine[0] if mine else (e.pooled, self._images(e))
+                num, den = num + v * n, den + n
+            at.append(num / den)
+        return (min(at), max(at)) if at else (self.value, self.value)
+
+    @property
+    def jobs(self) -> tuple:
+        return tuple(j for e in self.parts for j in e.jobs)
+
+    def text(self) -> str:
+        """ "58.33 [52.0, 64.4]", or with seeds "58.33 (57.10-59.20 over 3 seeds) [52.0, 64.4]", in %."""
+        lo, hi = self.interval
+        low, high = self.spread
+        seeds = "" if self.seeds <= 1 else f" ({100 * low:.2f}-{100 * high:.2f} over {self.seeds} seeds)"
+        return f"{100 * self.value:.2f}{seeds} [{100 * lo:.1f}, {100 * hi:.1f}]"

@@ -12,7 +12,7 @@ from statistics import mean
 
 from ..record import Metrics
 from .collect import Job, Study
-from .estimate import Estimate, measured, per_seed, pooled
+from .estimate import Average, Estimate, measured, per_seed
 from .evalsets import EvalSet, describe, differing, evaluation_sets, key, training_settings
 from .labels import PAPER_MODELS as MODELS
 from .labels import Labels
@@ -175,15 +175,24 @@ def rows(study: Study) -> list[Row]:
     return [*clean_rows(study), *attacked, *missing]
 
 
-def average(row: Row) -> tuple[Estimate | None, list[str]]:
-    """The row over the paper's five models, counts pooled (correct over images); else the models it lacks."""
-    missing = [m for m in MODELS if m not in row.accuracy]
-    return (None, missing) if missing else (pooled(row.accuracy[m] for m in MODELS), [])
+def average(row: Row, models=tuple(MODELS)) -> tuple[Average | None, list[str]]:
+    """The row over the models (the paper's five), each counted once (estimate.Average); else the models it lacks."""
+    missing = [m for m in models if m not in row.accuracy]
+    return (None, missing) if missing or not models else (Average(tuple(row.accuracy[m] for m in models)), [])
 
 
-def paper_average(attack: str) -> float:
-    """The paper's headline average of a row over its five models, in %."""
-    return mean(PAPER_TABLE2[attack])
+def flagged(row: Row) -> list[str]:
+    """The paper's models whose number in this row is flagged: untrained, or (an attack row) possible masking."""
+    return [
+        m
+        for m in MODELS
+        if m in row.accuracy and (row.accuracy[m].untrained or (row.attack != CLEAN and row.accuracy[m].masking))
+    ]
+
+
+def paper_average(attack: str, models=tuple(MODELS)) -> float:
+    """The paper's headline average of a row over its five models (or those given), in %."""
+    return mean(v for m, v in zip(MODELS, PAPER_TABLE2[attack]) if m in models)
 
 
 def sweeps(rows: list[Row]) -> dict[str, list[Row]]:

@@ -13,7 +13,7 @@ from ..record.budget import grey_levels
 from ..record.checklist import MASKED, NOT_ESTABLISHED, STANDS, recorded_verdict, stage_breaks
 from .blocks import DASH, INTERVAL_NOTE, MASK, UNTRAINED, Table, cell, flag_notes, marks, pct, when
 from .collect import Job, Study
-from .estimate import escalated, measured
+from .estimate import Average, escalated, measured
 from .evalsets import evaluation_sets, shown_uri
 from .evalsets import key as evaluation_key
 from .labels import Labels, model_order
@@ -26,6 +26,7 @@ from .summary import (
     Row,
     average,
     clean_rows,
+    flagged,
     paper_average,
     paper_label,
 )
@@ -151,39 +152,83 @@ def table2(rows: list[Row], labels: Labels) -> Table:
     return Table("Table II: accuracy under attack", columns + ["paper row"], body, notes)
 
 
+def against_paper(ours: Average, paper: float) -> str:
+    """Ours - paper in points, and whether the paper's value lies inside our interval."""
+    lo, hi = ours.interval
+    inside = 100 * lo <= paper <= 100 * hi
+    return f"{100 * ours.value - paper:+.2f} ({'inside' if inside else 'outside'} our interval)"
+
+
+def _escalated_average(row: Row, models) -> Average | None:
+    parts = [escalated(row.accuracy[m]) for m in models]
+    return None if row.attack == CLEAN or any(p is None for p in parts) else Average(tuple(parts))
+
+
 def table2_average(rows: list[Row], labels: Labels) -> Table:
     """The paper's headline row: each compared row over the five models, ours beside the paper's (and what
-    stands of ours after escalation, where every job of the row was escalated)."""
+    stands of ours after escalation, where every job of the row was escalated); then the same without the
+    models whose number is flagged, beside the paper's average of the same models."""
     both = _escalating(rows)
     body = []
     for row in sorted((r for r in rows if r.compared), key=lambda r: list(PAPER_TABLE2).index(r.attack)):
         paper = paper_average(row.attack)
         ours, missing = average(row) if row.accuracy else (None, [])
-        after = DASH
+        after = without = DASH
         if ours is not None:
-            text = ours.pooled_text() + marks(ours.jobs, masking=row.attack != CLEAN)
-            diff = f"{100 * ours.pooled - paper:+.2f}"
-            if (e := escalated(ours)) is not None and row.attack != CLEAN:
-                after = e.pooled_text()
+            text = ours.text() + marks(ours.jobs, masking=row.attack != CLEAN)
+            diff = against_paper(ours, paper)
+            if (e := _escalated_average(row, MODELS)) is not None:
+                after = e.text()
+            left_out = flagged(row)
+            kept = [m for m in MODELS if m not in left_out]
+            if not left_out:
+                without = "as ours (no model flagged)"
+            elif kept:
+                mine, _ = average(row, tuple(kept))
+                same = paper_average(row.attack, tuple(kept))
+                escal = _escalated_average(row, kept)
+                without = (
+                    f"{mine.text()}"
+                    + (f", escalated {escal.text()}" if escal is not None else "")
+                    + f"; paper {same:.2f}, {against_paper(mine, same)}"
+                    + f" (without {', '.join(labels.model(m) for m in left_out)})"
+                )
+            else:
+                without = "every model flagged"
         elif missing and row.accuracy:
             text, diff = f"{DASH} (no {', '.join(labels.model(m) for m in missing)})", DASH
         else:
             text, diff = "not in this study", DASH
         label = row.label.removesuffix(": not in this study")
-        body.append([row.paper_row, label, text, *([after] * both), f"{paper:.2f}", diff])
-    note = (
-        f"In %. Ours: correct answers over images counted, the five models ({', '.join(MODELS.values())}) "
-        "and their seeds together, with the 95 % Wilson interval of that count; only where all five have a "
-        "value. Paper: the mean of its five Table II values; its text prints these means cut to one decimal "
-        "(clean 96.7, FGSM 41.1, PGD 25.5, C&W 50.1, ST 56.3)."
-    )
+        body.append([row.paper_row, label, text, *([after] * both), f"{paper:.2f}", diff, without])
+    notes = [
+        f"In %. Ours: the five models ({', '.join(MODELS.values())}) together, each counted once: its accuracy over "
+        "its seeds, on the images of one seed, the models' correct answers over their images, with the 95 % "
+        "Wilson interval of that count; with several seeds, the average at each seed (a model without that seed "
+        "held at its own) from lowest to highest. Only where all five have a value. Paper: the mean of its five "
+        "Table II values; its text prints these means cut to one decimal (clean 96.7, FGSM 41.1, PGD 25.5, "
+        "C&W 50.1, ST 56.3). Ours - paper: in points, and whether the paper's mean lies inside our interval "
+        "(outside: the data tell the two apart).",
+        "Without flagged models: the same average without the models whose number is flagged (untrained, or "
+        "possible gradient masking on an attack row), beside the paper's mean of the same models.",
+    ]
     if both:
-        note += " Escalated: the same pooling of the escalated accuracies, where all five models' jobs were escalated."
+        notes.append(
+            "Escalated: the same average of the escalated accuracies, where all the models' jobs were escalated."
+        )
     return Table(
         "Table II: average over the five models",
-        ["paper row", "our evaluation set", "ours", *(["ours escalated"] * both), "paper", "ours - paper"],
+        [
+            "paper row",
+            "our evaluation set",
+            "ours",
+            *(["ours escalated"] * both),
+            "paper",
+            "ours - paper",
+            "without flagged models",
+        ],
         body,
-        [note],
+        notes,
     )
 
 
