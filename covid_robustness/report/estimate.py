@@ -115,51 +115,66 @@ def pooled(estimates: Iterable[Estimate]) -> Estimate:
     )
 
 
+Seeds = dict[str, tuple[float, float]]  # seed -> (accuracy, images counted)
+
+
+def by_seed(estimate: Estimate) -> Seeds:
+    """An estimate's value and images per seed."""
+    return {j.seed: (v, n) for v, n, j in zip(estimate.values, estimate.images, estimate.jobs)}
+
+
 @dataclass(frozen=True)
 class Average:
-    """Several models' estimates as one number, each model counted once whatever its number of seeds.
+    """Several models' accuracies as one number, each model counted once whatever its number of seeds.
 
-    Per model, its accuracy over its seeds and the images of one seed (its images over its seeds); the
-    average is their correct answers over their images (the pooled count when every model has one seed),
-    with the Wilson interval of that count. spread: the average at each seed, a model without that seed
-    held at its own accuracy, lowest and highest: how far a new seed could move the average.
+    Per model, its accuracy over its seeds (correct over images) and the images of one seed (its images
+    over its seeds); the average is their correct answers over their images (the pooled count when every
+    model has one seed), with the Wilson interval of that count. spread: the average at each seed, a model
+    without that seed held at its own accuracy, lowest and highest: how far a new seed could move it.
     """
 
-    parts: tuple[Estimate, ...]
+    parts: tuple[Seeds, ...]  # one per model
 
-    def _images(self, e: Estimate) -> float:
-        return e.total / e.seeds
+    @classmethod
+    def of(cls, estimates: Iterable[Estimate]) -> "Average":
+        return cls(tuple(by_seed(e) for e in estimates))
+
+    @staticmethod
+    def _model(seeds: Seeds) -> tuple[float, float]:
+        """(accuracy, images of one seed) of one model."""
+        images = sum(n for _, n in seeds.values())
+        return sum(v * n for v, n in seeds.values()) / images, images / len(seeds)
+
+    def _at(self, seed: str | None = None) -> tuple[float, float]:
+        """(correct, images) over the models: each at the seed given where it has it, else its own accuracy."""
+        correct = images = 0.0
+        for seeds in self.parts:
+            v, n = seeds[seed] if seed in seeds else self._model(seeds)
+            correct, images = correct + v * n, images + n
+        return correct, images
 
     @property
     def value(self) -> float:
-        n = [self._images(e) for e in self.parts]
-        return sum(e.pooled * k for e, k in zip(self.parts, n)) / sum(n) if sum(n) else float("nan")
+        correct, images = self._at()
+        return correct / images if images else float("nan")
 
     @property
     def interval(self) -> tuple[float, float]:
-        n = [self._images(e) for e in self.parts]
-        return wilson(sum(e.pooled * k for e, k in zip(self.parts, n)), sum(n))
+        return wilson(*self._at())
 
     @property
     def seeds(self) -> int:
-        return max((e.seeds for e in self.parts), default=0)
+        return max((len(s) for s in self.parts), default=0)
 
     @property
     def spread(self) -> tuple[float, float]:
-        seeds = sorted({j.seed for e in self.parts for j in e.jobs})
-        at = []
-        for s in seeds:
-            num = den = 0.0
-            for e in self.parts:
-                mine = [(v, n) for v, n, j in zip(e.values, e.images, e.jobs) if j.seed == s]
-                v, n = mine[0] if mine else (e.pooled, self._images(e))
-                num, den = num + v * n, den + n
-            at.append(num / den)
+        at = [c / n for c, n in (self._at(s) for s in sorted({s for p in self.parts for s in p})) if n]
         return (min(at), max(at)) if at else (self.value, self.value)
 
-    @property
-    def jobs(self) -> tuple:
-        return tuple(j for e in self.parts for j in e.jobs)
+    def contains(self, percent: float) -> bool:
+        """Whether a value in % lies inside the interval: then the data cannot tell the average from it."""
+        lo, hi = self.interval
+        return 100 * lo <= percent <= 100 * hi
 
     def text(self) -> str:
         """ "58.33 [52.0, 64.4]", or with seeds "58.33 (57.10-59.20 over 3 seeds) [52.0, 64.4]", in %."""

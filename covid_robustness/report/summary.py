@@ -12,7 +12,7 @@ from statistics import mean
 
 from ..record import Metrics
 from .collect import Job, Study
-from .estimate import Average, Estimate, measured, per_seed
+from .estimate import Average, Estimate, escalated, measured, per_seed
 from .evalsets import EvalSet, describe, differing, evaluation_sets, key, training_settings
 from .labels import PAPER_MODELS as MODELS
 from .labels import Labels
@@ -178,7 +178,7 @@ def rows(study: Study) -> list[Row]:
 def average(row: Row, models=tuple(MODELS)) -> tuple[Average | None, list[str]]:
     """The row over the models (the paper's five), each counted once (estimate.Average); else the models it lacks."""
     missing = [m for m in models if m not in row.accuracy]
-    return (None, missing) if missing or not models else (Average(tuple(row.accuracy[m] for m in models)), [])
+    return (None, missing) if missing or not models else (Average.of(row.accuracy[m] for m in models), [])
 
 
 def flagged(row: Row) -> list[str]:
@@ -188,6 +188,45 @@ def flagged(row: Row) -> list[str]:
         for m in MODELS
         if m in row.accuracy and (row.accuracy[m].untrained or (row.attack != CLEAN and row.accuracy[m].masking))
     ]
+
+
+@dataclass
+class Averaged:
+    """One compared row over the paper's five models, as Table II's averages and results.json give it."""
+
+    row: Row
+    paper: float  # the paper's mean of the five, in %
+    ours: Average | None = None  # None: a model lacks a value (missing)
+    missing: list[str] = field(default_factory=list)
+    escalated: Average | None = None  # where every model's jobs were escalated
+    left_out: list[str] = field(default_factory=list)  # flagged models (flagged())
+    without: Average | None = None  # the average without them (None: none flagged, or all)
+    without_escalated: Average | None = None
+    paper_without: float | None = None  # the paper's mean of the same models, in %
+
+
+def _escalated_average(row: Row, models) -> Average | None:
+    parts = [escalated(row.accuracy[m]) for m in models]
+    return None if row.attack == CLEAN or any(p is None for p in parts) else Average.of(parts)
+
+
+def averages(rows: list[Row]) -> list[Averaged]:
+    """Each row the paper's rows compare with, in the paper's order, over the five models."""
+    out = []
+    for row in sorted((r for r in rows if r.compared), key=lambda r: list(PAPER_TABLE2).index(r.attack)):
+        a = Averaged(row, paper_average(row.attack))
+        if row.accuracy:
+            a.ours, a.missing = average(row)
+        if a.ours is not None:
+            a.escalated = _escalated_average(row, MODELS)
+            a.left_out = flagged(row)
+            kept = tuple(m for m in MODELS if m not in a.left_out)
+            if a.left_out and kept:
+                a.without, _ = average(row, kept)
+                a.without_escalated = _escalated_average(row, kept)
+                a.paper_without = paper_average(row.attack, kept)
+        out.append(a)
+    return out
 
 
 def paper_average(attack: str, models=tuple(MODELS)) -> float:

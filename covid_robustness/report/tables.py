@@ -21,13 +21,10 @@ from .summary import (
     CLEAN,
     MODELS,
     PAPER_SETTING,
-    PAPER_TABLE2,
     PAPER_WHY,
     Row,
-    average,
+    averages,
     clean_rows,
-    flagged,
-    paper_average,
     paper_label,
 )
 
@@ -154,14 +151,7 @@ def table2(rows: list[Row], labels: Labels) -> Table:
 
 def against_paper(ours: Average, paper: float) -> str:
     """Ours - paper in points, and whether the paper's value lies inside our interval."""
-    lo, hi = ours.interval
-    inside = 100 * lo <= paper <= 100 * hi
-    return f"{100 * ours.value - paper:+.2f} ({'inside' if inside else 'outside'} our interval)"
-
-
-def _escalated_average(row: Row, models) -> Average | None:
-    parts = [escalated(row.accuracy[m]) for m in models]
-    return None if row.attack == CLEAN or any(p is None for p in parts) else Average(tuple(parts))
+    return f"{100 * ours.value - paper:+.2f} ({'inside' if ours.contains(paper) else 'outside'} our interval)"
 
 
 def table2_average(rows: list[Row], labels: Labels) -> Table:
@@ -170,37 +160,30 @@ def table2_average(rows: list[Row], labels: Labels) -> Table:
     models whose number is flagged, beside the paper's average of the same models."""
     both = _escalating(rows)
     body = []
-    for row in sorted((r for r in rows if r.compared), key=lambda r: list(PAPER_TABLE2).index(r.attack)):
-        paper = paper_average(row.attack)
-        ours, missing = average(row) if row.accuracy else (None, [])
+    for a in averages(rows):
+        row = a.row
         after = without = DASH
-        if ours is not None:
-            text = ours.text() + marks(ours.jobs, masking=row.attack != CLEAN)
-            diff = against_paper(ours, paper)
-            if (e := _escalated_average(row, MODELS)) is not None:
-                after = e.text()
-            left_out = flagged(row)
-            kept = [m for m in MODELS if m not in left_out]
-            if not left_out:
+        if a.ours is not None:
+            jobs = [j for m in MODELS for j in row.accuracy[m].jobs]
+            text, diff = a.ours.text() + marks(jobs, masking=row.attack != CLEAN), against_paper(a.ours, a.paper)
+            after = DASH if a.escalated is None else a.escalated.text()
+            if not a.left_out:
                 without = "as ours (no model flagged)"
-            elif kept:
-                mine, _ = average(row, tuple(kept))
-                same = paper_average(row.attack, tuple(kept))
-                escal = _escalated_average(row, kept)
-                without = (
-                    f"{mine.text()}"
-                    + (f", escalated {escal.text()}" if escal is not None else "")
-                    + f"; paper {same:.2f}, {against_paper(mine, same)}"
-                    + f" (without {', '.join(labels.model(m) for m in left_out)})"
-                )
-            else:
+            elif a.without is None:
                 without = "every model flagged"
-        elif missing and row.accuracy:
-            text, diff = f"{DASH} (no {', '.join(labels.model(m) for m in missing)})", DASH
+            else:
+                escal = "" if a.without_escalated is None else f", escalated {a.without_escalated.text()}"
+                without = (
+                    f"{a.without.text()}{escal}; paper {a.paper_without:.2f}, "
+                    f"{against_paper(a.without, a.paper_without)} "
+                    f"(without {', '.join(labels.model(m) for m in a.left_out)})"
+                )
+        elif a.missing and row.accuracy:
+            text, diff = f"{DASH} (no {', '.join(labels.model(m) for m in a.missing)})", DASH
         else:
             text, diff = "not in this study", DASH
         label = row.label.removesuffix(": not in this study")
-        body.append([row.paper_row, label, text, *([after] * both), f"{paper:.2f}", diff, without])
+        body.append([row.paper_row, label, text, *([after] * both), f"{a.paper:.2f}", diff, without])
     notes = [
         f"In %. Ours: the five models ({', '.join(MODELS.values())}) together, each counted once: its accuracy over "
         "its seeds, on the images of one seed, the models' correct answers over their images, with the 95 % "
