@@ -208,7 +208,8 @@ def test_a_summary_run_holds_the_files_and_supersedes_the_last(store, tmp_path, 
     artifacts = {a.path for a in client.list_artifacts(new.info.run_id)}
     # every job logs both directions of harm and its reliability diagram: the clinical page comes too
     clinical = {"clinical.md", "clinical.html", "clinical_harm.png", "clinical_reliability.png"}
-    assert {"report.md", "report.html", "table2.csv", "runs.csv", "manifest.json", *FIGURES, *clinical} == artifacts
+    files = {"report.md", "report.html", "table2.csv", "runs.csv", "manifest.json", "results.json"}
+    assert {*files, *FIGURES, *clinical} == artifacts
 
 
 def _error(argv, capsys) -> str:

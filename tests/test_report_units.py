@@ -291,23 +291,25 @@ def test_a_row_in_std_units_is_ordered_by_its_pixel_budget():
 # 4. The headline average
 
 
-def test_average_over_the_five_models_pools_the_counts():
+def test_average_over_the_five_models_weighs_each_model_the_same():
     jobs = [
         job(m, eps=0.3, setting="art_default", unit="std", acc=a, n=n, params={"eval.max_images": "None"})
         for m, a, n in zip(MODELS, (0.5, 0.25, 0.75, 0.0, 1.0), (40, 40, 40, 40, 80))
     ]
     table_rows = rows(study(*jobs))
     ours, missing = average(_row(table_rows, "FGSM eps=0.3 std = 15.3/255 (ART default)"))
-    assert not missing and ours.value == pytest.approx((20 + 10 + 30 + 0 + 80) / 240)
-    assert ours.interval == pytest.approx(wilson(140, 240))
+    # The mean of the five, as the paper's: Inc-v3's 80 images weigh as the others' 40; the interval counts
+    # the mean images per model (48) five times.
+    assert not missing and ours.value == pytest.approx((0.5 + 0.25 + 0.75 + 0.0 + 1.0) / 5)
+    assert ours.interval == pytest.approx(wilson(0.5 * 240, 240))
     assert paper_average("fgsm") == pytest.approx(sum(PAPER_TABLE2["fgsm"]) / 5)
     table = tables.table2_average(table_rows, NAMES)
     fgsm = next(r for r in table.rows if r[0] == "FGSM")
-    lo, hi = wilson(140, 240)
+    lo, hi = wilson(120, 240)
     assert fgsm[2:] == [
-        f"58.33 [{100 * lo:.1f}, {100 * hi:.1f}]",
+        f"50.00 [{100 * lo:.1f}, {100 * hi:.1f}]",
         "41.17",
-        f"{100 * 140 / 240 - paper_average('fgsm'):+.2f} (outside our interval)",
+        f"{50 - paper_average('fgsm'):+.2f} (outside our interval)",
         "as ours (no model flagged)",
     ]
     assert next(r for r in table.rows if r[0] == "PGD")[2] == "not in this study"

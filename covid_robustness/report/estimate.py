@@ -125,12 +125,13 @@ def by_seed(estimate: Estimate) -> Seeds:
 
 @dataclass(frozen=True)
 class Average:
-    """Several models' accuracies as one number, each model counted once whatever its number of seeds.
+    """Several models' accuracies as one number, each model weighing the same whatever its seeds and images.
 
-    Per model, its accuracy over its seeds (correct over images) and the images of one seed (its images
-    over its seeds); the average is their correct answers over their images (the pooled count when every
-    model has one seed), with the Wilson interval of that count. spread: the average at each seed, a model
-    without that seed held at its own accuracy, lowest and highest: how far a new seed could move it.
+    Per model, its accuracy over its seeds (correct over images). The average is the mean of the models'
+    accuracies, as the paper's average is; its Wilson interval counts the models' images of one seed (their
+    mean, per model), so a model whose escalation read fewer images neither weighs less nor narrows the
+    interval beyond what was read. spread: the average at each seed, a model without that seed held at its
+    own accuracy, lowest and highest: how far a new seed could move it.
     """
 
     parts: tuple[Seeds, ...]  # one per model
@@ -146,12 +147,12 @@ class Average:
         return sum(v * n for v, n in seeds.values()) / images, images / len(seeds)
 
     def _at(self, seed: str | None = None) -> tuple[float, float]:
-        """(correct, images) over the models: each at the seed given where it has it, else its own accuracy."""
-        correct = images = 0.0
-        for seeds in self.parts:
-            v, n = seeds[seed] if seed in seeds else self._model(seeds)
-            correct, images = correct + v * n, images + n
-        return correct, images
+        """(correct, images) over the models, each model weighing the mean images of one seed: each at the
+        seed given where it has it, else at its own accuracy."""
+        per_model = [self._model(s)[1] for s in self.parts]
+        n = sum(per_model) / len(per_model) if per_model else 0.0
+        accuracy = [s[seed][0] if seed in s else self._model(s)[0] for s in self.parts]
+        return sum(accuracy) * n, n * len(accuracy)
 
     @property
     def value(self) -> float:

@@ -2,8 +2,8 @@
 
 Two pages: report (the study's provenance, the paper's tables and figures, then defenses, transfer, shift,
 the study's runs) and, where the study has clinical jobs, clinical. Each is written as Markdown and as one
-HTML page, its figures as PNGs beside them, with Table II and the runs as CSV and the provenance as
-manifest.json.
+HTML page, its figures as PNGs beside them, with Table II and the runs as CSV, the provenance as
+manifest.json and the numbers for other tools as results.json.
 """
 
 import json
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..data.classes import task_classes
 from ..record import Artifacts, Params
-from . import certified, clinical, defenses, figures, html, manifest, markdown, paper_eps, shift, tables
+from . import certified, clinical, defenses, figures, html, manifest, markdown, paper_eps, results, shift, tables
 from .blocks import Figure, Link
 from .collect import Study
 from .records import job_records, table2_records, write_csv
@@ -118,7 +118,9 @@ def build(study: Study, out: Path) -> list[Path]:
     written += _page(out, "report", f"Adversarial robustness report: study {study.name}", sections)
     write_csv(out / "table2.csv", table2_records(table_rows))
     write_csv(out / "runs.csv", job_records(study))
-    return written + [out / name for name in ("table2.csv", "runs.csv", "manifest.json")]
+    numbers = results.results(study.name, table_rows, provenance)
+    (out / "results.json").write_text(json.dumps(numbers, indent=1) + "\n", encoding="utf-8")
+    return written + [out / name for name in ("table2.csv", "runs.csv", "manifest.json", "results.json")]
 
 
 def _page(out: Path, name: str, title: str, sections: list) -> list[Path]:

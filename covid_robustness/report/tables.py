@@ -185,10 +185,10 @@ def table2_average(rows: list[Row], labels: Labels) -> Table:
         label = row.label.removesuffix(": not in this study")
         body.append([row.paper_row, label, text, *([after] * both), f"{a.paper:.2f}", diff, without])
     notes = [
-        f"In %. Ours: the five models ({', '.join(MODELS.values())}) together, each counted once: its accuracy over "
-        "its seeds, on the images of one seed, the models' correct answers over their images, with the 95 % "
-        "Wilson interval of that count; with several seeds, the average at each seed (a model without that seed "
-        "held at its own) from lowest to highest. Only where all five have a value. Paper: the mean of its five "
+        f"In %. Ours: the mean of the five models' accuracies ({', '.join(MODELS.values())}; each over its "
+        "seeds), as the paper's mean, with a 95 % Wilson interval that counts each model's images of one seed; "
+        "with several seeds, the average at each seed (a model without that seed held at its own) from lowest "
+        "to highest. Only where all five have a value. Paper: the mean of its five "
         "Table II values; its text prints these means cut to one decimal (clean 96.7, FGSM 41.1, PGD 25.5, "
         "C&W 50.1, ST 56.3). Ours - paper: in points, and whether the paper's mean lies inside our interval "
         "(outside: the data tell the two apart).",

@@ -1,0 +1,107 @@
+"""results.json: a study's numbers for other tools to read, in the spirit of RobustBench's model info.
+
+Per model and evaluation set (threat model and budget): the clean and adversarial accuracy on the
+attacked images and the escalated accuracy, each with its 95 % Wilson interval, images and seeds (with the
+lowest and highest seed); the attack's and the ladder's passes per image; the flags and verdicts. Per
+model, the clean accuracy on the whole test split; the five-model averages beside the paper's, with and
+without flagged models; the commit and the data digests (manifest.json). The README's generated regions
+(readme.py) are rendered from this file.
+"""
+
+from statistics import mean
+
+from ..record import Metrics
+from ..record.checklist import recorded_verdict
+from .estimate import Average, Estimate, escalated, measured
+from .labels import PAPER_MODELS, model_order
+from .summary import CLEAN, Averaged, Row, averages
+
+
+def estimate(e: Estimate | None) -> dict | None:
+    """An accuracy over seeds as fractions: the mean over seeds, the pooled count's interval, the spread."""
+    if e is None:
+        return None
+    return {
+        "accuracy": e.mean,
+        "ci95": list(e.interval),
+        "correct": e.correct,
+        "images": e.total,
+        "seeds": e.seeds,
+        "seed_min": e.spread[0],
+        "seed_max": e.spread[1],
+    }
+
+
+def average(a: Average | None) -> dict | None:
+    if a is None:
+        return None
+    return {"accuracy": a.value, "ci95": list(a.interval), "seeds": a.seeds, "seed_spread": list(a.spread)}
+
+
+def _threat(row: Row) -> dict:
+    s = row.evalset
+    return {
+        "evaluation_set": row.label,
+        "attack": row.attack,
+        "setting": s.setting,
+        "impl": s.impl,
+        "norm": "L2" if s.l2 else ("Linf" if s.eps is not None else "none"),
+        "eps": s.eps,
+        "eps_unit": s.eps_unit,
+        "eps_pixel": s.eps_pixel,
+        "eps_std": s.eps_std,
+    }
+
+
+def _entry(row: Row, model: str) -> dict:
+    e = row.accuracy[model]
+    jobs = e.jobs
+    passes = [j.metrics[Metrics.FORWARD_PASSES] for j in jobs if Metrics.FORWARD_PASSES in j.metrics]
+    ladder = [j.metrics[k] for j in jobs if (k := Metrics.ESCALATION_PASSES_PER_IMAGE) in j.metrics]
+    return {
+        "model": model,
+        **_threat(row),
+        "clean": estimate(measured(jobs, Metrics.CLEAN)),
+        "adversarial": estimate(e),
+        "escalated": estimate(escalated(e)),
+        "forward_passes_per_image": mean(passes) if passes else None,
+        "escalation_passes_per_image": mean(ladder) if ladder else None,
+        "gradient_masking": e.masking,
+        "untrained": e.untrained,
+        "verdicts": sorted({v for j in jobs if (v := recorded_verdict(j)[0])}),
+        "paper_accuracy": row.paper.get(model),
+        "run_ids": [j.run_id for j in jobs],
+    }
+
+
+def _averaged(a: Averaged) -> dict:
+    return {
+        "paper_row": a.row.paper_row,
+        "evaluation_set": a.row.label.removesuffix(": not in this study"),
+        "ours": average(a.ours),
+        "missing": a.missing,
+        "escalated": average(a.escalated),
+        "paper": a.paper,
+        "paper_inside_ours": None if a.ours is None else a.ours.contains(a.paper),
+        "left_out": a.left_out,
+        "without_left_out": average(a.without),
+        "without_left_out_escalated": average(a.without_escalated),
+        "paper_without_left_out": a.paper_without,
+        "paper_inside_without": None if a.without is None else a.without.contains(a.paper_without),
+    }
+
+
+def results(name: str, rows: list[Row], manifest: dict) -> dict:
+    """The study's results.json."""
+    clean = next((r for r in rows if r.attack == CLEAN and r.accuracy), None)
+    return {
+        "study": name,
+        "commit": manifest["commit"],
+        "data": [{"name": d["name"], "digest": d["digest"], "source": d.get("source", "")} for d in manifest["data"]],
+        "models": {m: PAPER_MODELS.get(m, m) for m in model_order({m for r in rows for m in r.accuracy})},
+        "clean_test_split": {} if clean is None else {m: estimate(e) for m, e in clean.accuracy.items()},
+        "evaluations": [
+            _entry(r, m) for r in rows if r.attack != CLEAN and r.evalset is not None for m in model_order(r.accuracy)
+        ],
+        "averages": [_averaged(a) for a in averages(rows)],
+    }
