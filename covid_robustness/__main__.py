@@ -1,5 +1,6 @@
 """Entry point: `python -m covid_robustness [overrides]` runs the Hydra app; `params` prints Table I,
-`report --study NAME` builds a study's report from MLflow; `probe [overrides]` runs both shortcut probes."""
+`report --study NAME` builds a study's report from MLflow; `readme FILE...` fills a README's generated regions
+from the reports' files; `probe [overrides]` runs both shortcut probes."""
 
 import sys
 
@@ -58,6 +59,10 @@ def main() -> None:
         from .report.cli import main as report
 
         report(sys.argv[2:])
+    elif len(sys.argv) > 1 and sys.argv[1] == "readme":
+        from .report.readme import main as readme
+
+        readme(sys.argv[2:])
     elif len(sys.argv) > 1 and sys.argv[1] == "probe":
         sys.argv = [sys.argv[0], *checked(probe_arguments(sys.argv[2:]))]
         app()  # the sweep's end (sweep.SweepCallbacks) prints the verdict table

@@ -186,6 +186,58 @@ def test_the_manifest_holds_the_runs_provenance_and_no_absolute_path(store):
     assert "## Provenance" in (out / "report.md").read_text().split("## Study")[0]  # the report opens with it
 
 
+def test_results_json_holds_each_jobs_numbers_as_runs_csv(store):
+    import json
+
+    tmp, _, _ = store
+    out = tmp / "report"
+    results = json.loads((out / "results.json").read_text())
+    runs = {r["run_id"]: r for r in _csv(out / "runs.csv")}
+    assert results["commit"] == json.loads((out / "manifest.json").read_text())["commit"]
+    assert len(results["evaluations"]) == len(runs)  # one seed each: an entry per job
+    for e in results["evaluations"]:
+        (run_id,) = e["run_ids"]
+        row = runs[run_id]
+        assert e["model"] == row["model"] and e["adversarial"]["images"] == float(row["attack_images"])
+        assert e["adversarial"]["accuracy"] == pytest.approx(float(row["adversarial_accuracy"]))
+        assert e["adversarial"]["ci95"] == pytest.approx(
+            [float(row["adversarial_accuracy_ci95_low"]), float(row["adversarial_accuracy_ci95_high"])]
+        )
+        assert e["clean"]["accuracy"] == pytest.approx(float(row["clean_accuracy"]))
+
+
+def test_readme_regions_render_the_reports_files_and_catch_drift(store, tmp_path):
+    import json
+    import shutil
+
+    from covid_robustness.report import readme
+
+    tmp, _, _ = store
+    shutil.copytree(tmp / "report", tmp_path / "study")
+    page = tmp_path / "README.md"
+    page.write_text(
+        "Hand-written words.\n"
+        + "".join(f"<!-- generated: study {kind} -->\nold\n<!-- /generated -->\n" for kind in readme.KINDS)
+    )
+    with pytest.raises(SystemExit) as done:
+        readme.main([str(page)])
+    assert done.value.code == 0
+    text = page.read_text()
+    results = json.loads((tmp_path / "study" / "results.json").read_text())
+    first = results["evaluations"][0]
+    assert text.startswith("Hand-written words.\n") and "old" not in text
+    assert f"{100 * first['adversarial']['accuracy']:.2f} [" in text.split(first["evaluation_set"])[1].split("\n")[0]
+    assert json.loads((tmp_path / "study" / "manifest.json").read_text())["commits"][0][:10] in text
+    with pytest.raises(SystemExit) as done:
+        readme.main(["--check", str(page)])
+    assert done.value.code == 0  # up to date
+    first["adversarial"]["accuracy"] += 0.01  # the numbers move: the region no longer says what they say
+    (tmp_path / "study" / "results.json").write_text(json.dumps(results))
+    with pytest.raises(SystemExit) as done:
+        readme.main(["--check", str(page)])
+    assert done.value.code == 1 and page.read_text() == text
+
+
 def test_html_is_one_page_with_the_figures_embedded(store):
     tmp, _, _ = store
     page = (tmp / "report" / "report.html").read_text()

@@ -1,0 +1,175 @@
+"""`covid-robustness readme FILE...`: a README's generated regions, rendered from a study's committed files.
+
+A region is marked in the Markdown as
+
+    <!-- generated: docs/results/paper_cpu averages -->
+    ...
+    <!-- /generated -->
+
+naming a report folder (relative to the README's own folder) and what to render from its results.json and
+manifest.json: `table2` (accuracy per model and evaluation set, with intervals, seeds and flags),
+`averages` (the five-model averages beside the paper's, with and without flagged models) or `provenance`
+(commit, data, machine, wall time). The command rewrites each region; with --check it changes nothing and
+exits 1 if a region differs from what the files give, so prose around the regions is the only hand-written
+part and the numbers cannot drift from the results they claim.
+"""
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+from .labels import PAPER_MODELS
+
+REGION = re.compile(
+    r"(?P<open><!-- generated: (?P<folder>\S+) (?P<kind>\w+) -->\n)(?P<body>.*?)(?P<close><!-- /generated -->)", re.S
+)
+MASK, UNTRAINED, DASH = "⚠", "∅", "–"
+
+
+def _pct(e: dict | None, seeds: bool = True) -> str:
+    """ "71.31 [67.1, 75.2]", with seeds "72.50 (70.00-75.00, 3 seeds) [66.1, 78.0]"; a dash for none."""
+    if e is None:
+        return DASH
+    lo, hi = e["ci95"]
+    spread = ""
+    if seeds and e.get("seeds", 1) > 1:
+        low, high = e.get("seed_spread") or (e["seed_min"], e["seed_max"])
+        spread = f" ({100 * low:.2f}-{100 * high:.2f}, {e['seeds']} seeds)"
+    return f"{100 * e['accuracy']:.2f}{spread} [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+def _model(name: str, results: dict) -> str:
+    return results.get("models", {}).get(name) or PAPER_MODELS.get(name, name)
+
+
+def table2(results: dict, manifest: dict) -> str:
+    """Accuracy (%) per evaluation set and model: the clean test split, each attack and, where it ran, what
+    stands after escalation."""
+    models = list(results["models"])
+    by_set: dict[str, dict[str, dict]] = {}
+    for e in results["evaluations"]:
+        by_set.setdefault(e["evaluation_set"], {})[e["model"]] = e
+    lines = [
+        "| evaluation set | " + " | ".join(_model(m, results) for m in models) + " |",
+        "|---|" + "---|" * len(models),
+        "| clean (whole test split) | " + " | ".join(_pct(results["clean_test_split"].get(m)) for m in models) + " |",
+    ]
+    for label, cells in by_set.items():
+
+        def flags(e: dict) -> str:
+            return f" {MASK}" * bool(e["gradient_masking"]) + f" {UNTRAINED}" * bool(e["untrained"])
+
+        lines.append(
+            f"| {label} | "
+            + " | ".join(_pct(c["adversarial"]) + flags(c) if (c := cells.get(m)) else DASH for m in models)
+            + " |"
+        )
+        if any(c["escalated"] for c in cells.values()):
+            lines.append(
+                f"| {label}, escalated | "
+                + " | ".join(_pct(c["escalated"]) if (c := cells.get(m)) else DASH for m in models)
+                + " |"
+            )
+    notes = (
+        f"Accuracy in % with its 95 % Wilson interval; with several seeds their mean, (lowest-highest, seeds) "
+        f"and the interval of all their images. {MASK}: possible gradient masking; {UNTRAINED}: a model no better "
+        f"than the majority class. Escalated: what stands after the escalation ladder, on its images."
+    )
+    return "\n".join(lines) + "\n\n" + notes + "\n"
+
+
+def averages(results: dict, manifest: dict) -> str:
+    """The five-model averages beside the paper's, with and without flagged models."""
+    lines = [
+        "| paper row | ours | ours escalated | paper | paper inside ours | without flagged models |",
+        "|---|---|---|---|---|---|",
+    ]
+    for a in results["averages"]:
+        if a["ours"] is None:
+            continue
+        without = "as ours (none flagged)"
+        if a["left_out"]:
+            kept = a["without_left_out"]
+            without = (
+                "every model flagged"
+                if kept is None
+                else f"{_pct(kept)}"
+                + (f", escalated {_pct(e)}" if (e := a["without_left_out_escalated"]) else "")
+                + f"; paper {a['paper_without_left_out']:.2f}, inside: {'yes' if a['paper_inside_without'] else 'no'}"
+                + f" (without {', '.join(_model(m, results) for m in a['left_out'])})"
+            )
+        lines.append(
+            f"| {a['paper_row']} ({a['evaluation_set']}) | {_pct(a['ours'])} | {_pct(a['escalated'])} | "
+            f"{a['paper']:.2f} | {'yes' if a['paper_inside_ours'] else 'no'} | {without} |"
+        )
+    note = (
+        "In %: the mean of the five models' accuracies with its 95 % Wilson interval (with seeds, the average's "
+        "lowest-highest over them); paper inside ours: whether the paper's mean lies in our interval (no: the "
+        "data tell them apart). Without flagged models: the same without the models flagged untrained or "
+        "possibly masked, beside the paper's mean of the same models."
+    )
+    return "\n".join(lines) + "\n\n" + note + "\n"
+
+
+def _hours(seconds: float) -> str:
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+
+
+def provenance(results: dict, manifest: dict) -> str:
+    """Where the numbers come from: commit, data, machine, wall time."""
+    data = "; ".join(
+        f"{d['name']} from `{d.get('source', '')}` (digest {d['digest']}, {d.get('images', '?')} images)"
+        for d in manifest["data"]
+    )
+    t = manifest["wall_time_seconds"]
+    clean = "" if manifest["clean_tree"] else " (with uncommitted changes)"
+    return (
+        f"- commit: {', '.join(c[:10] for c in manifest['commits'])}{clean}; "
+        f"{manifest['jobs']} jobs, {manifest['trainings']} trainings\n"
+        f"- data: {data}\n"
+        f"- machine: {'; '.join(manifest['machine']) or DASH}\n"
+        f"- wall time: trainings {_hours(t['training'])}, jobs {_hours(t['jobs'])} (escalation "
+        f"{_hours(t['escalation'])}), first start to last end {_hours(t['first_start_to_last_end'])}\n"
+    )
+
+
+KINDS = {"table2": table2, "averages": averages, "provenance": provenance}
+
+
+def render(readme: Path, text: str) -> str:
+    """The README's text with every generated region rendered from the files it names."""
+
+    def one(match: re.Match) -> str:
+        folder = readme.parent / match["folder"]
+        kind = KINDS.get(match["kind"])
+        if kind is None:
+            raise ValueError(f"{readme}: unknown region kind {match['kind']!r}; choose one of {sorted(KINDS)}")
+        results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        return match["open"] + kind(results, manifest) + match["close"]
+
+    return REGION.sub(one, text)
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="covid-robustness readme", description=__doc__.splitlines()[0])
+    parser.add_argument("files", nargs="+", type=Path, help="Markdown files with generated regions")
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a region is out of date")
+    args = parser.parse_args(argv)
+    stale = []
+    for path in args.files:
+        text = path.read_text(encoding="utf-8")
+        try:
+            new = render(path, text)
+        except (OSError, ValueError, KeyError) as err:
+            print(f"error: {path}: {err}", file=sys.stderr)
+            sys.exit(2)
+        if new != text:
+            stale.append(path)
+            if not args.check:
+                path.write_text(new, encoding="utf-8")
+    for path in stale:
+        print(f"{path}: {'out of date' if args.check else 'regions rewritten'}")
+    sys.exit(1 if stale and args.check else 0)
