@@ -197,8 +197,12 @@ def reliability_figure(study: Study):
     if not images:
         return None
     models = model_order(images)
-    fig, axes = plt.subplots(1, len(models), figsize=(3.3 * len(models), 3.5), squeeze=False)
-    for ax, model in zip(axes[0], models):
+    columns = min(len(models), 3)  # at most three a row, each at about the size it was drawn
+    rows = -(-len(models) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 4.8 * rows), squeeze=False)
+    for ax in axes.flat[len(models) :]:
+        ax.axis("off")
+    for ax, model in zip(axes.flat, models):
         ax.imshow(mpimg.imread(io.BytesIO(images[model]), format="png"))
         ax.set_title(
             f"{study.labels.model(model)}: {study.labels.attack(chosen[model].attack)} {_budget(chosen[model])}",

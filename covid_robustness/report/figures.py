@@ -6,6 +6,7 @@ runs without a display.
 """
 
 import io
+import textwrap
 from collections import defaultdict
 from statistics import mean
 
@@ -218,6 +219,13 @@ def kernel_jobs(rows: list[Row]) -> dict[str, dict[str, tuple[Row, Job]]]:
     return dict(chosen)
 
 
+UNCHANGED = 1e-3 / 255  # a largest change below this is float rounding: the attack left the image as it was
+
+
+def _column_title(label: str) -> str:
+    return "\n".join(textwrap.wrap(label, 26))
+
+
 def kernels(
     chosen: dict[str, dict[str, tuple[Row, Job]]],
     arrays: dict[str, dict[str, np.ndarray]],
@@ -226,8 +234,10 @@ def kernels(
 ):
     """Figure 2: per model, the first test image and what each attack did to it.
 
-    A perturbation (adversarial - clean) is scaled to its own largest value so that it is visible;
-    the spatial attack's output is shown as the transformed image, since its difference is not a kernel.
+    A perturbation (adversarial - clean) is scaled to its own largest value so that it is visible; one
+    whose largest change is below UNCHANGED is said to be none instead of drawn as a blank panel. The
+    spatial attack's output is shown as the transformed image, since its difference is not a kernel. Each
+    column is titled once with its evaluation set; each panel with its largest change and prediction.
     """
     chosen = {
         a: {m: (row, arrays[job.run_id]) for m, (row, job) in by_model.items() if job.run_id in arrays}
@@ -236,40 +246,44 @@ def kernels(
     attacks = [a for a in chosen if chosen[a]]
     models = model_order({m for by_model in chosen.values() for m in by_model})
     fig, axes = plt.subplots(
-        len(models), len(attacks) + 1, squeeze=False, figsize=(2.3 * (len(attacks) + 1), 2.8 * len(models))
+        len(models), len(attacks) + 1, squeeze=False, figsize=(2.4 * (len(attacks) + 1), 2.6 * len(models) + 0.7)
     )
+    for j, attack in enumerate(attacks):
+        row = next(iter(chosen[attack].values()))[0]
+        axes[0, j + 1].annotate(
+            _column_title(row.label), (0.5, 1.12), xycoords="axes fraction", ha="center", va="bottom", fontsize=8
+        )
     for i, model in enumerate(models):
         ex = next(chosen[a][model][1] for a in attacks if model in chosen[a])
         axes[i, 0].imshow(ex["clean"][0, 0], cmap="gray", vmin=0, vmax=1)
         axes[i, 0].set_title(
-            f"{labels.model(model)}\ntrue {class_names[ex['labels'][0]]}, pred {class_names[ex['pred_clean'][0]]}",
+            f"{labels.model(model)}: true {class_names[ex['labels'][0]]}, pred {class_names[ex['pred_clean'][0]]}",
             fontsize=7,
         )
         for ax, attack in zip(axes[i, 1:], attacks):
             if model not in chosen[attack]:
-                ax.text(
-                    0.5,
-                    0.5,
-                    f"{labels.attack(attack)}\nnot run",
-                    ha="center",
-                    va="center",
-                    fontsize=7,
-                    color="gray",
-                    transform=ax.transAxes,
-                )
+                _say(ax, f"{labels.attack(attack)}\nnot run")
                 continue
             row, ex = chosen[attack][model]
             adv = ex["adversarial"][0, 0]
             verdict = f"pred {class_names[ex['pred_adv'][0]]}"
             if attack == "st":
                 ax.imshow(adv, cmap="gray", vmin=0, vmax=1)
-                ax.set_title(f"{row.label}\ntransformed, {verdict}", fontsize=7)
-            else:
-                delta = adv - ex["clean"][0, 0]
-                scale = max(float(np.abs(delta).max()), 1e-12)
-                ax.imshow(delta, cmap="RdBu_r", vmin=-scale, vmax=scale)
-                ax.set_title(f"{row.label}\n±{scale * 255:.2g}/255, {verdict}", fontsize=7)
+                ax.set_title(f"transformed, {verdict}", fontsize=7)
+                continue
+            delta = adv - ex["clean"][0, 0]
+            scale = float(np.abs(delta).max())
+            if scale < UNCHANGED:
+                _say(ax, f"no change\n(largest {scale * 255:.1g}/255)\n{verdict}")
+                continue
+            ax.imshow(delta, cmap="RdBu_r", vmin=-scale, vmax=scale)
+            ax.set_title(f"±{scale * 255:.2g}/255, {verdict}", fontsize=7)
     for ax in axes.flat:
         ax.axis("off")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.7 / fig.get_figheight()))
     return fig
+
+
+def _say(ax, text: str) -> None:
+    """A panel with words instead of an image."""
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=7, color="gray", transform=ax.transAxes)

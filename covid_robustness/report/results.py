@@ -1,11 +1,11 @@
 """results.json: a study's numbers for other tools to read, in the spirit of RobustBench's model info.
 
-Per model and evaluation set (threat model and budget): the clean and adversarial accuracy on the
-attacked images and the escalated accuracy, each with its 95 % Wilson interval, images and seeds (with the
-lowest and highest seed); the attack's and the ladder's passes per image; the flags and verdicts. Per
-model, the clean accuracy on the whole test split; the five-model averages beside the paper's, with and
-without flagged models; the commit and the data digests (manifest.json). The README's generated regions
-(readme.py) are rendered from this file.
+Per model and evaluation set (threat model and budget; attack=none's clean readings are left out): the
+clean and adversarial accuracy on the attacked images and the escalated accuracy, each with its 95 % Wilson
+interval, images and seeds (with the lowest and highest seed); the attack's and the ladder's passes per
+image; the flags and verdicts. Per model, the clean accuracy on the whole test split; the five-model
+averages beside the paper's, with and without flagged models; the commit and the data digests
+(manifest.json). The README's generated regions (readme.py) are rendered from this file.
 """
 
 from statistics import mean
@@ -15,6 +15,8 @@ from ..record.checklist import recorded_verdict
 from .estimate import Average, Estimate, escalated, measured
 from .labels import PAPER_MODELS, model_order
 from .summary import CLEAN, Averaged, Row, averages
+
+NONE = "none"  # attack=none: a clean reading, no threat model
 
 
 def estimate(e: Estimate | None) -> dict | None:
@@ -101,7 +103,10 @@ def results(name: str, rows: list[Row], manifest: dict) -> dict:
         "models": {m: PAPER_MODELS.get(m, m) for m in model_order({m for r in rows for m in r.accuracy})},
         "clean_test_split": {} if clean is None else {m: estimate(e) for m, e in clean.accuracy.items()},
         "evaluations": [
-            _entry(r, m) for r in rows if r.attack != CLEAN and r.evalset is not None for m in model_order(r.accuracy)
+            _entry(r, m)
+            for r in rows
+            if r.attack not in (CLEAN, NONE) and r.evalset is not None
+            for m in model_order(r.accuracy)
         ],
         "averages": [_averaged(a) for a in averages(rows)],
     }
