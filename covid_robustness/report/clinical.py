@@ -18,6 +18,7 @@ from matplotlib.lines import Line2D
 from ..data.classes import COVID
 from ..record import OPERATING_POINTS, RADIUS, Metrics, curve
 from ..record.budget import grey_levels
+from ..record.intervals import wilson
 from .blocks import DASH, Table, pct
 from .collect import Job, Study
 from .evalsets import evaluation_sets, key
@@ -57,14 +58,15 @@ def harm_table(study: Study) -> Table:
     rows = []
     for j in jobs:
         m = j.metrics
+        covid_right, other_right = _right_clean(study.artifacts.confusion(j))
         rows.append(
             [
                 study.labels.model(j.model),
                 sets[key(j)].label,
                 pct(m.get(Metrics.CLEAN)),
                 pct(m.get(Metrics.ADVERSARIAL)),
-                pct(m.get(Metrics.MISSED_COVID)),
-                pct(m.get(Metrics.FALSE_ALARM)),
+                _rate(m.get(Metrics.MISSED_COVID), covid_right),
+                _rate(m.get(Metrics.FALSE_ALARM), other_right),
                 f"{m[ECE_CLEAN]:.3f}" if ECE_CLEAN in m else DASH,
                 f"{m[ECE_ATTACKED]:.3f}" if ECE_ATTACKED in m else DASH,
                 pct(m.get(CONFIDENT_ERRORS_ATTACKED)),
@@ -87,10 +89,30 @@ def harm_table(study: Study) -> Table:
         [
             "Missed COVID-19: the share of COVID-19 images the model read right unattacked that the attack "
             "turned to another class (a patient sent home); false alarms: the share of the other images read "
-            "right that it turned to COVID-19. ECE: expected calibration error over 15 confidence bins; "
+            "right that it turned to COVID-19; each with the 95 % Wilson interval of those images (n, from the "
+            "job's confusion.json). ECE: expected calibration error over 15 confidence bins; "
             "confident errors: the share of the attacked errors made with a top probability above 0.9."
         ],
     )
+
+
+def _right_clean(confusion: dict | None) -> tuple[int | None, int | None]:
+    """From a job's confusion.json: the COVID-19 images and the other images it read right unattacked."""
+    if confusion is None or COVID not in confusion["classes"]:
+        return None, None
+    clean = np.array(confusion["clean"])
+    positive = confusion["classes"].index(COVID)
+    return int(clean[positive, positive]), int(np.trace(clean) - clean[positive, positive])
+
+
+def _rate(rate: float | None, n: int | None) -> str:
+    """A harm rate in % with its Wilson interval over the n images it is a share of."""
+    if rate is None or rate != rate:
+        return DASH
+    if n is None:
+        return pct(rate)
+    lo, hi = wilson(round(rate * n), n)
+    return f"{100 * rate:.2f} [{100 * lo:.1f}, {100 * hi:.1f}] (n={n})"
 
 
 def harm_figure(study: Study, found: dict[str, tuple[Job, dict]]):

@@ -83,6 +83,11 @@ class ArtifactReader:
         raw = self.read(job, Artifacts.RADII)
         return None if raw is None else json.loads(raw)
 
+    def confusion(self, job: Job) -> dict | None:
+        """The job's confusion.json: classes, and the clean and adversarial counts (true class x predicted)."""
+        raw = self.read(job, Artifacts.CONFUSION)
+        return None if raw is None else json.loads(raw)
+
     def reliability(self, job: Job) -> bytes | None:
         """The job's reliability diagram (reliability.png), clean and attacked, if it drew one."""
         return self.read(job, Artifacts.RELIABILITY)
