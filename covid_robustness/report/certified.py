@@ -48,13 +48,13 @@ def radii(job: Job) -> list[float]:
     return sorted(float(k[len(Metrics.ATTACKED) :]) for k in job.metrics if k.startswith(Metrics.ATTACKED))
 
 
-def _cells(study: Study) -> dict[tuple[str, float], list[Job]]:
+def cells(study: Study) -> dict[tuple[str, float], list[Job]]:
     """(model, sigma) -> its certify jobs, newest first."""
-    cells: dict[tuple[str, float], list[Job]] = defaultdict(list)
+    found: dict[tuple[str, float], list[Job]] = defaultdict(list)
     for job in certify_jobs(study):
-        cells[(job.model, job.metrics[Metrics.SIGMA])].append(job)
-    order = model_order({m for m, _ in cells})
-    return dict(sorted(cells.items(), key=lambda kv: (order.index(kv[0][0]), kv[0][1])))
+        found[(job.model, job.metrics[Metrics.SIGMA])].append(job)
+    order = model_order({m for m, _ in found})
+    return dict(sorted(found.items(), key=lambda kv: (order.index(kv[0][0]), kv[0][1])))
 
 
 def _at(seeds: list[Job], prefix: str, r: float) -> str:
@@ -64,10 +64,10 @@ def _at(seeds: list[Job], prefix: str, r: float) -> str:
 
 
 def table(study: Study) -> Table:
-    cells = _cells(study)
-    shown = sorted({r for jobs in cells.values() for r in radii(jobs[0])})
+    by_cell = cells(study)
+    shown = sorted({r for jobs in by_cell.values() for r in radii(jobs[0])})
     body = []
-    for (model, sigma), jobs in cells.items():
+    for (model, sigma), jobs in by_cell.items():
         seeds = per_seed(jobs)
         first = seeds[0]
 
@@ -85,7 +85,7 @@ def table(study: Study) -> Table:
     for r in shown:
         columns += [f"certified at {r:g}", f"attacked at {r:g}"]
     columns += ["median certified radius", "CERTIFY s / image", "images"]
-    first = next(iter(cells.values()))[0]
+    first = next(iter(by_cell.values()))[0]
     p = first.params
     notes = [
         "Accuracies in % with their 95 % Wilson interval over the images. Radii are L2 lengths on [0, 1] pixels. "
@@ -100,14 +100,14 @@ def table(study: Study) -> Table:
 
 
 def figure(study: Study):
-    cells = _cells(study)
-    models = list(dict.fromkeys(m for m, _ in cells))
+    by_cell = cells(study)
+    models = list(dict.fromkeys(m for m, _ in by_cell))
     fig, axes = plt.subplots(1, len(models), figsize=(5.0 * len(models), 3.8), squeeze=False)
     colors = plt.get_cmap("viridis")
-    sigmas = sorted({s for _, s in cells})
+    sigmas = sorted({s for _, s in by_cell})
     for ax, model in zip(axes[0], models):
         top = 0.0
-        for (m, sigma), jobs in cells.items():
+        for (m, sigma), jobs in by_cell.items():
             if m != model:
                 continue
             job = jobs[0]

@@ -118,7 +118,7 @@ def build(study: Study, out: Path) -> list[Path]:
     written += _page(out, "report", f"Adversarial robustness report: study {study.name}", sections)
     write_csv(out / "table2.csv", table2_records(table_rows))
     write_csv(out / "runs.csv", job_records(study))
-    numbers = results.results(study.name, table_rows, provenance)
+    numbers = results.results(study, table_rows, provenance)
     (out / "results.json").write_text(json.dumps(numbers, indent=1) + "\n", encoding="utf-8")
     return written + [out / name for name in ("table2.csv", "runs.csv", "manifest.json", "results.json")]
 

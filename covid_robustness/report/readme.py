@@ -8,7 +8,8 @@ A region is marked in the Markdown as
 
 naming a report folder (relative to the README's own folder) and what to render from its results.json and
 manifest.json: `table2` (accuracy per model and evaluation set, with intervals, seeds and flags),
-`averages` (the five-model averages beside the paper's, with and without flagged models) or `provenance`
+`averages` (the five-model averages beside the paper's, with and without flagged models), `certified`
+(randomized smoothing's certified beside attacked accuracy per radius) or `provenance`
 (commit, data, machine, wall time). The command rewrites each region; with --check it changes nothing and
 exits 1 if a region differs from what the files give, so prose around the regions is the only hand-written
 part and the numbers cannot drift from the results they claim.
@@ -113,6 +114,22 @@ def averages(results: dict, manifest: dict) -> str:
     return "\n".join(lines) + "\n\n" + note + "\n"
 
 
+def certified(results: dict, manifest: dict) -> str:
+    """Randomized smoothing: per model and sigma, certified beside attacked accuracy at each L2 radius."""
+    lines = ["| model | sigma | clean (vote) | L2 radius | certified | attacked |", "|---|---|---|---|---|---|"]
+    for c in results.get("certified", []):
+        for i, r in enumerate(c["radii"]):
+            head = [_model(c["model"], results), f"{c['sigma']:g}", _pct(c["clean_vote"])] if i == 0 else [""] * 3
+            cells = [*head, f"{r['radius']:g}", _pct(r["certified"]), _pct(r["attacked"])]
+            lines.append("| " + " | ".join(cells) + " |")
+    note = (
+        "Accuracy of the smoothed classifier in % with its 95 % Wilson interval. Certified: the share certified "
+        "with the true class at a radius of at least r (a lower bound); attacked: the share still right after "
+        "the attack at r (an upper bound). What any attack of that size leaves lies between the two."
+    )
+    return "\n".join(lines) + "\n\n" + note + "\n"
+
+
 def _hours(seconds: float) -> str:
     return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
 
@@ -135,7 +152,7 @@ def provenance(results: dict, manifest: dict) -> str:
     )
 
 
-KINDS = {"table2": table2, "averages": averages, "provenance": provenance}
+KINDS = {"table2": table2, "averages": averages, "certified": certified, "provenance": provenance}
 
 
 def render(readme: Path, text: str) -> str:

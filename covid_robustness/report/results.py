@@ -12,7 +12,9 @@ from statistics import mean
 
 from ..record import Metrics
 from ..record.checklist import recorded_verdict
-from .estimate import Average, Estimate, escalated, measured
+from . import certified
+from .collect import Study
+from .estimate import Average, Estimate, escalated, measured, per_seed
 from .labels import PAPER_MODELS, model_order
 from .summary import CLEAN, Averaged, Row, averages
 
@@ -93,8 +95,35 @@ def _averaged(a: Averaged) -> dict:
     }
 
 
-def results(name: str, rows: list[Row], manifest: dict) -> dict:
+def _certified(study: Study) -> list[dict]:
+    """Per model and sigma (attack=certify): the smoothed classifier's clean vote, and at each L2 radius the
+    certified (lower bound) and attacked (upper bound) accuracy over its seeds."""
+    out = []
+    for (model, sigma), jobs in certified.cells(study).items():
+        seeds = per_seed(jobs)
+        out.append(
+            {
+                "model": model,
+                "sigma": sigma,
+                "clean_vote": estimate(measured(seeds, Metrics.CLEAN)),
+                "radii": [
+                    {
+                        "radius": r,
+                        "certified": estimate(measured(seeds, f"{Metrics.CERTIFIED}{r:g}")),
+                        "attacked": estimate(measured(seeds, f"{Metrics.ATTACKED}{r:g}")),
+                    }
+                    for r in certified.radii(seeds[0])
+                    if all(f"{Metrics.CERTIFIED}{r:g}" in j.metrics for j in seeds)
+                ],
+                "run_ids": [j.run_id for j in seeds],
+            }
+        )
+    return out
+
+
+def results(study: Study, rows: list[Row], manifest: dict) -> dict:
     """The study's results.json."""
+    name = study.name
     clean = next((r for r in rows if r.attack == CLEAN and r.accuracy), None)
     return {
         "study": name,
@@ -109,4 +138,5 @@ def results(name: str, rows: list[Row], manifest: dict) -> dict:
             for m in model_order(r.accuracy)
         ],
         "averages": [_averaged(a) for a in averages(rows)],
+        "certified": _certified(study),
     }
