@@ -115,9 +115,9 @@ def table(m: dict) -> Table:
     rows = [
         ["commit", ", ".join(m["commits"]) + ("" if m["clean_tree"] else " (uncommitted changes in the tree)")],
         ["data", data or "–"],
-        ["machine", "; ".join(m["machine"]) or "–"],
+        ["machine", "; ".join(m["machine"]) or "not recorded on these runs"],
         ["CPU threads per job", ", ".join(m["cpu_threads"]) or "–"],
-        ["libraries", " | ".join(m["library_versions"]) or "–"],
+        ["libraries", " | ".join(m["library_versions"]) or "not recorded on these runs"],
         [
             "wall time",
             f"trainings {_hours(t['training'])}, jobs {_hours(t['jobs'])} (escalation {_hours(t['escalation'])}); "

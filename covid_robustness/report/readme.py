@@ -146,7 +146,7 @@ def provenance(results: dict, manifest: dict) -> str:
         f"- commit: {', '.join(c[:10] for c in manifest['commits'])}{clean}; "
         f"{manifest['jobs']} jobs, {manifest['trainings']} trainings\n"
         f"- data: {data}\n"
-        f"- machine: {'; '.join(manifest['machine']) or DASH}\n"
+        f"- machine: {'; '.join(manifest['machine']) or 'not recorded on these runs'}\n"
         f"- wall time: trainings {_hours(t['training'])}, jobs {_hours(t['jobs'])} (escalation "
         f"{_hours(t['escalation'])}), first start to last end {_hours(t['first_start_to_last_end'])}\n"
     )
