@@ -37,10 +37,11 @@ STUDIES := paper_cpu paper_cpu_budgets clinical_cpu defended_cpu shift_cpu certi
 RUN = $(CLI) -m data.root=$(DATA) tracking.dir=$(STORE) $(ARGS)
 
 # Hours on 2 CPU cores: give STORE a folder that outlives the session; a second call resumes where one stopped.
-results: results-runs  ## every study of docs/results into one $(STORE), then each report into docs/results/<study>
+results: results-runs  ## every study of docs/results into one $(STORE), then each report into docs/results/<study> and the READMEs' generated regions
 	for study in $(STUDIES); do \
 	  $(CLI) report --study $$study --tracking-uri sqlite:///$(STORE)/mlflow.db --out docs/results/$$study || exit 1; \
 	done
+	$(CLI) readme README.md docs/results/*/README.md
 
 results-runs:
 	$(NEED_DATA)
