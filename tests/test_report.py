@@ -183,7 +183,8 @@ def test_the_manifest_holds_the_runs_provenance_and_no_absolute_path(store):
     time = m["wall_time_seconds"]
     assert 0 < time["training"] and 0 < time["jobs"] <= time["first_start_to_last_end"]
     assert str(tmp) not in (out / "manifest.json").read_text() and str(tmp) not in (out / "report.md").read_text()
-    assert "## Provenance" in (out / "report.md").read_text().split("## Study")[0]  # the report opens with it
+    opening = (out / "report.md").read_text().split("## Study")[0]  # the report opens with it, and the setup
+    assert "## Provenance" in opening and "| image size | 32 x 32 grayscale | 255 x 255 grayscale |" in opening
 
 
 def test_results_json_holds_each_jobs_numbers_as_runs_csv(store):
@@ -243,7 +244,7 @@ def test_html_is_one_page_with_the_figures_embedded(store):
     page = (tmp / "report" / "report.html").read_text()
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert sorted(base64.b64decode(i) for i in images) == sorted((tmp / "report" / f).read_bytes() for f in FIGURES)
-    assert page.count("<table>") == 10 and "<th>RN-18 paper</th>" in page
+    assert page.count("<table>") == 11 and "<th>RN-18 paper</th>" in page
     assert 'src="http' not in page and "<link" not in page  # nothing to fetch
 
 

@@ -134,3 +134,50 @@ def table(m: dict) -> Table:
             "(what every job shares and what varies)."
         ],
     )
+
+
+# The paper's setup (its Section III), for the table that sets ours beside it.
+PAPER_SETUP = {
+    "images (Normal vs COVID-19)": "4,551",
+    "train / validation / test": "3,640 (10 % of it validation) / 911",
+    "image size": "255 x 255 grayscale",
+    "training": "SGD, batch 64, 200 epochs, from scratch",
+    "attacked test images": "the test split (911)",
+}
+
+
+def _setting(m: dict, key: str) -> str:
+    """A setting of the recipe: its one value, or its values where they vary."""
+    recipe = m["recipe"]
+    if key in recipe["fixed"]:
+        return recipe["fixed"][key]
+    return " / ".join(recipe["varies"].get(key, ["?"]))
+
+
+def setup(m: dict) -> dict[str, str]:
+    """Ours, in PAPER_SETUP's terms, from the manifest."""
+    data = m["data"][0] if m["data"] else {}
+    sizes = data.get("split_sizes", {})
+    attacked = _setting(m, "eval.max_images")
+    epochs, lr, warmup = _setting(m, "trainer.max_epochs"), _setting(m, "optim.lr"), _setting(m, "optim.warmup_epochs")
+    return {
+        "images (Normal vs COVID-19)": f"{data.get('images', '?'):,}" if data else "?",
+        "train / validation / test": f"{sizes.get('train', '?')} / {sizes.get('val', '?')} / {sizes.get('test', '?')}",
+        "image size": f"{_setting(m, 'data.image_size')} x {_setting(m, 'data.image_size')} grayscale",
+        "training": f"SGD, batch {_setting(m, 'data.batch_size')}, {epochs} epochs, lr {lr}, {warmup} warm-up epochs",
+        "attacked test images": "the test split" if attacked == "None" else f"the first {attacked}",
+    }
+
+
+def setup_table(m: dict) -> Table:
+    ours = setup(m)
+    return Table(
+        "Setup beside the paper's",
+        ["", "this study", "the paper"],
+        [[k, ours[k], PAPER_SETUP[k]] for k in PAPER_SETUP],
+        [
+            "The data: "
+            + "; ".join(f"{d['name']} from {d.get('source') or '?'}" for d in m["data"])
+            + ". A setting that varies within the study shows its values."
+        ],
+    )

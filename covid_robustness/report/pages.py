@@ -27,6 +27,7 @@ def build(study: Study, out: Path) -> list[Path]:
     (out / "manifest.json").write_text(json.dumps(provenance, indent=1) + "\n", encoding="utf-8")
     sections: list = [
         manifest.table(provenance),
+        manifest.setup_table(provenance),
         tables.overview(study),
         tables.table2(table_rows, study.labels),
         tables.table2_average(table_rows, study.labels),

@@ -9,7 +9,8 @@ A region is marked in the Markdown as
 naming a report folder (relative to the README's own folder) and what to render from its results.json and
 manifest.json: `table2` (accuracy per model and evaluation set, with intervals, seeds and flags),
 `averages` (the five-model averages beside the paper's, with and without flagged models), `certified`
-(randomized smoothing's certified beside attacked accuracy per radius) or `provenance`
+(randomized smoothing's certified beside attacked accuracy per radius), `setup` (ours beside the paper's)
+or `provenance`
 (commit, data, machine, wall time). The command rewrites each region; with --check it changes nothing and
 exits 1 if a region differs from what the files give, so prose around the regions is the only hand-written
 part and the numbers cannot drift from the results they claim.
@@ -22,6 +23,8 @@ import sys
 from pathlib import Path
 
 from .labels import PAPER_MODELS
+from .manifest import PAPER_SETUP
+from .manifest import setup as manifest_setup
 
 REGION = re.compile(
     r"(?P<open><!-- generated: (?P<folder>\S+) (?P<kind>\w+) -->\n)(?P<body>.*?)(?P<close><!-- /generated -->)", re.S
@@ -130,6 +133,14 @@ def certified(results: dict, manifest: dict) -> str:
     return "\n".join(lines) + "\n\n" + note + "\n"
 
 
+def setup(results: dict, manifest: dict) -> str:
+    """The study's setup beside the paper's."""
+    mine = manifest_setup(manifest)
+    lines = ["| | this study | the paper |", "|---|---|---|"]
+    lines += [f"| {k} | {mine[k]} | {v} |" for k, v in PAPER_SETUP.items()]
+    return "\n".join(lines) + "\n"
+
+
 def _hours(seconds: float) -> str:
     return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
 
@@ -152,7 +163,7 @@ def provenance(results: dict, manifest: dict) -> str:
     )
 
 
-KINDS = {"table2": table2, "averages": averages, "certified": certified, "provenance": provenance}
+KINDS = {"table2": table2, "averages": averages, "certified": certified, "setup": setup, "provenance": provenance}
 
 
 def render(readme: Path, text: str) -> str:
