@@ -10,9 +10,10 @@ body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1300px; 
 h1 { font-size: 1.6em; } h2 { font-size: 1.25em; margin-top: 2em; border-bottom: 1px solid #ddd; }
 table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
-th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
+th { background: #f3f3f3; position: sticky; top: 0; } td:first-child, th:first-child { text-align: left; }
 tr:nth-child(even) td { background: #fafafa; }
-.scroll { overflow-x: auto; } img { max-width: 100%; } .note { color: #555; font-size: 0.85em; margin: 0.2em 0; }
+.scroll { overflow: auto; max-height: 85vh; }  /* a wide, long table scrolls in the window, both ways */
+img { max-width: 100%; } .note { color: #555; font-size: 0.85em; margin: 0.2em 0; }
 """
 
 

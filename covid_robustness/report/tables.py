@@ -388,7 +388,7 @@ def jobs(study: Study) -> Table:
                 ),
                 f"{m[Metrics.LINF_MAX]:.4f}",
                 f"{m[Metrics.L2_MEAN]:.3f}",
-                f"{m.get(Metrics.FORWARD_PASSES, 0):g} / {m.get(Metrics.BACKWARD_PASSES, 0):g}",
+                f"{m.get(Metrics.FORWARD_PASSES, 0):.1f} / {m.get(Metrics.BACKWARD_PASSES, 0):.1f}",
                 f"{m[Metrics.SECONDS]:.1f}",
                 f"{MASK} {job.masking_reasons}" if job.masking else "no",
                 f"{UNTRAINED} {job.untrained_reason}" if job.untrained else "no",
