@@ -118,7 +118,8 @@ def _rate(rate: float | None, n: int | None) -> str:
 def harm_figure(study: Study, found: dict[str, tuple[Job, dict]]):
     """Per model, missed-COVID (solid) and false-alarm (dashed) rates against the budget: dots for the
     fixed-budget jobs, lines read off the radius job's radii where the task has two classes (an image
-    flipped at budget b is a missed COVID-19 image or a false alarm there)."""
+    flipped at budget b is a missed COVID-19 image or a false alarm there); each with its 95 % Wilson
+    interval over the images it is a share of (bars; a band around a line)."""
     jobs = [j for j in harm_jobs(study) if j.eps_pixel is not None]
     curves = {m: v for m, v in found.items() if len(v[1]["classes"]) == 2}
     if not jobs and not curves:
@@ -138,6 +139,8 @@ def harm_figure(study: Study, found: dict[str, tuple[Job, dict]]):
                 if len(right):
                     fallen = 1 - curve(right, budgets)  # radius at most the budget: flipped there
                     ax.plot(budgets * 255, 100 * fallen, style, color="black", linewidth=1.2)
+                    lo, hi = np.array([wilson(round(f * len(right)), len(right)) for f in fallen]).T
+                    ax.fill_between(budgets * 255, 100 * lo, 100 * hi, color="black", alpha=0.1, linewidth=0)
         for i, name in enumerate(names):
             mine = [j for j in jobs if j.model == model and sets[key(j)].name == name]
             mine.sort(key=lambda j: j.eps_pixel)
@@ -145,8 +148,23 @@ def harm_figure(study: Study, found: dict[str, tuple[Job, dict]]):
                 continue
             eps = [j.eps_pixel * 255 for j in mine]
             color = COLORS[i % len(COLORS)]
-            ax.plot(eps, [100 * j.metrics[Metrics.MISSED_COVID] for j in mine], "o-", color=color, label=name)
-            ax.plot(eps, [100 * j.metrics[Metrics.FALSE_ALARM] for j in mine], "s--", color=color, markersize=4)
+            counts = [_right_clean(study.artifacts.confusion(j)) for j in mine]
+            for which, (metric, style, size) in enumerate(
+                ((Metrics.MISSED_COVID, "o-", 5), (Metrics.FALSE_ALARM, "s--", 4))
+            ):
+                rates = [j.metrics[metric] for j in mine]
+                ax.plot(
+                    eps,
+                    [100 * v for v in rates],
+                    style,
+                    color=color,
+                    markersize=size,
+                    label=name if which == 0 else "_nolegend_",
+                )
+                bars = [(x, v, c[which]) for x, v, c in zip(eps, rates, counts) if c[which] and v == v]
+                for x, v, n in bars:
+                    lo, hi = wilson(round(v * n), n)
+                    ax.plot([x, x], [100 * lo, 100 * hi], color=color, linewidth=0.8, alpha=0.6)
         ax.set(title=study.labels.model(model), xlabel="L-inf budget (x/255)", ylim=(-3, 103))
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("% of the class's images read right")
