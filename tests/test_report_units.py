@@ -111,6 +111,15 @@ def test_runs_that_differ_in_any_setting_are_rows_not_reruns():
     assert labels == ["FGSM eps=8/255 (eval.max_images=16)", "FGSM eps=8/255 (eval.max_images=64)"]
 
 
+def test_seeds_escalated_from_other_sources_are_seeds_of_one_row():
+    sources = {"eval.escalate": "True", "eval.escalate_sources": "['resnet18', 'vgg19']"}
+    fewer = {**sources, "eval.escalate_sources": "['resnet18']"}
+    s = study(job(acc=0.25, params=sources), job(acc=0.5, seed=1, params=fewer), job(acc=0.75, seed=2, params=fewer))
+    (row,) = [r for r in rows(s) if r.attack == "fgsm" and r.evalset]
+    assert row.label == "FGSM eps=8/255" and row.accuracy["resnet18"].seeds == 3
+    assert row.accuracy["resnet18"].mean == pytest.approx(0.5)
+
+
 def test_same_cell_key_is_a_rerun_and_the_newest_is_kept():
     old, new = job(acc=0.25, cell_key="c1"), job(acc=0.5, cell_key="c1")
     s = study(old, new, job(acc=0.75, cell_key="c2", params={"attack.batch_size": "32"}))

@@ -18,6 +18,7 @@ from ..record.budget import written
 from ..record.sections import (
     ATTACK,
     DEFENSE,
+    ESCALATION,
     FOLDERS,
     LOGGED_WHEN_ON,
     MODEL,
@@ -35,8 +36,10 @@ SHOWN_WHEN_ON = (*LOGGED_WHEN_ON, Params.TARGET_CLASS)
 
 SETTINGS = {"budget": "", "art_default": "ART default", "art_rule": "ART's rule", "paper": "paper setting"}
 
-# Set apart: each model is a column, seeds are aggregated, defenses and transfer sources have their own tables.
-APART = {Params.SEED, Params.SOURCE_MODEL}
+# Set apart: each model is a column, seeds are aggregated, defenses and transfer sources have their own tables,
+# and how a cell was escalated changes its escalated accuracy, never the row's own number (a seed whose ladder
+# transfers from fewer models is a seed of the same row).
+APART = {Params.SEED, Params.SOURCE_MODEL, *ESCALATION}
 APART_PREFIXES = (f"{MODEL}.", f"{DEFENSE}.")
 # Training settings a model config may carry (conf/model/vgg19.yaml's gradient clipping): at the model's
 # own value they belong to its column, not to a row; set otherwise (for every model, say) they label one.
