@@ -1,7 +1,8 @@
 """`covid-robustness report`: one study's tables and figures as Markdown, PNGs and one HTML page.
 
 Every number is read from the finished runs of the study in MLflow; no model or attack is run again.
-The files are also logged as artifacts of a summary run (tag role=report) in the study's experiment.
+The files are also logged as artifacts of a summary run (tag role=report) in the study's experiment. A
+README.md already in the output folder gets its generated regions rewritten (readme.py).
 """
 
 import argparse
@@ -15,6 +16,7 @@ from ..errors import ConfigError
 from ..tracking import Tracker, check_server, runs_page
 from .collect import collect
 from .pages import build
+from .readme import refresh
 
 DEFAULT_STORE = Path("mlruns") / "mlflow.db"
 
@@ -46,6 +48,8 @@ def main(argv: list[str]) -> None:
         sys.exit(2)
     out = args.out or Path("reports") / args.study
     files = build(study, out)
+    if (page := out / "README.md").is_file() and refresh(page):  # a results folder's README: its regions
+        print(f"{page}: generated regions rewritten")
     tracker = Tracker(uri, None, study.name)
     run_id = tracker.log_report(files, len(study.jobs))
     print(f"report of study {study.name!r} ({len(study.jobs)} jobs): {out / 'report.html'}; logged to run {run_id}")

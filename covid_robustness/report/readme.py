@@ -181,6 +181,15 @@ def render(readme: Path, text: str) -> str:
     return REGION.sub(one, text)
 
 
+def refresh(path: Path) -> bool:
+    """Rewrites the file's regions from the files they name; whether anything changed."""
+    text = path.read_text(encoding="utf-8")
+    new = render(path, text)
+    if new != text:
+        path.write_text(new, encoding="utf-8")
+    return new != text
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="covid-robustness readme", description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="+", type=Path, help="Markdown files with generated regions")
