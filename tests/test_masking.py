@@ -141,7 +141,7 @@ def _run(run_id, attack, eps, accuracy, clean=0.5, untrained="false", **metrics)
         "eval.max_images": "64",
     }
     return SimpleNamespace(
-        info=SimpleNamespace(run_id=run_id, start_time=0),
+        info=SimpleNamespace(run_id=run_id, start_time=0, end_time=0),
         data=SimpleNamespace(
             params=params,
             tags={"untrained_model": untrained, "mlflow.parentRunId": "parent"},

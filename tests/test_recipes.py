@@ -157,7 +157,9 @@ def test_the_first_job_of_every_recipe_runs_tiny(recipe, tmp_path, cxr_slice, bl
     if not probe:
         trainings = [r for r in runs if r.data.tags.get("role") == "training"]
         assert [r.info.status for r in trainings] == ["FINISHED"], command
-        assert jobs[0].data.metrics["attack_images"] == ATTACKED
+        corrupted = cfg.get("corruption", {}).get("name", "none") != "none"
+        readings = len(cfg.corruption.severities) if corrupted else 1  # a corrupted job reads each severity
+        assert jobs[0].data.metrics["attack_images"] == ATTACKED * readings
         budget = cfg.attack.get("eps") is not None and cfg.attack.get("target_class") is None
         if cfg.eval.escalate and budget and cfg.attack.name != "radius":  # the recipe escalates: it did
             assert "escalated_accuracy" in jobs[0].data.metrics and jobs[0].data.tags["verdict"], command

@@ -407,7 +407,7 @@ def newest_per_cell(jobs) -> tuple[list[Job], list[tuple[Job, Job]]]:
 def datasets_of(run) -> tuple[dict, ...]:
     """A run's dataset inputs (Tracker.log_dataset): name, digest, profile (its JSON) and context."""
     out = []
-    for d in getattr(run.inputs, "dataset_inputs", None) or []:
+    for d in getattr(getattr(run, "inputs", None), "dataset_inputs", None) or []:
         context = next((t.value for t in d.tags if t.key == "mlflow.data.context"), "")
         out.append(
             {"name": d.dataset.name, "digest": d.dataset.digest, "profile": d.dataset.profile, "context": context}
