@@ -5,6 +5,7 @@ The embedded store is sqlite at <dir>/mlflow.db with artifacts in <dir>/artifact
 refuses plain file stores). With a tracking URI set (a server), the server decides where artifacts go.
 """
 
+import functools
 import importlib.metadata
 import json
 import os
@@ -140,6 +141,7 @@ LIBRARIES = (
 )
 
 
+@functools.cache  # the same for every run of a process, which tags several runs per job
 def machine() -> str:
     """The CPU model, its core count and the GPU a job ran on, e.g. "AMD EPYC 7B13, 2 cores, no GPU"."""
     cpu = platform.processor() or platform.machine()
@@ -152,6 +154,7 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {gpu}"
 
 
+@functools.cache
 def versions() -> str:
     """Python's and LIBRARIES' versions, e.g. "python 3.12.3; torch 2.5.1; ..." (one not installed is left out)."""
     found = [f"python {platform.python_version()}"]

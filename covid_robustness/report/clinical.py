@@ -105,13 +105,18 @@ def _right_clean(confusion: dict | None) -> tuple[int | None, int | None]:
     return int(clean[positive, positive]), int(np.trace(clean) - clean[positive, positive])
 
 
+def _interval(rate: float, n: int) -> tuple[float, float]:
+    """The Wilson interval of a share of n images."""
+    return wilson(round(rate * n), n)
+
+
 def _rate(rate: float | None, n: int | None) -> str:
     """A harm rate in % with its Wilson interval over the n images it is a share of."""
     if rate is None or rate != rate:
         return DASH
     if n is None:
         return pct(rate)
-    lo, hi = wilson(round(rate * n), n)
+    lo, hi = _interval(rate, n)
     return f"{100 * rate:.2f} [{100 * lo:.1f}, {100 * hi:.1f}] (n={n})"
 
 
@@ -139,7 +144,7 @@ def harm_figure(study: Study, found: dict[str, tuple[Job, dict]]):
                 if len(right):
                     fallen = 1 - curve(right, budgets)  # radius at most the budget: flipped there
                     ax.plot(budgets * 255, 100 * fallen, style, color="black", linewidth=1.2)
-                    lo, hi = np.array([wilson(round(f * len(right)), len(right)) for f in fallen]).T
+                    lo, hi = np.array([_interval(f, len(right)) for f in fallen]).T
                     ax.fill_between(budgets * 255, 100 * lo, 100 * hi, color="black", alpha=0.1, linewidth=0)
         for i, name in enumerate(names):
             mine = [j for j in jobs if j.model == model and sets[key(j)].name == name]
@@ -163,7 +168,7 @@ def harm_figure(study: Study, found: dict[str, tuple[Job, dict]]):
                 )
                 bars = [(x, v, c[which]) for x, v, c in zip(eps, rates, counts) if c[which] and v == v]
                 for x, v, n in bars:
-                    lo, hi = wilson(round(v * n), n)
+                    lo, hi = _interval(v, n)
                     ax.plot([x, x], [100 * lo, 100 * hi], color=color, linewidth=0.8, alpha=0.6)
         ax.set(title=study.labels.model(model), xlabel="L-inf budget (x/255)", ylim=(-3, 103))
         ax.grid(alpha=0.3)

@@ -61,13 +61,19 @@ class ArtifactReader:
 
     def __init__(self, client: MlflowClient | None = None):
         self._client = client
+        self._read: dict[tuple[str, str], bytes | None] = {}  # pages ask for one artifact more than once
 
     def read(self, job: Job, name: str) -> bytes | None:
         """The bytes of one of the job's artifacts, or None where it logged none of that name."""
-        if self._client is None or name not in {a.path for a in self._client.list_artifacts(job.run_id)}:
+        if (job.run_id, name) not in self._read:
+            self._read[(job.run_id, name)] = self._download(job.run_id, name)
+        return self._read[(job.run_id, name)]
+
+    def _download(self, run_id: str, name: str) -> bytes | None:
+        if self._client is None or name not in {a.path for a in self._client.list_artifacts(run_id)}:
             return None
         with tempfile.TemporaryDirectory() as tmp:
-            with open(self._client.download_artifacts(job.run_id, name, tmp), "rb") as f:
+            with open(self._client.download_artifacts(run_id, name, tmp), "rb") as f:
                 return f.read()
 
     def examples(self, job: Job) -> dict[str, np.ndarray] | None:

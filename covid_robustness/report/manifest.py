@@ -11,10 +11,10 @@ import json
 import re
 
 from ..record import Metrics, Tags
-from ..record.sections import WHERE, within
 from ..tracking import git_commit
 from .blocks import Table
 from .collect import Study
+from .records import setting_values
 
 # An absolute path (not a fraction such as 8/255): a slash that starts a token, then its parts.
 _PATH = re.compile(r"(?<![\w.:$}/])/(?:[^\s/,\]\['\"]+/)*([^\s/,\]\['\"]+)/?")
@@ -33,8 +33,7 @@ def _commits(study: Study) -> list[str]:
 
 def _recipe(study: Study) -> dict:
     """The settings every job shares (fixed) and those that take several values (varies: each value)."""
-    keys = sorted({k for j in study.jobs for k in j.params if not within(k, WHERE)})
-    values = {k: sorted({local(j.params.get(k, "")) for j in study.jobs}) for k in keys}
+    values = {k: sorted({local(v) for v in vs}) for k, vs in setting_values(study.jobs).items()}
     return {
         "fixed": {k: v[0] for k, v in values.items() if len(v) == 1},
         "varies": {k: v for k, v in values.items() if len(v) > 1},
@@ -99,7 +98,7 @@ def manifest(study: Study) -> dict:
     }
 
 
-def _hours(seconds: float) -> str:
+def hours(seconds: float) -> str:
     return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
 
 
@@ -120,8 +119,8 @@ def table(m: dict) -> Table:
         ["libraries", " | ".join(m["library_versions"]) or "not recorded on these runs"],
         [
             "wall time",
-            f"trainings {_hours(t['training'])}, jobs {_hours(t['jobs'])} (escalation {_hours(t['escalation'])}); "
-            f"first start to last end {_hours(t['first_start_to_last_end'])}",
+            f"trainings {hours(t['training'])}, jobs {hours(t['jobs'])} (escalation {hours(t['escalation'])}); "
+            f"first start to last end {hours(t['first_start_to_last_end'])}",
         ],
         ["runs", f"{m['jobs']} jobs, {m['trainings']} trainings"],
     ]

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from .labels import PAPER_MODELS
-from .manifest import PAPER_SETUP
+from .manifest import PAPER_SETUP, hours
 from .manifest import setup as manifest_setup
 
 REGION = re.compile(
@@ -48,6 +48,10 @@ def _model(name: str, results: dict) -> str:
     return results.get("models", {}).get(name) or PAPER_MODELS.get(name, name)
 
 
+def _flags(e: dict) -> str:
+    return f" {MASK}" * bool(e["gradient_masking"]) + f" {UNTRAINED}" * bool(e["untrained"])
+
+
 def table2(results: dict, manifest: dict) -> str:
     """Accuracy (%) per evaluation set and model: the clean test split, each attack and, where it ran, what
     stands after escalation."""
@@ -61,13 +65,9 @@ def table2(results: dict, manifest: dict) -> str:
         "| clean (whole test split) | " + " | ".join(_pct(results["clean_test_split"].get(m)) for m in models) + " |",
     ]
     for label, cells in by_set.items():
-
-        def flags(e: dict) -> str:
-            return f" {MASK}" * bool(e["gradient_masking"]) + f" {UNTRAINED}" * bool(e["untrained"])
-
         lines.append(
             f"| {label} | "
-            + " | ".join(_pct(c["adversarial"]) + flags(c) if (c := cells.get(m)) else DASH for m in models)
+            + " | ".join(_pct(c["adversarial"]) + _flags(c) if (c := cells.get(m)) else DASH for m in models)
             + " |"
         )
         if any(c["escalated"] for c in cells.values()):
@@ -141,10 +141,6 @@ def setup(results: dict, manifest: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _hours(seconds: float) -> str:
-    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
-
-
 def provenance(results: dict, manifest: dict) -> str:
     """Where the numbers come from: commit, data, machine, wall time."""
     data = "; ".join(
@@ -158,8 +154,8 @@ def provenance(results: dict, manifest: dict) -> str:
         f"{manifest['jobs']} jobs, {manifest['trainings']} trainings\n"
         f"- data: {data}\n"
         f"- machine: {'; '.join(manifest['machine']) or 'not recorded on these runs'}\n"
-        f"- wall time: trainings {_hours(t['training'])}, jobs {_hours(t['jobs'])} (escalation "
-        f"{_hours(t['escalation'])}), first start to last end {_hours(t['first_start_to_last_end'])}\n"
+        f"- wall time: trainings {hours(t['training'])}, jobs {hours(t['jobs'])} (escalation "
+        f"{hours(t['escalation'])}), first start to last end {hours(t['first_start_to_last_end'])}\n"
     )
 
 

@@ -64,10 +64,15 @@ def _escalated_fields(estimate) -> dict:
     return {Metrics.ESCALATED: e.mean, "escalated_ci95_low": lo, "escalated_ci95_high": hi, "escalated_images": e.total}
 
 
-def varying_settings(jobs: list[Job]) -> list[str]:
-    """The settings (flattened params) that take more than one value over the jobs, where they ran aside."""
+def setting_values(jobs: list[Job]) -> dict[str, list[str]]:
+    """Each setting (flattened param) of the jobs, where they ran aside, with the values it takes ("": unset)."""
     keys = sorted({k for j in jobs for k in j.params if not within(k, WHERE)})
-    return [k for k in keys if len({j.params.get(k, "") for j in jobs}) > 1]
+    return {k: sorted({j.params.get(k, "") for j in jobs}) for k in keys}
+
+
+def varying_settings(jobs: list[Job]) -> list[str]:
+    """The settings that take more than one value over the jobs."""
+    return [k for k, values in setting_values(jobs).items() if len(values) > 1]
 
 
 def job_records(study: Study) -> list[dict]:
