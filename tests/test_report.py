@@ -219,6 +219,7 @@ def test_readme_regions_render_the_reports_files_and_catch_drift(store, tmp_path
     page.write_text(
         "Hand-written words.\n"
         + "".join(f"<!-- generated: study {kind} -->\nold\n<!-- /generated -->\n" for kind in readme.KINDS)
+        + "<!-- generated: study table: Table II: average over the five models -->\nold\n<!-- /generated -->\n"
     )
     with pytest.raises(SystemExit) as done:
         readme.main([str(page)])
@@ -229,6 +230,9 @@ def test_readme_regions_render_the_reports_files_and_catch_drift(store, tmp_path
     assert text.startswith("Hand-written words.\n") and "old" not in text
     assert f"{100 * first['adversarial']['accuracy']:.2f} [" in text.split(first["evaluation_set"])[1].split("\n")[0]
     assert json.loads((tmp_path / "study" / "manifest.json").read_text())["commits"][0][:10] in text
+    quoted = text.split("table: Table II: average over the five models -->\n")[1].split("<!-- /generated -->")[0]
+    printed = (tmp_path / "study" / "report.md").read_text().split("## Table II: average over the five models\n\n")
+    assert printed[1].startswith(quoted) and quoted.count("\n| ") >= 3  # the table as the report prints it
     with pytest.raises(SystemExit) as done:
         readme.main(["--check", str(page)])
     assert done.value.code == 0  # up to date
@@ -237,6 +241,35 @@ def test_readme_regions_render_the_reports_files_and_catch_drift(store, tmp_path
     with pytest.raises(SystemExit) as done:
         readme.main(["--check", str(page)])
     assert done.value.code == 1 and page.read_text() == text
+
+
+def test_a_readme_region_that_names_no_table_of_the_report_is_an_error(store, tmp_path, capsys):
+    import shutil
+
+    from covid_robustness.report import readme
+
+    tmp, _, _ = store
+    shutil.copytree(tmp / "report", tmp_path / "study")
+    for region in ("study table: Table III", "study table", "study tables: Table II: accuracy under attack"):
+        page = tmp_path / "README.md"
+        page.write_text(f"<!-- generated: {region} -->\n<!-- /generated -->\n")
+        with pytest.raises(SystemExit) as done:
+            readme.main(["--check", str(page)])
+        assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert "the report has no table 'Table III'; it has [" in err and "'Table II: accuracy under attack'" in err
+
+
+def test_the_report_refills_a_readme_in_its_folder(store, tmp_path, capsys):
+    _, uri, _ = store
+    out = tmp_path / "study"
+    out.mkdir()
+    (out / "README.md").write_text("Words.\n<!-- generated: . table2 -->\nold\n<!-- /generated -->\nMore words.\n")
+    main(["--study", STUDY, "--tracking-uri", uri, "--out", str(out)])
+    assert f"{out / 'README.md'}: generated regions rewritten" in capsys.readouterr().out
+    text = (out / "README.md").read_text()
+    assert text.startswith("Words.\n<!-- generated: . table2 -->\n| evaluation set | RN-18 | WRN-16-8 |")
+    assert text.endswith("<!-- /generated -->\nMore words.\n") and "old" not in text
 
 
 def test_html_is_one_page_with_the_figures_embedded(store):
@@ -257,7 +290,8 @@ def test_a_summary_run_holds_the_files_and_supersedes_the_last(store, tmp_path, 
     assert len(reports) >= 2 and all(r.info.status == "FINISHED" for r in reports)
     new, *older = reports
     assert new.data.tags["current"] == "true"
-    assert all(r.data.tags["current"] == "false" and r.data.tags["superseded_by"] == new.info.run_id for r in older)
+    for later, earlier in zip(reports, older):  # each report superseded by the next one made
+        assert earlier.data.tags["current"] == "false" and earlier.data.tags["superseded_by"] == later.info.run_id
     artifacts = {a.path for a in client.list_artifacts(new.info.run_id)}
     # every job logs both directions of harm and its reliability diagram: the clinical page comes too
     clinical = {"clinical.md", "clinical.html", "clinical_harm.png", "clinical_reliability.png"}

@@ -7,15 +7,18 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def table(t: Table) -> str:
+def grid(t: Table) -> str:
+    """The table and its notes, without its title."""
     lines = [
-        f"## {t.title}",
-        "",
         "| " + " | ".join(map(_cell, t.columns)) + " |",
         "|" + "|".join("---" for _ in t.columns) + "|",
     ]
     lines += ["| " + " | ".join(map(_cell, row)) + " |" for row in t.rows]
     return "\n".join(lines + [""] + [f"- {note}" for note in t.notes])
+
+
+def table(t: Table) -> str:
+    return f"## {t.title}\n\n{grid(t)}"
 
 
 def figure(f: Figure) -> str:

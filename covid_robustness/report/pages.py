@@ -12,7 +12,7 @@ from pathlib import Path
 from ..data.classes import task_classes
 from ..record import Artifacts, Params
 from . import certified, clinical, defenses, figures, html, manifest, markdown, paper_eps, results, shift, tables
-from .blocks import Figure, Link
+from .blocks import Figure, Link, Table
 from .collect import Study
 from .records import job_records, table2_records, write_csv
 from .summary import newest_job_per_model, rows, sweeps
@@ -102,9 +102,10 @@ def build(study: Study, out: Path) -> list[Path]:
     if shift.external_jobs(study):
         sections.append(shift.external_table(study))
         add_figure("external.png", *shift.EXTERNAL_FIGURE, shift.external_figure(study))
-    written = []
+    written, clinical_pages = [], []
     if clinical.has_clinical(study):
-        written += _page(out, "clinical", f"Clinical reading: study {study.name}", clinical_sections(study))
+        clinical_pages = clinical_sections(study)
+        written += _page(out, "clinical", f"Clinical reading: study {study.name}", clinical_pages)
         sections.append(
             Link(
                 "Clinical reading",
@@ -113,13 +114,17 @@ def build(study: Study, out: Path) -> list[Path]:
                 "the operating point, robust radii per class and targeted attacks (clinical.html)",
             )
         )
-    sections += [tables.clean_metrics(study), tables.parameter_counts(study, newest), tables.jobs(study)]
+    sections += [tables.clean_metrics(study), tables.parameter_counts(study, newest)]
+    # Every table up to here goes into results.json as the page prints it, for a README's regions to quote;
+    # the table of jobs is runs.csv's.
+    summary_tables = [s for s in sections + clinical_pages if isinstance(s, Table)]
+    sections.append(tables.jobs(study))
     if (reruns := tables.replaced(study)) is not None:
         sections.append(reruns)
     written += _page(out, "report", f"Adversarial robustness report: study {study.name}", sections)
     write_csv(out / "table2.csv", table2_records(table_rows))
     write_csv(out / "runs.csv", job_records(study))
-    numbers = results.results(study, table_rows, provenance)
+    numbers = results.results(study, table_rows, provenance, summary_tables)
     (out / "results.json").write_text(json.dumps(numbers, indent=1) + "\n", encoding="utf-8")
     return written + [out / name for name in ("table2.csv", "runs.csv", "manifest.json", "results.json")]
 

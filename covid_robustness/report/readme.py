@@ -10,10 +10,11 @@ naming a report folder (relative to the README's own folder) and what to render 
 manifest.json: `table2` (accuracy per model and evaluation set, with intervals, seeds and flags),
 `averages` (the five-model averages beside the paper's, with and without flagged models), `certified`
 (randomized smoothing's certified beside attacked accuracy per radius), `setup` (ours beside the paper's)
-or `provenance`
-(commit, data, machine, wall time). The command rewrites each region; with --check it changes nothing and
-exits 1 if a region differs from what the files give, so prose around the regions is the only hand-written
-part and the numbers cannot drift from the results they claim.
+or `provenance` (commit, data, machine, wall time); or, as `<!-- generated: FOLDER table: TITLE -->`, one
+of the report's summary tables by its title, as its page prints it (results.json holds them). The command
+rewrites each region; with --check it changes nothing and exits 1 if a region differs from what the files
+give, so prose around the regions is the only hand-written part and the numbers cannot drift from the
+results they claim.
 """
 
 import argparse
@@ -22,12 +23,16 @@ import re
 import sys
 from pathlib import Path
 
+from . import markdown
+from .blocks import Table
 from .labels import PAPER_MODELS
 from .manifest import PAPER_SETUP, hours
 from .manifest import setup as manifest_setup
 
 REGION = re.compile(
-    r"(?P<open><!-- generated: (?P<folder>\S+) (?P<kind>\w+) -->\n)(?P<body>.*?)(?P<close><!-- /generated -->)", re.S
+    r"(?P<open><!-- generated: (?P<folder>\S+) (?P<kind>\w+)(?:: (?P<title>[^\n]+?))? -->\n)(?P<body>.*?)"
+    r"(?P<close><!-- /generated -->)",
+    re.S,
 )
 MASK, UNTRAINED, DASH = "⚠", "∅", "–"
 
@@ -159,6 +164,14 @@ def provenance(results: dict, manifest: dict) -> str:
     )
 
 
+def table(results: dict, title: str) -> str:
+    """One of the report's summary tables, as its page prints it (without its heading)."""
+    found = {t["title"]: t for t in results.get("tables", [])}
+    if title not in found:
+        raise ValueError(f"the report has no table {title!r}; it has {sorted(found)}")
+    return markdown.grid(Table(**found[title])) + "\n"
+
+
 KINDS = {"table2": table2, "averages": averages, "certified": certified, "setup": setup, "provenance": provenance}
 
 
@@ -168,9 +181,15 @@ def render(readme: Path, text: str) -> str:
     def one(match: re.Match) -> str:
         folder = readme.parent / match["folder"]
         kind = KINDS.get(match["kind"])
-        if kind is None:
-            raise ValueError(f"{readme}: unknown region kind {match['kind']!r}; choose one of {sorted(KINDS)}")
+        quoted = match["kind"] == "table"
+        if (kind is None and not quoted) or quoted != bool(match["title"]):
+            raise ValueError(
+                f"{readme}: a region is `<!-- generated: FOLDER KIND -->` with KIND one of {sorted(KINDS)}, or "
+                f"`<!-- generated: FOLDER table: TITLE -->`; not {match['open'].strip()!r}"
+            )
         results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+        if kind is None:
+            return match["open"] + table(results, match["title"]) + match["close"]
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
         return match["open"] + kind(results, manifest) + match["close"]
 

@@ -5,14 +5,17 @@ clean and adversarial accuracy on the attacked images and the escalated accuracy
 interval, images and seeds (with the lowest and highest seed); the attack's and the ladder's passes per
 image; the flags and verdicts. Per model, the clean accuracy on the whole test split; the five-model
 averages beside the paper's, with and without flagged models; the commit and the data digests
-(manifest.json). The README's generated regions (readme.py) are rendered from this file.
+(manifest.json); every summary table of the report's pages (title, columns, rows, notes) as they print
+it. The README's generated regions (readme.py) are rendered from this file.
 """
 
+from dataclasses import asdict
 from statistics import mean
 
 from ..record import Metrics
 from ..record.checklist import recorded_verdict
 from . import certified
+from .blocks import Table
 from .collect import Study
 from .estimate import Average, Estimate, escalated, measured, per_seed
 from .labels import PAPER_MODELS, model_order
@@ -121,8 +124,8 @@ def _certified(study: Study) -> list[dict]:
     return out
 
 
-def results(study: Study, rows: list[Row], manifest: dict) -> dict:
-    """The study's results.json."""
+def results(study: Study, rows: list[Row], manifest: dict, tables: list[Table] = ()) -> dict:
+    """The study's results.json; tables: the report's summary tables as its pages print them."""
     name = study.name
     clean = next((r for r in rows if r.attack == CLEAN and r.accuracy), None)
     return {
@@ -139,4 +142,5 @@ def results(study: Study, rows: list[Row], manifest: dict) -> dict:
         ],
         "averages": [_averaged(a) for a in averages(rows)],
         "certified": _certified(study),
+        "tables": [asdict(t) for t in tables],
     }
