@@ -187,6 +187,33 @@ def test_the_manifest_holds_the_runs_provenance_and_no_absolute_path(store):
     assert "## Provenance" in opening and "| image size | 32 x 32 grayscale | 255 x 255 grayscale |" in opening
 
 
+def test_the_manifest_counts_the_runs_that_did_not_finish_apart(store):
+    from covid_robustness.record import Tags
+    from covid_robustness.report import manifest
+    from covid_robustness.report.collect import collect
+
+    _, _, client = store
+    before = manifest.manifest(collect(client, STUDY))
+    experiment = client.get_experiment_by_name(STUDY).experiment_id
+    failed = client.create_run(experiment, start_time=1_000_000, tags={Tags.ROLE: "attack"})  # an interrupted job
+    client.set_terminated(failed.info.run_id, "FAILED", end_time=1_090_000)
+    killed = client.create_run(experiment, start_time=2_000_000, tags={Tags.ROLE: "training"})  # never ended
+    try:
+        after = manifest.manifest(collect(client, STUDY))
+        time = after["wall_time_seconds"]
+        assert (time["unfinished_runs"], time["unfinished_seconds"]) == (2, 90.0)
+        assert after["jobs"] == before["jobs"] and time["jobs"] == before["wall_time_seconds"]["jobs"]
+        assert before["wall_time_seconds"]["unfinished_runs"] == 0
+        row = dict(manifest.table(after).rows)["wall time"]
+        assert row.endswith(
+            "; 2 runs did not finish (interrupted or failed, run again), 0 h 01 min before they "
+            "stopped, counted in none of these"
+        )
+    finally:
+        for run in (failed, killed):
+            client.delete_run(run.info.run_id)
+
+
 def test_results_json_holds_each_jobs_numbers_as_runs_csv(store):
     import json
 

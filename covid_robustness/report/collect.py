@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from ..errors import ConfigError
 from ..record import (
+    JOB_ROLE,
     PROBE_ROLE,
     TRAINING_ROLE,
     Artifacts,
@@ -113,6 +114,8 @@ class Study:
     artifacts: ArtifactReader = field(default_factory=ArtifactReader)
     labels: Labels = field(default_factory=Labels)  # from its jobs' runs; made by hand: the paper's names
     training_runs: dict[str, TrainingRun] = field(default_factory=dict)  # the trainings its jobs used, by run id
+    # (start, end) in ms of its job and training runs that did not finish (failed, or killed: end 0)
+    unfinished: list[tuple[int, int]] = field(default_factory=list)
 
 
 def studies(client: MlflowClient) -> list[str]:
@@ -144,6 +147,11 @@ def collect(client: MlflowClient, name: str) -> Study:
         Probe(run.data.tags[Tags.MODEL], run.data.tags[Tags.PROBE], dict(run.data.metrics), dict(run.data.params))
         for run in search(client, experiment.experiment_id, query)
     ]
+    unfinished = [
+        (run.info.start_time, run.info.end_time or 0)
+        for run in search(client, experiment.experiment_id, "attributes.status != 'FINISHED'")
+        if run.data.tags.get(Tags.ROLE) in (JOB_ROLE, TRAINING_ROLE)
+    ]
     used = {j.training_run_id for j in kept} | {
         j.tags[Tags.SOURCE_TRAINING_RUN] for j in kept if j.tags.get(Tags.SOURCE_TRAINING_RUN)
     }
@@ -165,4 +173,5 @@ def collect(client: MlflowClient, name: str) -> Study:
         artifacts=ArtifactReader(client),
         labels=Labels.of(kept),
         training_runs=training_runs,
+        unfinished=unfinished,
     )

@@ -61,7 +61,9 @@ def _seconds(start: int, end: int) -> float:
 
 def wall_time(study: Study) -> dict[str, float]:
     """Seconds per phase: the trainings the jobs used (some may be shared with other studies), the jobs
-    (attack and evaluation, escalation included), escalation alone, and from the first start to the last end."""
+    (attack and evaluation, escalation included), escalation alone, and from the first start to the last end;
+    beside them the study's runs that did not finish (an interrupted sweep's, run again on resuming) and the
+    seconds they ran before they stopped, counted in no phase."""
     trainings = study.training_runs.values()
     starts = [r.start_time for r in [*study.jobs, *trainings]]
     ends = [r.end_time for r in [*study.jobs, *trainings] if r.end_time]
@@ -72,6 +74,8 @@ def wall_time(study: Study) -> dict[str, float]:
             sum(v for j in study.jobs for k, v in j.metrics.items() if _ESCALATION_SECONDS.fullmatch(k)), 1
         ),
         "first_start_to_last_end": round(_seconds(min(starts), max(ends)), 1) if ends else 0.0,
+        "unfinished_runs": len(study.unfinished),
+        "unfinished_seconds": round(sum(_seconds(start, end) for start, end in study.unfinished), 1),
     }
 
 
@@ -120,7 +124,13 @@ def table(m: dict) -> Table:
         [
             "wall time",
             f"trainings {hours(t['training'])}, jobs {hours(t['jobs'])} (escalation {hours(t['escalation'])}); "
-            f"first start to last end {hours(t['first_start_to_last_end'])}",
+            f"first start to last end {hours(t['first_start_to_last_end'])}"
+            + (
+                f"; {n} runs did not finish (interrupted or failed, run again), {hours(t['unfinished_seconds'])} "
+                "before they stopped, counted in none of these"
+                if (n := t.get("unfinished_runs"))
+                else ""
+            ),
         ],
         ["runs", f"{m['jobs']} jobs, {m['trainings']} trainings"],
     ]

@@ -160,7 +160,13 @@ def provenance(results: dict, manifest: dict) -> str:
         f"- data: {data}\n"
         f"- machine: {'; '.join(manifest['machine']) or 'not recorded on these runs'}\n"
         f"- wall time: trainings {hours(t['training'])}, jobs {hours(t['jobs'])} (escalation "
-        f"{hours(t['escalation'])}), first start to last end {hours(t['first_start_to_last_end'])}\n"
+        f"{hours(t['escalation'])}), first start to last end {hours(t['first_start_to_last_end'])}"
+        + (
+            f"; {n} runs did not finish (run again), {hours(t['unfinished_seconds'])} before they stopped"
+            if (n := t.get("unfinished_runs"))
+            else ""
+        )
+        + "\n"
     )
 
 
