@@ -8,7 +8,7 @@ from pytorch_lightning.callbacks import TQDMProgressBar
 
 from .record import Metrics
 from .record.budget import written
-from .record.checklist import MASKED, recorded_verdict
+from .record.checklist import MASKED, UNDER_ATTACKED, recorded_verdict
 
 # Loggers whose INFO lines are banners, tips and per-batch chatter: Lightning's GPU/TPU banner and tips,
 # ART's "Success rate of ... attack" after every batch and "set ART_DATA_PATH", MLflow's store set-up lines.
@@ -71,11 +71,14 @@ def flag(job) -> str:
     kind = verdict.split(" (")[0]
     if job.masking:
         return "⚠ " + verdict if kind == MASKED else "⚠ masked"
+    if kind == UNDER_ATTACKED:
+        return verdict
     return kind if Metrics.ESCALATED in job.metrics else "–"
 
 
 FLAG_LEGEND = (
-    "flag: ⚠ masked (checks) = possible gradient masking; stands = escalation found nothing more",
+    "flag: ⚠ masked (checks) = possible gradient masking; stands = escalation found nothing more;",
+    "      under-attacked (checks) = a stronger gradient attack found more: read the escalated column",
     "reasons: the runs' tags gradient_masking_reasons, verdict_evidence; what to do: docs/flags.md",
 )
 

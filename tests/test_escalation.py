@@ -162,12 +162,31 @@ def test_the_noise_check_flags_an_attack_weaker_than_random_signs():
     assert checks == {"a": NOT_APPLICABLE, "b": PASSED, "c": PASSED, "d": FLAGGED, "e": PASSED}
 
 
+def test_a_one_step_attack_that_apgd_beats_is_under_attacked_not_masked():
+    """FGSM left 8 of 16 images standing and APGD-CE broke all 8: the gradient led the way, FGSM's one step
+    did not follow it far enough. (e) flags the number; no sign of masking does."""
+    from covid_robustness.console import flag
+
+    m = {Metrics.ESCALATED: 0.0, Metrics.ESCALATION_IMAGES: 16, Metrics.ESCALATION_STANDING: 8}
+    m |= {Metrics.CHECK_NOISE: 1.0, Metrics.CHECK_LARGE_BUDGET: 0.0, Metrics.CHECK_LARGE_BUDGET_EPS: 64 / 255}
+    m |= {f"{Metrics.ESCALATION}{s}_broken": 0.0 for s in ("noise", "apgd_margin", "square", "transfer")}
+    m[f"{Metrics.ESCALATION}apgd_ce_broken"] = 8.0
+    fgsm = job(m, attack="fgsm")
+    checks = {c.letter: c.state for c in checklist(fgsm)}
+    assert checks == {"a": NOT_APPLICABLE, "b": PASSED, "c": PASSED, "d": PASSED, "e": FLAGGED}
+    assert flags(fgsm) == []  # not a sign of gradient masking: no ⚠, no gradient_masking tag
+    assert verdict(fgsm, [])[0] == "under-attacked (e)" and flag(fgsm) == "under-attacked (e)"
+    assert verdict(fgsm, ["FGSM accuracy rises with eps"])[0] == "masked (e, sweep)"  # the sweep's sign: masked
+    m[f"{Metrics.ESCALATION}apgd_ce_broken"], m[f"{Metrics.ESCALATION}square_broken"] = 0.0, 8.0
+    assert verdict(job(m, attack="fgsm"), flags(job(m, attack="fgsm")))[0] == "masked (c, e)"  # Square found it
+
+
 def test_a_cell_without_escalation_or_without_a_gradient_free_stage_is_not_established():
     plain = Job("r", 0, "m", "pgd", "", "fast", EPS, "t", {}, {Metrics.ADVERSARIAL: 0.7})
     assert verdict(plain, []) == ("not established (no escalation run)", "")
     assert verdict(plain, ["PGD accuracy rises with eps"])[0] == "masked (sweep)"
     m = run(MeanThreshold(hidden=False), near(), escalate_restarts=1, escalate_square_queries=0)
-    assert verdict(job(m), [])[0] in ("not established (gradient-free or transfer not run)", "masked (e)")
+    assert verdict(job(m), [])[0] in ("not established (gradient-free or transfer not run)", "under-attacked (e)")
     st = Job("r", 0, "m", "st", "", "fast", None, "t", {}, {Metrics.ADVERSARIAL: 0.7})
     assert verdict(st, []) == ("", "")
 
@@ -207,7 +226,7 @@ def test_a_job_escalates_with_transfers_from_the_studys_other_models(tmp_path):
     [job] = store_runs(tmp_path / "mlruns", role="attack")
     assert job.data.params["eval.escalate_sources"] == "['resnet18', 'resnet50']"
     said = job.data.tags["verdict"]  # written when the job ended, with its evidence
-    assert said.startswith(("stands after escalation", "masked (", "not established (")), said
+    assert said.startswith(("stands after escalation", "under-attacked (", "masked (", "not established (")), said
     assert "(e) escalation: escalated" in job.data.tags["verdict_evidence"]
     # The report reads both numbers side by side, and the verdict with its evidence.
     from mlflow.tracking import MlflowClient

@@ -14,19 +14,28 @@ accuracy it is compared with:
   cell's attack (s);
 - (e) escalation: the ladder leaves fewer images than s, beyond the interval of s / n.
 
-A verdict per cell: "masked (...)" names the checks that flagged it (and "sweep" for the sweep's own
-checks, record/masking.py); "stands after escalation" when every check ran and none flagged; "not
-established (...)" names what was not run.
+(b), (c) and (d) are signs of gradient masking: the gradient does not lead where an image of the other class
+lies, or other means find what it hides. (a) and (e) alone are not: a stronger gradient attack found what
+the cell's attack did not (FGSM's one step against APGD, say), so the cell's attack under-reported and its
+number overstates robustness, but the gradient did lead the way.
+
+A verdict per cell: "masked (...)" names every check that flagged it where (b), (c), (d) or the sweep's own
+checks (record/masking.py: "sweep") are among them; "under-attacked (...)" where only (a) or (e) flagged
+it (read the escalated accuracy); "stands after escalation" when every check ran and none flagged; "not
+established (...)" names what was not run. The verdict is computed from the job's record, so a report
+reads every job the same way whenever its sweep ran.
 """
 
 from dataclasses import dataclass
 
-from . import RADIUS, Job, Metrics, Tags
+from . import RADIUS, Job, Metrics
 from .intervals import wilson
 from .sections import ESCALATE
 
 FLAGGED, PASSED, NOT_RUN, NOT_APPLICABLE = "flagged", "passed", "not run", "n/a"
 STANDS, MASKED, NOT_ESTABLISHED = "stands after escalation", "masked", "not established"
+UNDER_ATTACKED = "under-attacked"
+MASKING_CHECKS = ("b", "c", "d")  # signs of a hidden gradient; (a) and (e) alone say the attack under-reported
 GRADIENT_STAGES = ("noise", "twice_iterations", "apgd_ce", "apgd_margin")
 OTHER_STAGES = ("square", "transfer")
 
@@ -118,8 +127,8 @@ def checklist(job: Job) -> list[Check]:
 
 
 def flags(job: Job) -> list[str]:
-    """The checklist's reasons to suspect the job's own number, one line each."""
-    return [str(c) for c in checklist(job) if c.state == FLAGGED]
+    """The checklist's signs of gradient masking in the job, one line each: checks (b), (c), (d) that flagged."""
+    return [str(c) for c in checklist(job) if c.state == FLAGGED and c.letter in MASKING_CHECKS]
 
 
 def verdict(job: Job, reasons: list[str]) -> tuple[str, str]:
@@ -135,10 +144,14 @@ def verdict(job: Job, reasons: list[str]) -> tuple[str, str]:
             return f"{MASKED} (sweep)", evidence
         return f"{NOT_ESTABLISHED} (no escalation run)", evidence
     letters = [c.letter for c in checks if c.state == FLAGGED]
-    if len(reasons) > len(letters):  # the sweep's own checks flagged it too
+    masking = [x for x in letters if x in MASKING_CHECKS]
+    if len(reasons) > len(masking):  # the sweep's own checks flagged it too
         letters.append("sweep")
-    if letters:
+        masking.append("sweep")
+    if masking:
         return f"{MASKED} ({', '.join(letters)})", evidence
+    if letters:
+        return f"{UNDER_ATTACKED} ({', '.join(letters)})", evidence
     missing = [c.name for c in checks if c.state == NOT_RUN]
     if missing:
         return f"{NOT_ESTABLISHED} ({', '.join(missing)} not run)", evidence
@@ -146,9 +159,8 @@ def verdict(job: Job, reasons: list[str]) -> tuple[str, str]:
 
 
 def recorded_verdict(job: Job) -> tuple[str, str]:
-    """The verdict the sweep wrote on the job's run (Tags.VERDICT), else the one its record gives."""
-    if Tags.VERDICT in job.tags:
-        return job.tags[Tags.VERDICT], job.tags.get(Tags.VERDICT_EVIDENCE, "")
+    """The verdict the job's record gives, with its masking reasons (those the report or the sweep computed).
+    The tag the sweep wrote (Tags.VERDICT) is what the checks said then; this is what they say now."""
     return verdict(job, job.masking_reasons.split("; ") if job.masking_reasons else [])
 
 

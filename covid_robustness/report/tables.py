@@ -10,7 +10,7 @@ from statistics import mean
 
 from ..record import Metrics, Params, Tags, value
 from ..record.budget import grey_levels
-from ..record.checklist import MASKED, NOT_ESTABLISHED, STANDS, recorded_verdict, stage_breaks
+from ..record.checklist import MASKED, NOT_ESTABLISHED, STANDS, UNDER_ATTACKED, recorded_verdict, stage_breaks
 from .blocks import DASH, INTERVAL_NOTE, MASK, UNTRAINED, Table, cell, flag_notes, marks, pct, when
 from .collect import Job, Study
 from .estimate import Average, escalated, measured
@@ -71,9 +71,9 @@ def overview(study: Study) -> Table:
 
 
 def _verdict_counts(jobs: list[Job]) -> str:
-    """How many jobs got each kind of verdict (stands, masked, not established), in that order."""
+    """How many jobs got each kind of verdict (stands, under-attacked, masked, not established), in that order."""
     kinds = [recorded_verdict(j)[0].split(" (")[0] for j in jobs]
-    counts = [f"{kinds.count(k)} {k}" for k in (STANDS, MASKED, NOT_ESTABLISHED) if kinds.count(k)]
+    counts = [f"{kinds.count(k)} {k}" for k in (STANDS, UNDER_ATTACKED, MASKED, NOT_ESTABLISHED) if kinds.count(k)]
     return ", ".join(counts) + " (table of verdicts)" if counts else DASH
 
 
@@ -263,10 +263,12 @@ def verdicts(study: Study) -> Table | None:
             "escalated: what stands after the ladder, on the first escalation_images of them (Table II's note). "
             "Stage that broke most: the ladder's stage that took the most standing images away, with their "
             "number. Passes per image: the ladder's forward and backward passes over its images. Verdict: "
-            "'stands after escalation' when every check ran and none flagged, 'masked (checks)' names the "
-            "checks that flagged the number ((a) twice the iterations, (b) large budget, (c) gradient-free or "
-            "transfer, (d) random noise, (e) escalation; 'sweep': the sweep's own masking checks), 'not "
-            "established' names what did not run. What each check means and what to do: docs/flags.md."
+            "'stands after escalation' when every check ran and none flagged; 'under-attacked (checks)' when "
+            "only (a) twice the iterations or (e) escalation flagged it: a stronger gradient attack found what "
+            "the job's attack did not, so read the escalated number; 'masked (checks)' when a sign of gradient "
+            "masking is among them ((b) large budget, (c) gradient-free or transfer, (d) random noise; 'sweep': "
+            "the sweep's own masking checks); 'not established' names what did not run. What each check means "
+            "and what to do: docs/flags.md."
         ],
     )
 
