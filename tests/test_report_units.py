@@ -535,3 +535,28 @@ def test_the_certified_section_sets_each_bound_beside_the_other_per_model_and_si
     assert table.rows[0][5].startswith("50.00 [") and table.rows[0][8].startswith("20.00 [")
     assert figures.to_png(certified.figure(s))[:4] == b"\x89PNG"
     assert not defenses.has_defenses(s) and certified.sections(study(job(attack="pgd"))) == []
+
+
+def test_the_verdicts_region_gives_each_escalated_cell_its_verdict_and_a_dash_elsewhere():
+    from covid_robustness.report import readme
+
+    def entry(model, label, said):
+        return {"model": model, "evaluation_set": label, "verdicts": said}
+
+    results = {
+        "models": {"resnet18": "RN-18", "vgg19": "VGG-19"},
+        "evaluations": [
+            entry("resnet18", "PGD 8/255", ["under-attacked (e)"]),
+            entry("vgg19", "PGD 8/255", ["masked (c, e)", "stands after escalation"]),  # two seeds, two verdicts
+            entry("resnet18", "C&W", []),  # not escalated: no row
+            entry("vgg19", "FGSM 8/255", ["stands after escalation"]),
+        ],
+    }
+    lines = readme.verdicts(results, {}).splitlines()
+    assert lines[:4] == [
+        "| evaluation set | RN-18 | VGG-19 |",
+        "|---|---|---|",
+        "| PGD 8/255 | under-attacked (e) | masked (c, e); stands after escalation |",
+        "| FGSM 8/255 | – | stands after escalation |",
+    ]
+    assert lines[4] == "" and "Under-attacked: a stronger gradient attack" in lines[5]

@@ -8,6 +8,7 @@ A region is marked in the Markdown as
 
 naming a report folder (relative to the README's own folder) and what to render from its results.json and
 manifest.json: `table2` (accuracy per model and evaluation set, with intervals, seeds and flags),
+`verdicts` (per model and evaluation set, the verdict after escalation),
 `averages` (the five-model averages beside the paper's, with and without flagged models), `certified`
 (randomized smoothing's certified beside attacked accuracy per radius), `setup` (ours beside the paper's)
 or `provenance` (commit, data, machine, wall time); or, as `<!-- generated: FOLDER table: TITLE -->`, one
@@ -87,6 +88,33 @@ def table2(results: dict, manifest: dict) -> str:
         f"than the majority class. Escalated: what stands after the escalation ladder, on its images."
     )
     return "\n".join(lines) + "\n\n" + notes + "\n"
+
+
+def verdicts(results: dict, manifest: dict) -> str:
+    """Per evaluation set and model, the verdict on the number after escalation (where one was given)."""
+    models = list(results["models"])
+    by_set: dict[str, dict[str, dict]] = {}
+    for e in results["evaluations"]:
+        if e["verdicts"]:
+            by_set.setdefault(e["evaluation_set"], {})[e["model"]] = e
+    lines = [
+        "| evaluation set | " + " | ".join(_model(m, results) for m in models) + " |",
+        "|---|" + "---|" * len(models),
+    ]
+    for label, cells in by_set.items():
+        lines.append(
+            f"| {label} | "
+            + " | ".join("; ".join(c["verdicts"]) if (c := cells.get(m)) else DASH for m in models)
+            + " |"
+        )
+    note = (
+        "Stands after escalation: every check ran and none found more. Under-attacked: a stronger gradient attack "
+        "of the ladder found more than the row's attack ((a) twice the iterations, (e) escalation): read the "
+        "escalated accuracy. Masked: a sign of gradient masking ((b) large budget, (c) gradient-free or transfer, "
+        "(d) random noise, or the sweep's own checks). Not established: what did not run. The evidence per cell "
+        "is in the report's table of verdicts; what each check means: docs/flags.md."
+    )
+    return "\n".join(lines) + "\n\n" + note + "\n"
 
 
 def averages(results: dict, manifest: dict) -> str:
@@ -178,7 +206,14 @@ def table(results: dict, title: str) -> str:
     return markdown.grid(Table(**found[title])) + "\n"
 
 
-KINDS = {"table2": table2, "averages": averages, "certified": certified, "setup": setup, "provenance": provenance}
+KINDS = {
+    "table2": table2,
+    "verdicts": verdicts,
+    "averages": averages,
+    "certified": certified,
+    "setup": setup,
+    "provenance": provenance,
+}
 
 
 def render(readme: Path, text: str) -> str:
