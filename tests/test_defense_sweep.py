@@ -82,3 +82,20 @@ def test_a_sweep_over_defenses_and_sources(tmp_path):
     ] == b"\x89PNG"
     matrix = text.split("## Transfer: FGSM eps=7.65/255")[1].split("\n\n")[1].splitlines()
     assert matrix[0] == "| source \\ target | RN-18 | WRN-16-8 |" and len(matrix) == 4  # header, rule, 2 sources
+    # results.json: the defended cells per model and defense (white-box: crafted on the model itself)
+    import json
+
+    results = json.loads((out / "results.json").read_text())
+    defended = {(e["model"], e["defense"]): e for e in results["defended"]}
+    assert list(defended) == [
+        ("resnet18", "adv_train_fgsm_rs"),
+        ("resnet18", "gaussian_noise"),
+        ("resnet18", "jpeg"),
+        ("wrn16_8", "jpeg"),
+    ]
+    for (model, defense), e in defended.items():
+        job = by_cell[(model, defense, model if defense == "jpeg" else "None")]
+        assert e["adversarial"]["accuracy"] == job.data.metrics["adversarial_accuracy"] and e["attack"] == "fgsm"
+        assert e["adversarial"]["images"] == 16 and e["run_ids"] == [job.info.run_id]
+    per_model = next(t for t in results["tables"] if t["title"] == "Defenses: accuracy per model")
+    assert [r[:2] for r in per_model["rows"]][:2] == [["RN-18", "none"], ["RN-18", "adv_train_fgsm_rs"]]

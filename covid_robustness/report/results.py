@@ -3,21 +3,23 @@
 Per model and evaluation set (threat model and budget; attack=none's clean readings are left out): the
 clean and adversarial accuracy on the attacked images and the escalated accuracy, each with its 95 % Wilson
 interval, images and seeds (with the lowest and highest seed); the attack's and the ladder's passes per
-image; the flags and verdicts. Per model, the clean accuracy on the whole test split; the five-model
-averages beside the paper's, with and without flagged models; the commit and the data digests
-(manifest.json); every summary table of the report's pages (title, columns, rows, notes) as they print
-it. The README's generated regions (readme.py) are rendered from this file.
+image; the flags and verdicts; the same per defense for defended models. Per model, the clean accuracy on
+the whole test split; the five-model averages beside the paper's, with and without flagged models; the
+commit and the data digests (manifest.json); every summary table of the report's pages (title, columns,
+rows, notes) as they print it. The README's generated regions (readme.py) are rendered from this file.
 """
 
+from collections import defaultdict
 from dataclasses import asdict
 from statistics import mean
 
-from ..record import Metrics
+from ..record import CERTIFY, Metrics
 from ..record.checklist import recorded_verdict
 from . import certified
 from .blocks import Table
 from .collect import Study
 from .estimate import Average, Estimate, escalated, measured, per_seed
+from .evalsets import EvalSet, evaluation_sets, key
 from .labels import PAPER_MODELS, model_order
 from .summary import CLEAN, Averaged, Row, averages
 
@@ -45,11 +47,10 @@ def average(a: Average | None) -> dict | None:
     return {"accuracy": a.value, "ci95": list(a.interval), "seeds": a.seeds, "seed_spread": list(a.spread)}
 
 
-def _threat(row: Row) -> dict:
-    s = row.evalset
+def _threat(s: EvalSet) -> dict:
     return {
-        "evaluation_set": row.label,
-        "attack": row.attack,
+        "evaluation_set": s.label,
+        "attack": s.attack,
         "setting": s.setting,
         "impl": s.impl,
         "norm": "L2" if s.l2 else ("Linf" if s.eps is not None else "none"),
@@ -61,13 +62,17 @@ def _threat(row: Row) -> dict:
 
 
 def _entry(row: Row, model: str) -> dict:
-    e = row.accuracy[model]
+    return _numbers(model, row.evalset, row.accuracy[model]) | {"paper_accuracy": row.paper.get(model)}
+
+
+def _numbers(model: str, evalset: EvalSet, e: Estimate) -> dict:
+    """A cell's numbers over its seeds: e is its adversarial accuracy."""
     jobs = e.jobs
     passes = [j.metrics[Metrics.FORWARD_PASSES] for j in jobs if Metrics.FORWARD_PASSES in j.metrics]
     ladder = [j.metrics[k] for j in jobs if (k := Metrics.ESCALATION_PASSES_PER_IMAGE) in j.metrics]
     return {
         "model": model,
-        **_threat(row),
+        **_threat(evalset),
         "clean": estimate(measured(jobs, Metrics.CLEAN)),
         "adversarial": estimate(e),
         "escalated": estimate(escalated(e)),
@@ -76,9 +81,25 @@ def _entry(row: Row, model: str) -> dict:
         "gradient_masking": e.masking,
         "untrained": e.untrained,
         "verdicts": sorted({v for j in jobs if (v := recorded_verdict(j)[0])}),
-        "paper_accuracy": row.paper.get(model),
         "run_ids": [j.run_id for j in jobs],
     }
+
+
+def _defended(study: Study) -> list[dict]:
+    """Per model, defense and evaluation set, the defended cells (no transfer, no certification): Table II's
+    numbers with the defense; clean is on the attacked images, through the defense."""
+    sets = evaluation_sets(study.jobs, study.labels)
+    cells: dict[tuple, list] = defaultdict(list)
+    for job in study.jobs:  # newest first
+        if job.defense != NONE and job.source_model is None and job.attack != CERTIFY:
+            cells[(job.model, job.defense, key(job))].append(job)
+    order = model_order({m for m, _, _ in cells})
+    return [
+        {"defense": defense} | _numbers(model, sets[k], measured(per_seed(jobs), Metrics.ADVERSARIAL))
+        for (model, defense, k), jobs in sorted(
+            cells.items(), key=lambda kv: (order.index(kv[0][0]), kv[0][1], sets[kv[0][2]].order)
+        )
+    ]
 
 
 def _averaged(a: Averaged) -> dict:
@@ -140,6 +161,7 @@ def results(study: Study, rows: list[Row], manifest: dict, tables: list[Table] =
             if r.attack not in (CLEAN, NONE) and r.evalset is not None
             for m in model_order(r.accuracy)
         ],
+        "defended": _defended(study),
         "averages": [_averaged(a) for a in averages(rows)],
         "certified": _certified(study),
         "tables": [asdict(t) for t in tables],
