@@ -133,6 +133,10 @@ def test_the_report_shows_corruption_and_external_accuracy_beside_the_attacks(st
     section = report.split("## Internal against external accuracy (%)")[1].split("\n## ")[0]
     external = next(line for line in section.splitlines() if line.startswith("| RN-18 |"))
     assert f"{100 * none['external_accuracy']:.2f} [" in external
+    cells = [c.strip() for c in external.split("|")[2:6]]
+    assert cells[0].startswith(f"{100 * none['test/acc']:.2f} [")  # internal, with its interval too
+    gap = f"{100 * (none['external_accuracy'] - none['test/acc']):+.1f}"
+    assert cells[2] in (gap, f"{gap} ≈") and cells[3] == "–"  # the model's first row: nothing to compare with
     # Beside Table II, the shortcut probe against the full model's clean accuracy.
     section = report.split("## Shortcut probe: the task without the lungs (%)")[1].split("\n## ")[0]
     (stats,) = [r for r in store_runs(store / "mlruns", role="probe")]

@@ -15,6 +15,7 @@ from .estimate import Estimate
 MASK = "⚠"
 UNTRAINED = "∅"
 DASH = "–"
+SAME = "≈"  # beside a difference whose two accuracies' intervals overlap
 UNTRAINED_NOTE = (
     f"{UNTRAINED}: the model is no better than always answering the majority class (tag {Tags.UNTRAINED}, "
     "reason in the table of jobs): an attack cannot turn its answers wrong, so its accuracy says nothing "

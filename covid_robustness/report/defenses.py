@@ -15,7 +15,7 @@ import numpy as np
 
 from ..record import CERTIFY, Metrics
 from ..record.intervals import overlap
-from .blocks import DASH, Table, cell, flag_notes, marks
+from .blocks import DASH, SAME, Table, cell, flag_notes, marks
 from .collect import Job, Study
 from .estimate import Estimate, clean_on_test, measured, per_seed, pooled
 from .evalsets import EvalSet, evaluation_sets, key
@@ -23,7 +23,6 @@ from .figures import COLORS, eps_axis, error_bars, seed_dots
 from .labels import model_order
 
 NONE = "none"
-SAME = "≈"
 SAME_NOTE = (
     f"{SAME}: the 95 % Wilson intervals of the two accuracies (defended and undefended, the models' images "
     "together) overlap: not a clear difference at this number of images."

@@ -12,9 +12,10 @@ import numpy as np
 
 from ..record import Metrics, ProbeMetrics, numbers_params
 from ..record.budget import grey_levels
+from ..record.intervals import overlap
 from ..record.sections import ATTACK, EVAL, PROBE, is_training_param, section
 from ..shortcut import PROBES, verdict
-from .blocks import DASH, Table, pct
+from .blocks import DASH, SAME, Table, pct
 from .collect import Job, Probe, Study
 from .estimate import Estimate
 from .evalsets import differing, settings, training_settings
@@ -251,6 +252,11 @@ def _attack_text(job: Job, labels: Labels) -> str:
     return labels.attack(job.attack) + ("" if eps is None else f" eps={grey_levels(eps)}")
 
 
+def _change(a: Estimate, b: Estimate) -> str:
+    """a - b in points, marked where their intervals overlap."""
+    return f"{100 * (a.mean - b.mean):+.1f}" + (f" {SAME}" if overlap(a.interval, b.interval) else "")
+
+
 def external_table(study: Study) -> Table:
     """Per model (and training variant): internal against external accuracy, and how the errors fall."""
     jobs = external_jobs(study)
@@ -258,19 +264,23 @@ def external_table(study: Study) -> Table:
     newest: dict[tuple[str, tuple], Job] = {}
     for job in jobs:  # newest first; the clean reading is the same for every attack of one training
         newest.setdefault((job.model, training_settings(job)), job)
-    rows = []
+    rows, first = [], {}
     for mv in _ordered(newest, variants):
         job = newest[mv]
         m = job.metrics
         n = m[Metrics.EXTERNAL_IMAGES]
         external = Estimate((m[Metrics.EXTERNAL_ACCURACY],), (n,), (job,))
-        internal = m.get(Metrics.TEST_ACCURACY)
+        internal = None
+        if Metrics.TEST_ACCURACY in m and Metrics.TEST_IMAGES in m:
+            internal = Estimate((m[Metrics.TEST_ACCURACY],), (m[Metrics.TEST_IMAGES],), (job,))
+        base = first.setdefault(job.model, external)  # the model's first training variant
         rows.append(
             [
                 _model_variant(job, variants, study.labels),
-                pct(internal),
+                DASH if internal is None else internal.text(),
                 external.text(),
-                DASH if internal is None else f"{100 * (m[Metrics.EXTERNAL_ACCURACY] - internal):+.1f}",
+                DASH if internal is None else _change(external, internal),
+                DASH if base is external else _change(external, base),
                 pct(m[Metrics.EXTERNAL_SENSITIVITY]),
                 pct(m[Metrics.EXTERNAL_SPECIFICITY]),
                 pct(m[Metrics.EXTERNAL_PREDICTED_COVID]),
@@ -283,8 +293,9 @@ def external_table(study: Study) -> Table:
         [
             "model",
             "internal (test split)",
-            "external [95 % interval]",
+            "external",
             "gap (points)",
+            "external against the model's first row (points)",
             "external COVID-19 sensitivity",
             "external specificity",
             "called COVID-19",
@@ -294,7 +305,10 @@ def external_table(study: Study) -> Table:
         rows,
         [
             "External: every image of data.external_root, another source than the training folder, read clean. "
-            "A model below the majority-class column does worse than always answering that class."
+            "A model below the majority-class column does worse than always answering that class.",
+            "Accuracies with their 95 % Wilson interval. Gap: external - internal; against the model's first row: "
+            "this training's external accuracy - the first's (another training of the model, e.g. with a remedy "
+            f"switched on). {SAME}: the two intervals overlap, not a clear difference at this number of images.",
         ],
     )
 
