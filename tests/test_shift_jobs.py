@@ -126,10 +126,14 @@ def test_the_report_shows_corruption_and_external_accuracy_beside_the_attacks(st
     fgsm, _ = _metrics(store, "fgsm")
     # Per model: the mean corruption accuracy of the attack=none job (it reads the whole test split).
     row = next(line for line in report.splitlines() if line.startswith("| RN-18 |") and "gaussian noise" in line)
-    assert f"| {100 * none['corruption_accuracy_mean']:.2f} |" in row
+    from covid_robustness.record.intervals import wilson
+
+    readings = none["attack_images"]  # severities x images
+    lo, hi = wilson(round(none["corruption_accuracy_mean"] * readings), readings)
+    assert f"| {100 * none['corruption_accuracy_mean']:.2f} [{100 * lo:.1f}, {100 * hi:.1f}]" in row
     attack_rows = [line for line in report.splitlines() if line.startswith("| FGSM eps=7.65/255 |")]
     assert [r.split("|")[2].strip() for r in attack_rows] == ["none", "gaussian noise"]
-    assert attack_rows[1].split("|")[3].strip() == f"{100 * fgsm['adversarial_accuracy']:.2f}"
+    assert attack_rows[1].split("|")[3].strip().startswith(f"{100 * fgsm['adversarial_accuracy']:.2f} [")
     section = report.split("## Internal against external accuracy (%)")[1].split("\n## ")[0]
     external = next(line for line in section.splitlines() if line.startswith("| RN-18 |"))
     assert f"{100 * none['external_accuracy']:.2f} [" in external

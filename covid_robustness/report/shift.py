@@ -17,7 +17,7 @@ from ..record.sections import ATTACK, EVAL, PROBE, is_training_param, section
 from ..shortcut import PROBES, verdict
 from .blocks import DASH, SAME, Table, pct
 from .collect import Job, Probe, Study
-from .estimate import Estimate
+from .estimate import Estimate, measured
 from .evalsets import differing, settings, training_settings
 from .figures import COLORS
 from .labels import Labels, model_order
@@ -175,14 +175,15 @@ def corruption_table(study: Study) -> Table:
     for model, variant in _ordered(by_model, variants):
         jobs = by_model[(model, variant)]
         clean = _clean(study, model, variant)
-        means = {j.corruption: j.metrics[Metrics.CORRUPTED_MEAN] for j in jobs}
-        worst = min(means, key=means.get)
+        means = {j.corruption: measured([j], Metrics.CORRUPTED_MEAN) for j in jobs}  # on every reading
+        worst = min(means, key=lambda c: means[c].mean)
+        pooled = _pooled(list(means.values()))
         rows.append(
             [
                 _model_variant(jobs[0], variants, study.labels),
-                pct(clean),
-                pct(float(np.mean(list(means.values())))),
-                f"{worst.replace('_', ' ')} {pct(means[worst])}",
+                DASH if clean is None else clean.text(),
+                pooled.text(),
+                f"{worst.replace('_', ' ')} {means[worst].text()}",
                 str(len(means)),
             ]
         )
@@ -192,16 +193,24 @@ def corruption_table(study: Study) -> Table:
         rows,
         [
             "Corruptions of MedMNIST-C (chest X-ray parameters) applied to the test images; the mean is over "
-            "the corruptions and the severities each job ran (clean reading, no attack)."
+            "the corruptions and the severities each job ran (clean reading, no attack), each accuracy with the "
+            "95 % Wilson interval of the readings it counts (images x severities)."
         ],
     )
 
 
-def _clean(study: Study, model: str, variant: tuple) -> float | None:
+def _pooled(parts: list[Estimate]) -> Estimate:
+    """One accuracy over all the readings of several estimates (not seeds: one value, their images summed)."""
+    n = sum(i for e in parts for i in e.images)
+    right = sum(v * i for e in parts for v, i in zip(e.values, e.images))
+    return Estimate((right / n,), (n,), tuple(j for e in parts for j in e.jobs))
+
+
+def _clean(study: Study, model: str, variant: tuple) -> Estimate | None:
     """The model's clean accuracy on its whole, uncorrupted test split (any of its jobs' Lightning test loop)."""
     for job in study.jobs:
         if job.model == model and training_settings(job) == variant and Metrics.TEST_ACCURACY in job.metrics:
-            return job.metrics[Metrics.TEST_ACCURACY]
+            return measured([job], Metrics.TEST_ACCURACY, Metrics.TEST_IMAGES)
     return None
 
 
@@ -224,11 +233,12 @@ def corruption_attack_table(study: Study) -> Table | None:
         mv = (job.model, training_settings(job))
         heads.setdefault(mv, _model_variant(job, variants, study.labels))
         cells[(_attack_text(job, study.labels), job.corruption or "none")].setdefault(
-            mv, job.metrics[Metrics.ADVERSARIAL]
+            mv, measured([job], Metrics.ADVERSARIAL)
         )
     columns = _ordered(heads, variants)
     rows = [
-        [attack, corruption.replace("_", " ")] + [pct(cells[(attack, corruption)].get(mv)) for mv in columns]
+        [attack, corruption.replace("_", " ")]
+        + [DASH if (e := cells[(attack, corruption)].get(mv)) is None else e.text() for mv in columns]
         for attack, corruption in sorted(cells, key=lambda r: (r[0], r[1] != "none", r[1]))
     ]
     return Table(
@@ -236,8 +246,8 @@ def corruption_attack_table(study: Study) -> Table | None:
         ["attack", "corruption", *(heads[mv] for mv in columns)],
         rows,
         [
-            f"The adversary starts from the corrupted image; {SEVERITY_NOTE}. corruption none: the same attack "
-            "on the test images as they are."
+            f"The adversary starts from the corrupted image; {SEVERITY_NOTE}, with the 95 % Wilson interval of "
+            "its readings (images x severities). corruption none: the same attack on the test images as they are."
         ],
     )
 
