@@ -232,13 +232,14 @@ class Tracker:
         return self.root / "checkpoints" / f"{key}.last.ckpt"
 
     def reopen(self, run_id: str) -> dict[str, str] | None:
-        """Set an interrupted run of this study RUNNING again, without the error its interruption left, and
-        return its other tags; None when no such run is in this study (deleted, or another store)."""
+        """Set an interrupted training run of this store RUNNING again (of any study: trainings are the
+        store's), without the error its interruption left, and return its other tags; None when no such run
+        is in the store (deleted, or another store)."""
         try:
             run = self.client.get_run(run_id)
         except MlflowException:
             return None
-        if run.info.experiment_id != self.experiment_id or run.info.lifecycle_stage != "active":
+        if run.info.lifecycle_stage != "active":
             return None
         tags = dict(run.data.tags)
         if tags.pop(Tags.ERROR, None) is not None:
@@ -251,19 +252,25 @@ class Tracker:
         (self.root / "locks").mkdir(parents=True, exist_ok=True)
         return FileLock(self.root / "locks" / f"{name}.lock")
 
-    def _runs(self, role: str, tag: str, value: str, status: str = "FINISHED", max_results: int = 5000) -> list:
+    def _runs(
+        self, role: str, tag: str, value: str, status: str = "FINISHED", max_results: int = 5000, store: bool = False
+    ) -> list:
+        """Runs of this study with the tag's value, newest first; store=True: of every study in the store."""
+        studies = [e.experiment_id for e in self.client.search_experiments()] if store else [self.experiment_id]
         return self.client.search_runs(
-            [self.experiment_id],
+            studies,
             f"tags.{tag} = '{value}' and tags.{Tags.ROLE} = '{role}' and attributes.status = '{status}'",
             max_results=max_results,
             order_by=["attributes.start_time DESC"],
         )
 
     def find_training(self, key: str) -> str | None:
-        """The finished training run with this key whose checkpoint is on disk, if any."""
+        """The finished training run with this key whose checkpoint is on disk, if any, in any study of the
+        store: the key holds every setting that made the weights, and the checkpoint is the store's, so a
+        study whose recipe trains as another's did (clinical_cpu as paper_cpu) reads that training."""
         if not self.checkpoint_path(key).is_file():
             return None
-        runs = self._runs(TRAINING_ROLE, Tags.TRAINING_KEY, key, max_results=1)
+        runs = self._runs(TRAINING_ROLE, Tags.TRAINING_KEY, key, max_results=1, store=True)
         return runs[0].info.run_id if runs else None
 
     def find_job(self, cell: str, role: str = JOB_ROLE):
@@ -271,9 +278,10 @@ class Tracker:
         runs = self._runs(role, Tags.CELL_KEY, cell, max_results=1)
         return runs[0] if runs else None
 
-    def fail_interrupted(self, role: str, tag: str, value: str) -> int:
-        """Mark runs left RUNNING by a killed process as FAILED. Call only while holding their lock."""
-        runs = self._runs(role, tag, value, status="RUNNING")
+    def fail_interrupted(self, role: str, tag: str, value: str, store: bool = False) -> int:
+        """Mark runs left RUNNING by a killed process as FAILED (store=True: in any study of the store, as a
+        training's lock is the store's). Call only while holding their lock."""
+        runs = self._runs(role, tag, value, status="RUNNING", store=store)
         for run in runs:
             self.end(run.info.run_id, ok=False, error="interrupted: its process ended before the run did")
         return len(runs)

@@ -146,7 +146,7 @@ def obtain_model(cfg: DictConfig, plan: Plan, dm: CXRDataModule, tracker: Tracke
         if parent_id is not None:
             log.info("reusing the trained %s of run %s", cfg.model.name, parent_id)
             return load_checkpoint(tracker.checkpoint_path(key), cfg.model.name), parent_id
-        if interrupted := tracker.fail_interrupted(TRAINING_ROLE, Tags.TRAINING_KEY, key):
+        if interrupted := tracker.fail_interrupted(TRAINING_ROLE, Tags.TRAINING_KEY, key, store=True):
             log.warning("marked %d interrupted training run(s) of key %s as failed", interrupted, key)
         log.info("training %s (key %s)", cfg.model.name, key)
         return train(cfg, plan, dm, tracker, key, tags)

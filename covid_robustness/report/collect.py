@@ -158,6 +158,7 @@ def collect(client: MlflowClient, name: str) -> Study:
     training_runs = {}
     for run_id in sorted(used - {""}):
         run = client.get_run(run_id)
+        trainings.setdefault(run_id, dict(run.data.metrics))  # a training of another study of the store
         info = run.info
         training_runs[run_id] = TrainingRun(
             run_id, info.start_time, info.end_time or 0, dict(run.data.tags), datasets_of(run)
