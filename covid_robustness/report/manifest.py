@@ -106,6 +106,20 @@ def hours(seconds: float) -> str:
     return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
 
 
+def wall_time_text(t: dict) -> str:
+    """The manifest's wall time per phase, and the runs that did not finish, in one line."""
+    unfinished = (
+        f"; {n} runs did not finish (interrupted or failed, run again), {hours(t['unfinished_seconds'])} "
+        "before they stopped, counted in none of these"
+        if (n := t.get("unfinished_runs"))
+        else ""
+    )
+    return (
+        f"trainings {hours(t['training'])}, jobs {hours(t['jobs'])} (escalation {hours(t['escalation'])}); "
+        f"first start to last end {hours(t['first_start_to_last_end'])}{unfinished}"
+    )
+
+
 def table(m: dict) -> Table:
     """The manifest as the table a report opens with."""
     data = "; ".join(
@@ -114,24 +128,13 @@ def table(m: dict) -> Table:
         * ("images" in d)
         for d in m["data"]
     )
-    t = m["wall_time_seconds"]
     rows = [
         ["commit", ", ".join(m["commits"]) + ("" if m["clean_tree"] else " (uncommitted changes in the tree)")],
         ["data", data or "–"],
         ["machine", "; ".join(m["machine"]) or "not recorded on these runs"],
         ["CPU threads per job", ", ".join(m["cpu_threads"]) or "–"],
         ["libraries", " | ".join(m["library_versions"]) or "not recorded on these runs"],
-        [
-            "wall time",
-            f"trainings {hours(t['training'])}, jobs {hours(t['jobs'])} (escalation {hours(t['escalation'])}); "
-            f"first start to last end {hours(t['first_start_to_last_end'])}"
-            + (
-                f"; {n} runs did not finish (interrupted or failed, run again), {hours(t['unfinished_seconds'])} "
-                "before they stopped, counted in none of these"
-                if (n := t.get("unfinished_runs"))
-                else ""
-            ),
-        ],
+        ["wall time", wall_time_text(m["wall_time_seconds"])],
         ["runs", f"{m['jobs']} jobs, {m['trainings']} trainings"],
     ]
     return Table(

@@ -27,7 +27,7 @@ from pathlib import Path
 from . import markdown
 from .blocks import Table
 from .labels import PAPER_MODELS
-from .manifest import PAPER_SETUP, hours
+from .manifest import PAPER_SETUP, wall_time_text
 from .manifest import setup as manifest_setup
 
 REGION = re.compile(
@@ -180,21 +180,13 @@ def provenance(results: dict, manifest: dict) -> str:
         f"{d['name']} from `{d.get('source', '')}` (digest {d['digest']}, {d.get('images', '?')} images)"
         for d in manifest["data"]
     )
-    t = manifest["wall_time_seconds"]
     clean = "" if manifest["clean_tree"] else " (with uncommitted changes)"
     return (
         f"- commit: {', '.join(c[:10] for c in manifest['commits'])}{clean}; "
         f"{manifest['jobs']} jobs, {manifest['trainings']} trainings\n"
         f"- data: {data}\n"
         f"- machine: {'; '.join(manifest['machine']) or 'not recorded on these runs'}\n"
-        f"- wall time: trainings {hours(t['training'])}, jobs {hours(t['jobs'])} (escalation "
-        f"{hours(t['escalation'])}), first start to last end {hours(t['first_start_to_last_end'])}"
-        + (
-            f"; {n} runs did not finish (run again), {hours(t['unfinished_seconds'])} before they stopped"
-            if (n := t.get("unfinished_runs"))
-            else ""
-        )
-        + "\n"
+        f"- wall time: {wall_time_text(manifest['wall_time_seconds'])}\n"
     )
 
 

@@ -17,7 +17,7 @@ from ..record.sections import ATTACK, EVAL, PROBE, is_training_param, section
 from ..shortcut import PROBES, verdict
 from .blocks import DASH, SAME, Table, pct
 from .collect import Job, Probe, Study
-from .estimate import Estimate, measured
+from .estimate import Estimate, measured, pooled
 from .evalsets import differing, settings, training_settings
 from .figures import COLORS
 from .labels import Labels, model_order
@@ -201,9 +201,8 @@ def corruption_table(study: Study) -> Table:
 
 def _pooled(parts: list[Estimate]) -> Estimate:
     """One accuracy over all the readings of several estimates (not seeds: one value, their images summed)."""
-    n = sum(i for e in parts for i in e.images)
-    right = sum(v * i for e in parts for v, i in zip(e.values, e.images))
-    return Estimate((right / n,), (n,), tuple(j for e in parts for j in e.jobs))
+    every = pooled(parts)
+    return Estimate((every.pooled,), (every.total,), every.jobs)
 
 
 def _clean(study: Study, model: str, variant: tuple) -> Estimate | None:
