@@ -463,7 +463,11 @@ def test_cw_l2_finds_small_l2_examples_and_is_evaluated_inside_the_l2_ball(data,
     cfg = {"name": "cw_l2", "impl": "art", "norm": 2, "max_iter": 10, "binary_search_steps": 3, "batch_size": 16}
     free = build_attack({**cfg, "eps": None}, classifier).generate(x, y)
     fooled, length = _fools(classifier, free, y), _l2(free, x)
-    assert fooled.sum() >= 8 and (length[~fooled] < 1e-6).all()  # unchanged where it failed
+    # unchanged where it failed, or left on the decision boundary: C&W (confidence 0) keeps an image its own
+    # logits call adversarial, and a margin of a few ulps may read the other way in another batch or thread
+    logits = classifier.predict(free).astype(np.float64)
+    margin = np.abs(logits[:, 0] - logits[:, 1]) / np.abs(logits).max(1)
+    assert fooled.sum() >= 8 and ((length < 1e-6) | (margin < 1e-4))[~fooled].all()
     eps = float(np.median(length[fooled]))
     at_eps = build_attack({**cfg, "eps": eps}, classifier).generate(x, y)
     assert _l2(at_eps, x).max() <= eps * (1 + 1e-6)
