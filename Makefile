@@ -1,6 +1,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+TEST_WORKERS ?= 2
 STORE := $(CURDIR)/mlruns
 HOST ?= 127.0.0.1
 PORT ?= 5000
@@ -55,7 +56,7 @@ results-runs:
 	$(RUN) experiment=certified_cpu model=wrn16_8 defense.sigma=0.25
 
 test:  ## the test suite
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 lint:  ## ruff (lint and format check) and the import contracts (pyproject.toml)
 	$(BIN)/ruff check .

@@ -21,7 +21,12 @@ ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 SHARED_CXR = ROOT.parent / "shared" / "data" / "cxr"
 
-torch.set_num_threads(2)
+# make test runs the suite in two processes (pytest-xdist, a file to a process): each, and every job it
+# starts, computes on its share of the cores. More threads than cores make torch's spinning OpenMP threads
+# wait on each other (tiny models' passes, tens of times slower).
+THREADS = max(1, len(os.sched_getaffinity(0)) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+os.environ["OMP_NUM_THREADS"] = str(THREADS)
+torch.set_num_threads(THREADS)
 # Decoded-image caches of the tests (and the jobs they start) stay out of the user's cache.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="covid-robustness-test-cache-")
 
