@@ -110,7 +110,8 @@ def test_the_report_shows_corruption_and_external_accuracy_beside_the_attacks(st
     from covid_robustness.report.pages import build
 
     client = MlflowClient(f"sqlite:///{store / 'mlruns' / 'mlflow.db'}")
-    written = {p.name for p in build(collect(client, "default"), store / "report")}
+    study = collect(client, "default")
+    written = {p.name for p in build(study, store / "report")}
     assert {"corruptions.png", "external.png"} <= written
     report = (store / "report" / "report.md").read_text()
     # runs.csv tells the cells apart: a column per setting that varies, a folder by its name only.
@@ -141,6 +142,21 @@ def test_the_report_shows_corruption_and_external_accuracy_beside_the_attacks(st
     assert cells[0].startswith(f"{100 * none['test/acc']:.2f} [")  # internal, with its interval too
     gap = f"{100 * (none['external_accuracy'] - none['test/acc']):+.1f}"
     assert cells[2] in (gap, f"{gap} ≈") and cells[3] == "–"  # the model's first row: nothing to compare with
+    # The external figure draws each bar with the interval the table prints (its first model is RN-18).
+    from matplotlib.container import BarContainer
+
+    from covid_robustness.report.shift import external_figure
+
+    internal_bars, external_bars = [c for c in external_figure(study).axes[0].containers if isinstance(c, BarContainer)]
+    for bars, accuracy, images in (
+        (internal_bars, "test/acc", "test_images"),
+        (external_bars, "external_accuracy", "external_images"),
+    ):
+        low, high = bars.errorbar.lines[2][0].get_segments()[0]  # the first bar's interval, bottom to top
+        lo, hi = wilson(round(none[accuracy] * none[images]), none[images])
+        assert bars[0].get_height() == pytest.approx(100 * none[accuracy]) and (low[1], high[1]) == pytest.approx(
+            (100 * lo, 100 * hi)
+        )
     # Beside Table II, the shortcut probe against the full model's clean accuracy.
     section = report.split("## Shortcut probe: the task without the lungs (%)")[1].split("\n## ")[0]
     (stats,) = [r for r in store_runs(store / "mlruns", role="probe")]

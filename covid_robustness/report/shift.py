@@ -277,11 +277,8 @@ def external_table(study: Study) -> Table:
     for mv in _ordered(newest, variants):
         job = newest[mv]
         m = job.metrics
-        n = m[Metrics.EXTERNAL_IMAGES]
-        external = Estimate((m[Metrics.EXTERNAL_ACCURACY],), (n,), (job,))
-        internal = None
-        if Metrics.TEST_ACCURACY in m and Metrics.TEST_IMAGES in m:
-            internal = Estimate((m[Metrics.TEST_ACCURACY],), (m[Metrics.TEST_IMAGES],), (job,))
+        external = _accuracy(job, Metrics.EXTERNAL_ACCURACY, Metrics.EXTERNAL_IMAGES)
+        internal = _accuracy(job, Metrics.TEST_ACCURACY, Metrics.TEST_IMAGES)
         base = first.setdefault(job.model, external)  # the model's first training variant
         rows.append(
             [
@@ -322,8 +319,21 @@ def external_table(study: Study) -> Table:
     )
 
 
+def _accuracy(job: Job, accuracy: str, images: str) -> Estimate | None:
+    m = job.metrics
+    return Estimate((m[accuracy],), (m[images],), (job,)) if accuracy in m and images in m else None
+
+
+def _bars(estimates: list[Estimate | None]) -> tuple[np.ndarray, np.ndarray]:
+    """Bar heights in % and their 95 % Wilson intervals as matplotlib's yerr (nan where none was read)."""
+    read = [(e.mean, *e.interval) if e is not None else (np.nan,) * 3 for e in estimates]
+    mean, low, high = (100 * np.array(column, dtype=float) for column in zip(*read, strict=True))
+    return mean, np.stack([mean - low, high - mean])
+
+
 def external_figure(study: Study):
-    """Internal and external accuracy per model (and variant), side by side, with the majority baseline."""
+    """Internal and external accuracy per model (and variant), side by side, each with its 95 % Wilson interval,
+    and the majority baseline."""
     jobs = external_jobs(study)
     variants = _variants(jobs)
     newest: dict[tuple[str, tuple], Job] = {}
@@ -332,10 +342,14 @@ def external_figure(study: Study):
     items = [(mv, newest[mv]) for mv in _ordered(newest, variants)]
     fig, ax = plt.subplots(figsize=(1.5 + 1.1 * len(items), 3.6))
     x = np.arange(len(items))
-    internal = [100 * j.metrics.get(Metrics.TEST_ACCURACY, np.nan) for _, j in items]
-    external = [100 * j.metrics[Metrics.EXTERNAL_ACCURACY] for _, j in items]
-    ax.bar(x - 0.2, internal, 0.4, color=COLORS[0], label="internal (test split)")
-    ax.bar(x + 0.2, external, 0.4, color=COLORS[3], label="external")
+    internal = [_accuracy(j, Metrics.TEST_ACCURACY, Metrics.TEST_IMAGES) for _, j in items]
+    external = [_accuracy(j, Metrics.EXTERNAL_ACCURACY, Metrics.EXTERNAL_IMAGES) for _, j in items]
+    for offset, estimates, color, label in (
+        (-0.2, internal, COLORS[0], "internal (test split)"),
+        (0.2, external, COLORS[3], "external"),
+    ):
+        mean, bars = _bars(estimates)
+        ax.bar(x + offset, mean, 0.4, color=color, label=label, yerr=bars, capsize=3)
     majority = [100 * j.metrics[Metrics.EXTERNAL_MAJORITY] for _, j in items]
     ax.scatter(x + 0.2, majority, marker="_", s=400, color="black", label="external: always the majority class")
     ax.set_xticks(x, [_model_variant(j, variants, study.labels) for _, j in items], rotation=20, ha="right", fontsize=8)
