@@ -35,7 +35,8 @@ CORRUPTION_FIGURE = (
 EXTERNAL_FIGURE = (
     "Internal against external accuracy",
     "Clean accuracy on the model's own test split and on every image of the external set (another "
-    "source); black ticks: the external set's majority-class share, what always answering that class scores.",
+    "source), each with its 95 % Wilson interval; black ticks: the external set's majority-class share, what "
+    "always answering that class scores.",
 )
 
 
