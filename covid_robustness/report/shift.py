@@ -19,7 +19,7 @@ from .blocks import DASH, SAME, Table, pct
 from .collect import Job, Probe, Study
 from .estimate import Estimate, measured, pooled
 from .evalsets import differing, settings, training_settings
-from .figures import COLORS
+from .figures import COLORS, error_bars
 from .labels import Labels, model_order
 
 BORDER, STATISTICS = PROBES
@@ -325,11 +325,11 @@ def _accuracy(job: Job, accuracy: str, images: str) -> Estimate | None:
     return Estimate((m[accuracy],), (m[images],), (job,)) if accuracy in m and images in m else None
 
 
-def _bars(estimates: list[Estimate | None]) -> tuple[np.ndarray, np.ndarray]:
-    """Bar heights in % and their 95 % Wilson intervals as matplotlib's yerr (nan where none was read)."""
-    read = [(e.mean, *e.interval) if e is not None else (np.nan,) * 3 for e in estimates]
-    mean, low, high = (100 * np.array(column, dtype=float) for column in zip(*read, strict=True))
-    return mean, np.stack([mean - low, high - mean])
+def _bars(ax, x: np.ndarray, estimates: list[Estimate | None], **style) -> None:
+    """A bar in % with its 95 % Wilson interval at each x where an accuracy was read."""
+    shown = [i for i, e in enumerate(estimates) if e is not None]
+    read = [estimates[i] for i in shown]
+    ax.bar(x[shown], [100 * e.mean for e in read], 0.4, yerr=error_bars(read), capsize=3, **style)
 
 
 def external_figure(study: Study):
@@ -349,8 +349,7 @@ def external_figure(study: Study):
         (-0.2, internal, COLORS[0], "internal (test split)"),
         (0.2, external, COLORS[3], "external"),
     ):
-        mean, bars = _bars(estimates)
-        ax.bar(x + offset, mean, 0.4, color=color, label=label, yerr=bars, capsize=3)
+        _bars(ax, x + offset, estimates, color=color, label=label)
     majority = [100 * j.metrics[Metrics.EXTERNAL_MAJORITY] for _, j in items]
     ax.scatter(x + 0.2, majority, marker="_", s=400, color="black", label="external: always the majority class")
     ax.set_xticks(x, [_model_variant(j, variants, study.labels) for _, j in items], rotation=20, ha="right", fontsize=8)
