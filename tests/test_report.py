@@ -209,6 +209,8 @@ def test_the_manifest_counts_the_runs_that_did_not_finish_apart(store):
             "; 2 runs did not finish (interrupted or failed, run again), 0 h 01 min before they "
             "stopped, counted in none of these"
         )
+        one = manifest.wall_time_text({**time, "unfinished_runs": 1})
+        assert "; 1 run did not finish (interrupted or failed, run again), 0 h 01 min before it stopped" in one
     finally:
         for run in (failed, killed):
             client.delete_run(run.info.run_id)

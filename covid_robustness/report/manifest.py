@@ -109,8 +109,8 @@ def hours(seconds: float) -> str:
 def wall_time_text(t: dict) -> str:
     """The manifest's wall time per phase, and the runs that did not finish, in one line."""
     unfinished = (
-        f"; {n} runs did not finish (interrupted or failed, run again), {hours(t['unfinished_seconds'])} "
-        "before they stopped, counted in none of these"
+        f"; {n} run{'s' if n > 1 else ''} did not finish (interrupted or failed, run again), "
+        f"{hours(t['unfinished_seconds'])} before {'they' if n > 1 else 'it'} stopped, counted in none of these"
         if (n := t.get("unfinished_runs"))
         else ""
     )
