@@ -2,7 +2,8 @@
 per report; Tracker writes them all, the job's runs and the report's alike.
 
 The embedded store is sqlite at <dir>/mlflow.db with artifacts in <dir>/artifacts (MLflow 3.13+
-refuses plain file stores). With a tracking URI set (a server), the server decides where artifacts go.
+refuses plain file stores); a sqlite URI keeps its artifacts beside its database too. With a server's URI,
+the server decides where artifacts go.
 """
 
 import functools
@@ -191,6 +192,18 @@ def check_server(uri: str) -> None:
         ) from err
 
 
+def _set_tracking_uri(uri: str) -> None:
+    """mlflow.set_tracking_uri, without the MLFLOW_TRACKING_URI it exports for subprocesses: the config reads
+    that variable as the user's store (tracking.uri), so the next job composed in this process (a notebook's,
+    a test's) would write to this job's store instead of its own tracking.dir."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+
+
 class Tracker:
     """The one writer of runs: a study's experiment at uri (None: the embedded store under root).
 
@@ -207,12 +220,14 @@ class Tracker:
         if uri is None:
             uri = f"sqlite:///{self.root / 'mlflow.db'}"
             artifact_location = (self.root / "artifacts").as_uri()
+        elif uri.startswith("sqlite:///"):  # beside the database, not in ./mlruns of wherever the job started
+            artifact_location = (Path(uri.removeprefix("sqlite:///")).resolve().parent / "artifacts").as_uri()
         else:
             artifact_location = None
             if uri.startswith(("http://", "https://")):
                 check_server(uri)
         self.uri = uri
-        mlflow.set_tracking_uri(uri)
+        _set_tracking_uri(uri)
         self.client = MlflowClient(uri)
         exp = self.client.get_experiment_by_name(experiment)
         self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment, artifact_location)

@@ -1,6 +1,7 @@
 """What the MLflow UI shows of a run: its data as a dataset input, its trained model as a logged model."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,8 @@ from PIL import Image
 from covid_robustness.data import datamodule
 from covid_robustness.data.datamodule import CXRDataModule
 from covid_robustness.tracking import Tracker
+
+from .conftest import make_cfg
 
 TINY_DATA = {"n_images": 40, "image_size": 16, "seed": 1}
 
@@ -56,6 +59,23 @@ def _check_store(tracker: Tracker, run_id: str, model_id: str, info: dict) -> No
 def test_run_shows_its_dataset_and_trained_model(tmp_path):
     tracker = Tracker(uri=None, root=tmp_path, experiment="x")
     _check_store(tracker, *_log_dataset_and_model(tracker))
+
+
+def test_an_embedded_store_is_not_exported_to_the_next_jobs_config(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    Tracker(uri=None, root=tmp_path / "first", experiment="x")
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert make_cfg(f"tracking.dir={tmp_path / 'second'}").tracking.uri is None  # its own store, not the first's
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://server:5000")  # the user's server stays chosen
+    Tracker(uri=None, root=tmp_path / "third", experiment="x")
+    assert os.environ["MLFLOW_TRACKING_URI"] == "http://server:5000"
+
+
+def test_a_sqlite_store_keeps_its_artifacts_beside_its_database(tmp_path):
+    (tmp_path / "store").mkdir()
+    tracker = Tracker(uri=f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}", root=None, experiment="x")
+    location = tracker.client.get_experiment(tracker.experiment_id).artifact_location
+    assert location == (tmp_path / "store" / "artifacts").as_uri()
 
 
 def test_digest_is_equal_for_equal_data_and_changes_with_one_image(monkeypatch):
