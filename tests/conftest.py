@@ -30,6 +30,19 @@ torch.set_num_threads(THREADS)
 # Decoded-image caches of the tests (and the jobs they start) stay out of the user's cache.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="covid-robustness-test-cache-")
 
+# The longest files first: xdist hands out files in collection order, so the last one to start (a cluster
+# test that waits on its queue for minutes) does not run alone at the end.
+LONGEST_FIRST = ("test_slurm.py", "test_defenses.py", "test_attacks.py", "test_recipes.py", "test_server.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: each file's tests keep their order
+
+
 # Small everything: 32 px synthetic images, one short epoch, CPU.
 TINY = [
     "data.image_size=32",
