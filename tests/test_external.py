@@ -52,10 +52,20 @@ def test_the_external_set_is_read_shuffled_once_and_its_copies_of_training_image
         11,
         15,
     )
+    info = dm.external_info()  # what the runs log as their "external" dataset input
+    assert (info["name"], info["split_sizes"], info["class_counts"]) == (
+        "ext-binary",
+        {"external": 26},
+        {"external": {"Normal": 15, COVID: 11}},
+    )
+    assert again.external_info()["digest"] == info["digest"] != dm.digest()
+    (root / "healthy" / "6.png").unlink()  # one image fewer: another set
+    assert _dm(root, cache_dir=str(tmp_path / "cache")).external_info()["digest"] != info["digest"]
     # The training splits do not change with an external set.
     plain = CXRDataModule(image_size=32, n_images=160)
     plain.setup()
     assert plain.digest() == dm.digest() and plain.external is None and plain.external_metrics() == {}
+    assert plain.external_info() is None
 
 
 def test_external_folder_errors_name_the_external_settings(tmp_path):

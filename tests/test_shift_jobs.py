@@ -122,6 +122,11 @@ def test_the_report_shows_corruption_and_external_accuracy_beside_the_attacks(st
     assert {"corruption.name", "corruption.severities", "data.external_root", "optim.lr"} <= set(runs[0])
     assert "tracking.dir" not in runs[0] and str(store) not in (store / "report" / "runs.csv").read_text()
     assert {r["data.external_root"] for r in runs} == {"", "ext"}
+    # The manifest lists the external set beside the training data, as what it is: read, never trained on.
+    from covid_robustness.report.manifest import manifest
+
+    (external,) = [d for d in manifest(study)["data"] if d["contexts"] == ["external"]]
+    assert (external["name"], external["source"], external["split_sizes"]) == ("ext-binary", "ext", {"external": 16})
     assert {r["corruption.name"] for r in runs} == {"", "gaussian_noise"}
     none, _ = _metrics(store, "none")
     fgsm, _ = _metrics(store, "fgsm")
@@ -192,6 +197,9 @@ def test_a_job_logs_its_external_accuracy_beside_the_test_split_and_reuses_the_t
     with_external, without = fgsm  # newest first
     assert "data.external_root" in with_external.data.params and "data.external_root" not in without.data.params
     assert "data.external_root" not in trainings[0].data.params
+    contexts = {(d.dataset.name, t.value) for d in with_external.inputs.dataset_inputs for t in d.tags}
+    assert contexts == {("synthetic-binary", "test"), ("ext-binary", "external")}
+    assert {d.dataset.name for d in without.inputs.dataset_inputs} == {"synthetic-binary"}
     metrics = with_external.data.metrics
     assert not any(k.startswith("external_") for k in without.data.metrics)
     # The test split's numbers do not move with an external set.

@@ -285,6 +285,29 @@ class CXRDataModule(pl.LightningDataModule):
             },
         }
 
+    def external_info(self) -> dict | None:
+        """The external test set as dataset_info gives the training data (its own name, source and digest,
+        one split "external"), for the runs that evaluate on it; None without one."""
+        self.setup()
+        if self.external is None:
+            return None
+        root = Path(self.external_root).resolve()
+        sha = hashlib.sha256(f"external {self.external.images.shape};".encode())
+        for array in (self.external.images, self.external.labels.astype(np.int64)):
+            sha.update(np.ascontiguousarray(array).data)
+        counts = np.bincount(self.external.labels, minlength=self.num_classes).tolist()
+        return {
+            "name": f"{root.name}-{self.task}",
+            "source_type": "local",
+            "source": str(root),
+            "digest": sha.hexdigest()[:12],
+            "classes": list(self.classes),
+            "image_size": self.image_size,
+            "skipped": self.external_skipped,
+            "split_sizes": {"external": len(self.external.labels)},
+            "class_counts": {"external": dict(zip(self.classes, counts))},
+        }
+
     def file_statistics(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """A split's file statistics (N x len(FILE_STATS), data/filestats.py) and labels."""
         self.setup()

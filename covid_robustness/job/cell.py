@@ -79,6 +79,8 @@ def job_run(
         tracker.log_params(run_id, {**flatten(job_settings(cfg)), SKIPPED_IMAGES: str(dm.skipped)})
         tracker.log_config(run_id, cfg)
         tracker.log_dataset(run_id, dm.dataset_info(), context="test")
+        if (external := dm.external_info()) is not None:
+            tracker.log_dataset(run_id, external, context="external")
         yield run_id
     except BaseException as err:
         tracker.end(run_id, ok=False, error=f"{type(err).__name__}: {err}")
