@@ -182,6 +182,7 @@ def test_the_manifest_holds_the_runs_provenance_and_no_absolute_path(store):
     assert f"torch {torch.__version__.split('+')[0]}" in m["library_versions"][0]
     time = m["wall_time_seconds"]
     assert 0 < time["training"] and 0 < time["jobs"] <= time["first_start_to_last_end"]
+    assert time["jobs"] <= time["under_way"] <= time["first_start_to_last_end"]  # the jobs ran one at a time
     assert str(tmp) not in (out / "manifest.json").read_text() and str(tmp) not in (out / "report.md").read_text()
     opening = (out / "report.md").read_text().split("## Study")[0]  # the report opens with it, and the setup
     assert "## Provenance" in opening and "| image size | 32 x 32 grayscale | 255 x 255 grayscale |" in opening

@@ -560,3 +560,13 @@ def test_the_verdicts_region_gives_each_escalated_cell_its_verdict_and_a_dash_el
         "| FGSM 8/255 | – | stands after escalation |",
     ]
     assert lines[4] == "" and "Under-attacked: a stronger gradient attack" in lines[5]
+
+
+def test_time_under_way_counts_side_by_side_runs_once_and_the_gaps_between_sittings_not_at_all():
+    from covid_robustness.report.manifest import _under_way, wall_time_text
+
+    # two runs side by side (0-10 s and 5-12 s), a pause, one run (100-130 s), one inside it, a killed one
+    assert _under_way([(0, 10_000), (5_000, 12_000), (100_000, 130_000), (110_000, 120_000), (200_000, 0)]) == 42
+    assert _under_way([]) == 0
+    t = {"training": 60, "jobs": 7200, "escalation": 0, "first_start_to_last_end": 86_400, "under_way": 5400}
+    assert wall_time_text(t).endswith("first start to last end 24 h 00 min (1 h 30 min with a run under way)")

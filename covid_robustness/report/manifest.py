@@ -59,14 +59,28 @@ def _seconds(start: int, end: int) -> float:
     return max(end - start, 0) / 1000 if end else 0.0
 
 
+def _under_way(intervals: list[tuple[int, int]]) -> float:
+    """Seconds in which at least one of the (start, end) intervals (ms) was under way: jobs that ran side
+    by side count once, and the hours between two sittings of a resumed sweep not at all."""
+    total, reach = 0, None
+    for start, end in sorted((s, e) for s, e in intervals if e > s):
+        if reach is None or start > reach:
+            total, reach = total + end - start, end
+        elif end > reach:
+            total, reach = total + end - reach, end
+    return total / 1000
+
+
 def wall_time(study: Study) -> dict[str, float]:
     """Seconds per phase: the trainings the jobs used (some may be shared with other studies), the jobs
-    (attack and evaluation, escalation included), escalation alone, and from the first start to the last end;
-    beside them the study's runs that did not finish (an interrupted sweep's, run again on resuming) and the
-    seconds they ran before they stopped, counted in no phase."""
+    (attack and evaluation, escalation included), escalation alone, from the first start to the last end, and
+    of that the time some run was under way (every run, finished or not); beside them the study's runs that
+    did not finish (an interrupted sweep's, run again on resuming) and the seconds they ran before they
+    stopped, counted in no phase."""
     trainings = study.training_runs.values()
     starts = [r.start_time for r in [*study.jobs, *trainings]]
     ends = [r.end_time for r in [*study.jobs, *trainings] if r.end_time]
+    intervals = [(r.start_time, r.end_time) for r in [*study.jobs, *trainings]] + list(study.unfinished)
     return {
         "training": round(sum(_seconds(r.start_time, r.end_time) for r in trainings), 1),
         "jobs": round(sum(_seconds(j.start_time, j.end_time) for j in study.jobs), 1),
@@ -74,6 +88,7 @@ def wall_time(study: Study) -> dict[str, float]:
             sum(v for j in study.jobs for k, v in j.metrics.items() if _ESCALATION_SECONDS.fullmatch(k)), 1
         ),
         "first_start_to_last_end": round(_seconds(min(starts), max(ends)), 1) if ends else 0.0,
+        "under_way": round(_under_way(intervals), 1),
         "unfinished_runs": len(study.unfinished),
         "unfinished_seconds": round(sum(_seconds(start, end) for start, end in study.unfinished), 1),
     }
@@ -116,7 +131,8 @@ def wall_time_text(t: dict) -> str:
     )
     return (
         f"trainings {hours(t['training'])}, jobs {hours(t['jobs'])} (escalation {hours(t['escalation'])}); "
-        f"first start to last end {hours(t['first_start_to_last_end'])}{unfinished}"
+        f"first start to last end {hours(t['first_start_to_last_end'])} ({hours(t['under_way'])} with a run "
+        f"under way){unfinished}"
     )
 
 
