@@ -39,7 +39,8 @@ def test_a_study_that_trains_as_another_did_reads_that_training(tmp_path):
 
     store = tmp_path / "store"
     for study, attack in (("first", "fgsm"), ("second", "pgd")):
-        result = run_cli(*TINY, f"attack={attack}", "eval.max_images=8", f"study={study}", f"tracking.dir={store}")
+        out = f"hydra.run.dir={tmp_path / study}"
+        result = run_cli(*TINY, f"attack={attack}", "eval.max_images=8", f"study={study}", f"tracking.dir={store}", out)
         assert result.returncode == 0, result.stderr[-2000:]
         assert ("reusing the trained" in result.stdout + result.stderr) == (study == "second")
     (training,) = store_runs(store, "first", role="training")
