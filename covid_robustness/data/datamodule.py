@@ -49,6 +49,14 @@ class Split:
         return TensorDataset(x, torch.from_numpy(self.labels))
 
 
+def _hash(sha, header: str, *arrays: np.ndarray):
+    """sha updated with the header and the arrays' bytes, in order (a digest of data read into memory)."""
+    sha.update(header.encode())
+    for array in arrays:
+        sha.update(np.ascontiguousarray(array).data)
+    return sha
+
+
 @dataclass(eq=False)
 class CXRDataModule(pl.LightningDataModule):
     source: str = "synthetic"
@@ -248,9 +256,8 @@ class CXRDataModule(pl.LightningDataModule):
         if self._digest is None:
             sha = hashlib.sha256()
             for name, split in self.splits.items():
-                sha.update(f"{name} {split.images.shape} {split.images.dtype};".encode())
-                for array in (self.indices[name].astype(np.int64), split.images, split.labels.astype(np.int64)):
-                    sha.update(np.ascontiguousarray(array).data)
+                header = f"{name} {split.images.shape} {split.images.dtype};"
+                _hash(sha, header, self.indices[name].astype(np.int64), split.images, split.labels.astype(np.int64))
             self._digest = sha.hexdigest()[:12]
         return self._digest
 
@@ -292,9 +299,8 @@ class CXRDataModule(pl.LightningDataModule):
         if self.external is None:
             return None
         root = Path(self.external_root).resolve()
-        sha = hashlib.sha256(f"external {self.external.images.shape};".encode())
-        for array in (self.external.images, self.external.labels.astype(np.int64)):
-            sha.update(np.ascontiguousarray(array).data)
+        images, labels = self.external.images, self.external.labels.astype(np.int64)
+        sha = _hash(hashlib.sha256(), f"external {images.shape};", images, labels)
         counts = np.bincount(self.external.labels, minlength=self.num_classes).tolist()
         return {
             "name": f"{root.name}-{self.task}",
