@@ -219,8 +219,7 @@ class Tracker:
             _check_writable(self.root)
         if uri is None:
             uri = f"sqlite:///{self.root / 'mlflow.db'}"
-            artifact_location = (self.root / "artifacts").as_uri()
-        elif uri.startswith("sqlite:///"):  # beside the database, not in ./mlruns of wherever the job started
+        if uri.startswith("sqlite:///"):  # beside the database, not in ./mlruns of wherever the job started
             artifact_location = (Path(uri.removeprefix("sqlite:///")).resolve().parent / "artifacts").as_uri()
         else:
             artifact_location = None
