@@ -250,6 +250,36 @@ def test_what_a_defense_bought_says_when_intervals_overlap():
     assert defenses.SAME_NOTE in table.notes and "not a clear difference" in defenses.SAME_NOTE
 
 
+def test_a_defense_that_buys_only_the_attacks_number_shows_it_after_escalation():
+    """PGD training gains 70 points under the sweep's PGD but none after the ladder: both changes are printed,
+    and the per-model table sets the escalated accuracy beside the attack's."""
+
+    def escalation(after: float, n: int = 40) -> dict:
+        return {"escalated_accuracy": after, "escalation_images": n}
+
+    jobs = []
+    for model in ("resnet18", "wrn16_8"):
+        jobs += [
+            job(model, "pgd", 16 * PX, 0.10, n=40, metrics=escalation(0.05)),
+            job(model, "pgd", 16 * PX, 0.80, n=40, defense="adv_train_pgd", metrics=escalation(0.05)),
+        ]
+    s = study(*jobs)
+    table = defenses.bought(s)
+    assert table.columns[3:5] == ["PGD eps=16/255 change", "PGD eps=16/255 change, escalated"]
+    (line,) = table.rows
+    assert line[3] == "+70.0" and line[4] == f"+0.0 {defenses.SAME}"
+    per_model = defenses.per_model(s)
+    assert per_model.columns[4:6] == ["PGD eps=16/255", "PGD eps=16/255 escalated"]
+    trained = next(r for r in per_model.rows if r[:2] == ["RN-18", "adv_train_pgd"])
+    assert trained[4].startswith("80.00 [") and trained[5].startswith("5.00 [")
+    assert defenses.ESCALATED_NOTE in per_model.notes
+    # without escalation, no escalated columns
+    plain = defenses.bought(
+        study(job("resnet18", "pgd", 16 * PX, 0.1), job("resnet18", "pgd", 16 * PX, 0.8, defense="d"))
+    )
+    assert not any("escalated" in c for c in plain.columns)
+
+
 # 3. Paper rows
 
 
@@ -551,15 +581,17 @@ def test_the_verdicts_region_gives_each_escalated_cell_its_verdict_and_a_dash_el
             entry("resnet18", "C&W", []),  # not escalated: no row
             entry("vgg19", "FGSM 8/255", ["stands after escalation"]),
         ],
+        "defended": [entry("vgg19", "PGD 8/255", ["masked (b)"]) | {"defense": "jpeg"}],
     }
     lines = readme.verdicts(results, {}).splitlines()
-    assert lines[:4] == [
+    assert lines[:5] == [
         "| evaluation set | RN-18 | VGG-19 |",
         "|---|---|---|",
         "| PGD 8/255 | under-attacked (e) | masked (c, e); stands after escalation |",
         "| FGSM 8/255 | – | stands after escalation |",
+        "| PGD 8/255 [jpeg] | – | masked (b) |",
     ]
-    assert lines[4] == "" and "Under-attacked: a stronger gradient attack" in lines[5]
+    assert lines[5] == "" and "Under-attacked: a stronger gradient attack" in lines[6]
 
 
 def test_time_under_way_counts_side_by_side_runs_once_and_the_gaps_between_sittings_not_at_all():

@@ -3,7 +3,9 @@
 Defense jobs are compared with the undefended jobs of the same model and evaluation set: robust
 accuracy gained, clean accuracy lost (on the whole test split, through the defense), training time.
 Every accuracy is taken over its seeds with its Wilson interval, so a difference can be read against
-what the images allow.
+what the images allow. Where the jobs were escalated, what stands after the ladder is set beside the
+attack's own number, and the gain is given both ways: a defense that only hides the gradient buys less
+after escalation than before.
 """
 
 import itertools
@@ -17,12 +19,17 @@ from ..record import CERTIFY, Metrics
 from ..record.intervals import overlap
 from .blocks import DASH, SAME, Table, cell, flag_notes, marks
 from .collect import Job, Study
-from .estimate import Estimate, clean_on_test, measured, per_seed, pooled
+from .estimate import Estimate, clean_on_test, escalated, measured, per_seed, pooled
 from .evalsets import EvalSet, evaluation_sets, key
 from .figures import COLORS, eps_axis, error_bars, seed_dots
 from .labels import model_order
 
 NONE = "none"
+ESCALATED_NOTE = (
+    "Escalated: what stands of the attacked images after the escalation ladder at the same budget (docs/flags.md), "
+    f"counted on its own images ({Metrics.ESCALATION_IMAGES}), so its interval is wider than the attack's; "
+    "a dash: the job was not escalated."
+)
 SAME_NOTE = (
     f"{SAME}: the 95 % Wilson intervals of the two accuracies (defended and undefended, the models' images "
     "together) overlap: not a clear difference at this number of images."
@@ -62,6 +69,8 @@ class _Grid:
             md: {k: measured(per_seed(js), Metrics.ADVERSARIAL) for k, js in by_set.items()}
             for md, by_set in jobs.items()
         }
+        self.escalated = {md: {k: escalated(e) for k, e in by_set.items()} for md, by_set in self.robust.items()}
+        self.escalating = any(e is not None for by_set in self.escalated.values() for e in by_set.values())
         self.clean = {
             md: clean_on_test(per_seed(j for js in by_set.values() for j in js)) for md, by_set in jobs.items()
         }
@@ -88,6 +97,7 @@ def per_model(study: Study) -> Table:
             if (model, defense) not in grid.robust:
                 continue
             by_set, clean = grid.robust[(model, defense)], grid.clean[(model, defense)]
+            after = grid.escalated[(model, defense)]
             seconds = [s for j in clean.jobs if (s := training_seconds(study, j)) is not None]
             evaluations = sorted({j.strongest_evaluation for e in by_set.values() for j in e.jobs})
             body.append(
@@ -96,14 +106,25 @@ def per_model(study: Study) -> Table:
                     defense,
                     f"{mean(seconds):.0f}" if seconds else DASH,
                     cell(clean, masking=False),
-                    *(cell(by_set.get(k)) for k in grid.keys),
+                    *(
+                        c
+                        for k in grid.keys
+                        for c in [cell(by_set.get(k)), *[cell(after.get(k), masking=False)] * grid.escalating]
+                    ),
                     ", ".join(evaluations),
                 ]
             )
     jobs = [j for by_set in grid.robust.values() for e in by_set.values() for j in e.jobs]
     return Table(
         "Defenses: accuracy per model",
-        ["model", "defense", "training (s)", "clean acc", *map(grid.label, grid.keys), "strongest evaluation"],
+        [
+            "model",
+            "defense",
+            "training (s)",
+            "clean acc",
+            *(c for k in grid.keys for c in [grid.label(k), *[f"{grid.label(k)} escalated"] * grid.escalating]),
+            "strongest evaluation",
+        ],
         body,
         [
             "In %, with the 95 % Wilson interval of the images counted. Clean: the whole test split, through the "
@@ -112,6 +133,7 @@ def per_model(study: Study) -> Table:
             "transformation as the identity; bpda_eot: BPDA averaged over draws of a random transformation); the "
             "last column names the evaluation that left the fewest images correct. Training time: the training "
             "run's wall time; an input-transformation defense reuses the undefended model's training.",
+            *[ESCALATED_NOTE] * grid.escalating,
             *flag_notes(jobs),
         ],
     )
@@ -136,15 +158,16 @@ def bought(study: Study) -> Table:
         clean = difference([(grid.clean[(m, defense)], grid.clean[(m, NONE)]) for m in models], masking=False)
         gains = []
         for k in grid.keys:
-            pairs = [
-                (grid.robust[(m, defense)][k], grid.robust[(m, NONE)][k])
-                for m in models
-                if k in grid.robust[(m, defense)] and k in grid.robust[(m, NONE)]
-            ]
-            gain = DASH if not pairs else difference(pairs)
-            if pairs and len(pairs) < len(models):  # say which models this average is over
-                gain += f" ({', '.join(study.labels.model(d.jobs[0].model) for d, _ in pairs)})"
-            gains.append(gain)
+            for numbers in [grid.robust, *[grid.escalated] * grid.escalating]:
+                pairs = [
+                    (d, n)
+                    for m in models
+                    if (d := numbers[(m, defense)].get(k)) is not None and (n := numbers[(m, NONE)].get(k)) is not None
+                ]
+                gain = DASH if not pairs else difference(pairs)
+                if pairs and len(pairs) < len(models):  # say which models this average is over
+                    gain += f" ({', '.join(study.labels.model(d.jobs[0].model) for d, _ in pairs)})"
+                gains.append(gain)
         times = [tuple(training_seconds(study, grid.clean[(m, d)].jobs[0]) for d in (defense, NONE)) for m in models]
         times = [(d, n) for d, n in times if d is not None and n]
         cost = DASH if not times else f"{sum(d for d, _ in times) / sum(n for _, n in times):.2f}x"
@@ -155,7 +178,11 @@ def bought(study: Study) -> Table:
             "defense",
             "models",
             "clean acc change",
-            *(f"{grid.label(k)} change" for k in grid.keys),
+            *(
+                c
+                for k in grid.keys
+                for c in [f"{grid.label(k)} change", *[f"{grid.label(k)} change, escalated"] * grid.escalating]
+            ),
             "training time vs none",
         ],
         body,
@@ -163,6 +190,11 @@ def bought(study: Study) -> Table:
             "Percentage points, averaged over the models listed (or those in brackets, where only they were "
             "evaluated with that attack), against the same model without defense. "
             "Training time: the defended trainings' total over the undefended ones' (1.00x: the same training).",
+            *[
+                "Change, escalated: the same difference between what stands after the escalation ladder, each on its "
+                "own escalated images; where the two changes part, the attack's own number overstated one side."
+            ]
+            * grid.escalating,
             SAME_NOTE,
             *flag_notes(j for by_set in grid.robust.values() for e in by_set.values() for j in e.jobs),
         ],

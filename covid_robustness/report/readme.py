@@ -8,7 +8,7 @@ A region is marked in the Markdown as
 
 naming a report folder (relative to the README's own folder) and what to render from its results.json and
 manifest.json: `table2` (accuracy per model and evaluation set, with intervals, seeds and flags),
-`verdicts` (per model and evaluation set, the verdict after escalation),
+`verdicts` (per model and evaluation set, the verdict after escalation; defended cells with their defense),
 `averages` (the five-model averages beside the paper's, with and without flagged models), `certified`
 (randomized smoothing's certified beside attacked accuracy per radius), `setup` (ours beside the paper's)
 or `provenance` (commit, data, machine, wall time); or, as `<!-- generated: FOLDER table: TITLE -->`, one
@@ -91,12 +91,14 @@ def table2(results: dict, manifest: dict) -> str:
 
 
 def verdicts(results: dict, manifest: dict) -> str:
-    """Per evaluation set and model, the verdict on the number after escalation (where one was given)."""
+    """Per evaluation set and model, the verdict on the number after escalation (where one was given); a
+    defended model's cells as rows of their own, the defense in brackets after the evaluation set."""
     models = list(results["models"])
     by_set: dict[str, dict[str, dict]] = {}
-    for e in results["evaluations"]:
+    for e in results["evaluations"] + results.get("defended", []):
         if e["verdicts"]:
-            by_set.setdefault(e["evaluation_set"], {})[e["model"]] = e
+            label = e["evaluation_set"] + (f" [{e['defense']}]" if "defense" in e else "")
+            by_set.setdefault(label, {})[e["model"]] = e
     lines = [
         "| evaluation set | " + " | ".join(_model(m, results) for m in models) + " |",
         "|---|" + "---|" * len(models),
