@@ -273,6 +273,9 @@ def test_a_defense_that_buys_only_the_attacks_number_shows_it_after_escalation()
     trained = next(r for r in per_model.rows if r[:2] == ["RN-18", "adv_train_pgd"])
     assert trained[4].startswith("80.00 [") and trained[5].startswith("5.00 [")
     assert defenses.ESCALATED_NOTE in per_model.notes
+    figure = defenses.robustness_by_defense(s)
+    marked = [line for ax in figure.axes for line in ax.get_lines() if line.get_label().endswith(", escalated")]
+    assert len(marked) == 4 and all(list(line.get_ydata()) == [5.0] for line in marked)  # 2 models x 2 defenses
     # without escalation, no escalated columns
     plain = defenses.bought(
         study(job("resnet18", "pgd", 16 * PX, 0.1), job("resnet18", "pgd", 16 * PX, 0.8, defense="d"))

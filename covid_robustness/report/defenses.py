@@ -40,7 +40,9 @@ SAME_NOTE = (
 ROBUSTNESS_FIGURE = (
     "Robustness per defense",
     "Accuracy on the attacked images against the L-inf budget, per model and defense, with its 95 % "
-    "Wilson interval; eps 0 is the clean accuracy on the same images (through the defense).",
+    "Wilson interval; eps 0 is the clean accuracy on the same images (through the defense). Hollow "
+    "triangles, where the jobs were escalated: what stands after the escalation ladder, on its own images "
+    "(its interval in the table of accuracy per model).",
 )
 TRANSFER_FIGURE = (
     "Transfer matrices",
@@ -239,6 +241,17 @@ def robustness_by_defense(study: Study):
                 )
                 for x, p in zip(xs, points):
                     seed_dots(ax, x, p, COLORS[i % 10])
+                after = [(x, e) for x, s in zip(xs[1:], sets) if (e := grid.escalated[(model, defense)][s.key])]
+                if after:  # what stands after the ladder, on its own (fewer) images: a marker, no interval
+                    ax.plot(
+                        [x for x, _ in after],
+                        [100 * e.mean for _, e in after],
+                        "v",
+                        markersize=7,
+                        markerfacecolor="none",
+                        color=COLORS[i % 10],
+                        label=f"{label}, escalated",
+                    )
         ax.set_title(study.labels.model(model))
         eps_axis(ax, levels)
         ax.set_ylim(-3, 103)
@@ -248,8 +261,11 @@ def robustness_by_defense(study: Study):
     for ax in axes[0]:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             legend.setdefault(label, handle)
+    # each line, then its escalated markers
+    order = [x for label in legend if not label.endswith(", escalated") for x in (label, f"{label}, escalated")]
+    order = [label for label in order if label in legend]
     fig.tight_layout()
-    fig.legend(legend.values(), legend.keys(), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    fig.legend([legend[x] for x in order], order, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     return fig
 
 
