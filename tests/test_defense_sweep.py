@@ -46,6 +46,10 @@ def test_a_sweep_over_defenses_and_sources(tmp_path):
     assert parents[("resnet18", "gaussian_noise", "None")] == parents[("resnet18", "none", "resnet18")]
     adversarial = training[parents[("resnet18", "adv_train_fgsm_rs", "None")]]
     assert adversarial.data.params["defense.training.method"] == "fgsm_rs"
+    # the training's cost per image, counted in its steps: FGSM-RS makes one gradient step before the update
+    assert adversarial.data.metrics["training_passes_per_image"] == 2.0
+    plain = training[parents[("resnet18", "none", "resnet18")]]
+    assert plain.data.metrics["training_passes_per_image"] == 1.0
 
     by_cell = {
         (j.data.params["model.name"], j.data.params["defense.name"], j.data.params["attack.source_model"]): j

@@ -242,11 +242,19 @@ def test_what_a_defense_bought_says_when_intervals_overlap():
                 job(model, "pgd", eps, none, n=40),
                 job(model, "pgd", eps, pgd_trained, n=40, defense="adv_train_pgd"),
             ]
-    table = defenses.bought(study(*jobs))
+    s = study(*jobs)
+    # PGD-3 training: 4 passes per image; its wall time measured under a lighter load than the plain ones'
+    for model in ("resnet18", "wrn16_8"):
+        s.trainings[f"train-{model}-0-none"] = {"training_seconds": 100.0, "training_passes_per_image": 1.0}
+        s.trainings[f"train-{model}-0-adv_train_pgd"] = {"training_seconds": 50.0, "training_passes_per_image": 4.0}
+    table = defenses.bought(s)
     assert table.columns[3:5] == ["PGD eps=4/255 change", "PGD eps=16/255 change"]
+    assert table.columns[5:] == ["training passes vs none", "training wall time vs none"]
     (line,) = table.rows
     assert line[3] == f"+5.0 {defenses.SAME}" and line[4] == "+80.0"  # 20-22 of 80 images apart vs 8 and 72
     assert line[2] == f"+0.0 {defenses.SAME}"  # the same clean accuracy
+    assert line[5:] == ["4.00x", "0.50x"]
+    assert defenses.per_model(s).rows[1][2:4] == ["50", "4.00"]  # RN-18 PGD-trained: seconds, passes per image
     assert defenses.SAME_NOTE in table.notes and "not a clear difference" in defenses.SAME_NOTE
 
 
@@ -269,9 +277,9 @@ def test_a_defense_that_buys_only_the_attacks_number_shows_it_after_escalation()
     (line,) = table.rows
     assert line[3] == "+70.0" and line[4] == f"+0.0 {defenses.SAME}"
     per_model = defenses.per_model(s)
-    assert per_model.columns[4:6] == ["PGD eps=16/255", "PGD eps=16/255 escalated"]
+    assert per_model.columns[5:7] == ["PGD eps=16/255", "PGD eps=16/255 escalated"]
     trained = next(r for r in per_model.rows if r[:2] == ["RN-18", "adv_train_pgd"])
-    assert trained[4].startswith("80.00 [") and trained[5].startswith("5.00 [")
+    assert trained[5].startswith("80.00 [") and trained[6].startswith("5.00 [")
     assert defenses.ESCALATED_NOTE in per_model.notes
     figure = defenses.robustness_by_defense(s)
     marked = [line for ax in figure.axes for line in ax.get_lines() if line.get_label().endswith(", escalated")]

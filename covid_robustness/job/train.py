@@ -97,7 +97,14 @@ def train(
         cfg, plan, logger, [LearningRateMonitor("epoch"), epochs], cfg.trainer.enable_progress_bar, True
     )
     trainer.fit(module, datamodule=dm, ckpt_path=None if progress is None else partial, weights_only=True)
-    tracker.log_metrics(run_id, {Metrics.TRAINING_SECONDS: epochs.elapsed()})
+    passes = module.passes_per_training_image()
+    tracker.log_metrics(
+        run_id,
+        {
+            Metrics.TRAINING_SECONDS: epochs.elapsed(),
+            **({} if passes is None else {Metrics.TRAINING_PASSES_PER_IMAGE: passes}),
+        },
+    )
     path = tracker.checkpoint_path(key)
     save_checkpoint(module, path)
     tracker.set_tags(run_id, {Tags.CHECKPOINT: str(path)})

@@ -5,6 +5,7 @@ crafted against the model as it trains, in train mode: BatchNorm uses batch stat
 """
 
 import math
+from contextlib import contextmanager
 
 import pytorch_lightning as pl
 import torch
@@ -55,6 +56,17 @@ def update_covid_metrics(metrics: MetricCollection, logits, y, positive: int):
     metrics["auroc"].update(p_covid, is_covid)
 
 
+@contextmanager
+def images_through(net: nn.Module):
+    """Counts the images that pass forward through `net` inside the block (a list of one count)."""
+    count = [0]
+    handle = net.register_forward_pre_hook(lambda _, args: count.__setitem__(0, count[0] + len(args[0])))
+    try:
+        yield count
+    finally:
+        handle.remove()
+
+
 class CXRClassifier(pl.LightningModule):
     def __init__(
         self,
@@ -83,6 +95,14 @@ class CXRClassifier(pl.LightningModule):
         self.val_metrics = covid_metrics(num_classes)
         self.test_metrics = covid_metrics(num_classes)
         self.known_test_metrics: dict[str, float] | None = None  # see reuse_test_metrics
+        # Training images, and images through the network in training steps (each with its backward pass):
+        # their ratio is the training's cost per image whatever else the machine was doing (1 for plain
+        # training, 1 + its steps for PGD training).
+        self.training_images = self.training_passes = 0
+
+    def passes_per_training_image(self) -> float | None:
+        """Forward (and backward) passes through the network per training image, attack steps included."""
+        return self.training_passes / self.training_images if self.training_images else None
 
     def reuse_test_metrics(self, metrics: dict[str, float] | None) -> None:
         """This trained model's test-loop metrics (test/acc, ...), as an earlier job measured them: the test
@@ -94,9 +114,15 @@ class CXRClassifier(pl.LightningModule):
 
     def _step(self, batch, stage: str):
         x, y = batch
-        if stage == "train" and self.hparams.adversarial:
-            x = adversarial_batch(self.net, x, y, self.hparams.adversarial)
-        logits = self(x)
+        if stage == "train":
+            with images_through(self.net) as passes:
+                if self.hparams.adversarial:
+                    x = adversarial_batch(self.net, x, y, self.hparams.adversarial)
+                logits = self(x)
+            self.training_images += len(y)
+            self.training_passes += passes[0]
+        else:
+            logits = self(x)
         # Inception v3 and others may return auxiliary outputs in training; the main logits come first.
         if isinstance(logits, (tuple, list)):
             logits = logits[0]

@@ -99,6 +99,9 @@ class Metrics:
     PARAMETERS_WITH_STATS = "model_parameters_with_bn_stats"
     PAPER_PARAMETERS = "paper_parameters"
     TRAINING_SECONDS = "training_seconds"  # on a training run
+    # On a training run: passes through the network per training image (attack steps included), its cost
+    # whatever the machine's load
+    TRAINING_PASSES_PER_IMAGE = "training_passes_per_image"
     VAL_ACCURACY = "val/acc"  # on a training run: its last epoch's
     TEST = "test/"  # + name: the test loop's metrics of the bare model on the whole test split
     TEST_ACCURACY = TEST + "acc"

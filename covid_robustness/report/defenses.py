@@ -58,6 +58,16 @@ def training_seconds(study: Study, job: Job) -> float | None:
     return study.trainings.get(job.training_run_id, {}).get(Metrics.TRAINING_SECONDS)
 
 
+def training_passes(study: Study, job: Job) -> float | None:
+    return study.trainings.get(job.training_run_id, {}).get(Metrics.TRAINING_PASSES_PER_IMAGE)
+
+
+def _ratio(pairs: list[tuple[float | None, float | None]], unit: str = "x") -> str:
+    """The defended total over the undefended one, over the pairs where both were measured."""
+    pairs = [(d, n) for d, n in pairs if d is not None and n]
+    return DASH if not pairs else f"{sum(d for d, _ in pairs) / sum(n for _, n in pairs):.2f}{unit}"
+
+
 class _Grid:
     """(model, defense) -> evaluation set -> accuracy over seeds, and the clean accuracy of each (model, defense)."""
 
@@ -101,12 +111,14 @@ def per_model(study: Study) -> Table:
             by_set, clean = grid.robust[(model, defense)], grid.clean[(model, defense)]
             after = grid.escalated[(model, defense)]
             seconds = [s for j in clean.jobs if (s := training_seconds(study, j)) is not None]
+            passes = [p for j in clean.jobs if (p := training_passes(study, j)) is not None]
             evaluations = sorted({j.strongest_evaluation for e in by_set.values() for j in e.jobs})
             body.append(
                 [
                     study.labels.model(model),
                     defense,
                     f"{mean(seconds):.0f}" if seconds else DASH,
+                    f"{mean(passes):.2f}" if passes else DASH,
                     cell(clean, masking=False),
                     *(
                         c
@@ -123,6 +135,7 @@ def per_model(study: Study) -> Table:
             "model",
             "defense",
             "training (s)",
+            "passes per training image",
             "clean acc",
             *(c for k in grid.keys for c in [grid.label(k), *[f"{grid.label(k)} escalated"] * grid.escalating]),
             "strongest evaluation",
@@ -134,7 +147,10 @@ def per_model(study: Study) -> Table:
             "worst case over its evaluations (oblivious: examples of the bare model; bpda: gradients through the "
             "transformation as the identity; bpda_eot: BPDA averaged over draws of a random transformation); the "
             "last column names the evaluation that left the fewest images correct. Training time: the training "
-            "run's wall time; an input-transformation defense reuses the undefended model's training.",
+            "run's wall time, which depends on what else the machine ran meanwhile; passes per training image: "
+            "forward and backward passes through the network per training image, attack steps included (a dash: "
+            "not recorded by the run), the training's cost whatever the load; an input-transformation defense "
+            "reuses the undefended model's training.",
             *[ESCALATED_NOTE] * grid.escalating,
             *flag_notes(jobs),
         ],
@@ -170,10 +186,10 @@ def bought(study: Study) -> Table:
                 if pairs and len(pairs) < len(models):  # say which models this average is over
                     gain += f" ({', '.join(study.labels.model(d.jobs[0].model) for d, _ in pairs)})"
                 gains.append(gain)
-        times = [tuple(training_seconds(study, grid.clean[(m, d)].jobs[0]) for d in (defense, NONE)) for m in models]
-        times = [(d, n) for d, n in times if d is not None and n]
-        cost = DASH if not times else f"{sum(d for d, _ in times) / sum(n for _, n in times):.2f}x"
-        body.append([defense, ", ".join(map(study.labels.model, models)), clean, *gains, cost])
+        trainings = [[grid.clean[(m, d)].jobs[0] for d in (defense, NONE)] for m in models]
+        passes = _ratio([tuple(training_passes(study, j) for j in pair) for pair in trainings])
+        times = _ratio([tuple(training_seconds(study, j) for j in pair) for pair in trainings])
+        body.append([defense, ", ".join(map(study.labels.model, models)), clean, *gains, passes, times])
     return Table(
         "Defenses: what each bought and what it cost",
         [
@@ -185,13 +201,17 @@ def bought(study: Study) -> Table:
                 for k in grid.keys
                 for c in [f"{grid.label(k)} change", *[f"{grid.label(k)} change, escalated"] * grid.escalating]
             ),
-            "training time vs none",
+            "training passes vs none",
+            "training wall time vs none",
         ],
         body,
         [
             "Percentage points, averaged over the models listed (or those in brackets, where only they were "
             "evaluated with that attack), against the same model without defense. "
-            "Training time: the defended trainings' total over the undefended ones' (1.00x: the same training).",
+            "Training passes: the defended trainings' passes through the network per training image (attack "
+            "steps included) over the undefended ones', the cost whatever the load (a dash: not recorded by the "
+            "runs); training wall time: the same ratio of their wall times, which also carries what else the "
+            "machine ran meanwhile (1.00x: the same training).",
             *[
                 "Change, escalated: the same difference between what stands after the escalation ladder, each on its "
                 "own escalated images; where the two changes part, the attack's own number overstated one side."
