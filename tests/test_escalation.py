@@ -194,8 +194,23 @@ def test_a_cell_without_escalation_or_without_a_gradient_free_stage_is_not_estab
 def test_the_ladder_runs_on_the_first_images_that_hold_its_cap_of_standing_ones():
     standing = np.array([False, True, True, False, True, True])
     assert ladder_images(standing, None) == 6
-    assert ladder_images(standing, 2) == 3  # images 0-2 hold two standing images; accuracy is over those 3
-    assert ladder_images(standing, 10) == 6
+    assert ladder_images(standing, 2) == 4  # images 0-3 hold two standing images, up to the third standing one
+    assert ladder_images(standing, 3) == 5
+    assert ladder_images(standing, 10) == ladder_images(standing, 4) == 6
+
+
+def test_the_share_standing_on_the_ladders_images_is_not_biased_by_where_they_end():
+    """Over many draws, max_images / n on the ladder's images averages the attack's accuracy p; a prefix ended
+    at its last standing image would overstate it."""
+    rng = np.random.default_rng(0)
+    p, cap = 0.5, 4
+    shares = []
+    for _ in range(20_000):
+        standing = rng.random(200) < p
+        n = ladder_images(standing, cap)
+        shares.append(standing[:n].sum() / n)
+    assert standing[:n].sum() == cap
+    assert abs(np.mean(shares) - p) < 0.005  # ended at the 4th standing image: 0.5 + about 0.05
 
 
 def test_escalation_is_off_unless_asked_and_needs_a_budget():

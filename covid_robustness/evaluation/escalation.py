@@ -60,10 +60,16 @@ class Ladder:
 
 def ladder_images(standing: np.ndarray, max_images: int | None) -> int:
     """How many of the attacked images (in order) the ladder runs on: all of them, or the first ones that
-    hold max_images standing images. Its accuracy is read over these, so its interval has that n."""
+    hold max_images standing images. Its accuracy is read over these, so its interval has that n.
+
+    The images run up to the next standing one, not to the last standing one they hold: a prefix that ended
+    at its max_images-th standing image would always end on a standing image, and read that way the share
+    standing overstates the attack's accuracy (by p (1 - p) / max_images or so: 1.6 points at p = 0.5 and a
+    cap of 16). Ended before the next standing image, max_images / n is the unbiased estimate of inverse
+    sampling."""
     if max_images is None or standing.sum() <= max_images:
         return len(standing)
-    return int(np.flatnonzero(standing)[max_images - 1]) + 1
+    return int(np.flatnonzero(standing)[max_images])
 
 
 def _apgd(classifier: PyTorchClassifier, eps: float, ladder: Ladder, restarts: int = 1) -> APGD:
