@@ -27,8 +27,9 @@ from .labels import model_order
 NONE = "none"
 ESCALATED_NOTE = (
     "Escalated: what stands of the attacked images after the escalation ladder at the same budget (docs/flags.md), "
-    f"counted on its own images ({Metrics.ESCALATION_IMAGES}), so its interval is wider than the attack's; "
-    "a dash: the job was not escalated."
+    f"counted on its own images ({Metrics.ESCALATION_IMAGES}), so its interval is wider than the attack's. On "
+    "those images it never exceeds what the attack left; beside the attack's number on all the attacked images, "
+    "another sample, it can read higher. A dash: the job was not escalated."
 )
 SAME_NOTE = (
     f"{SAME}: the 95 % Wilson intervals of the two accuracies (defended and undefended, the models' images "

@@ -85,7 +85,8 @@ def table2(results: dict, manifest: dict) -> str:
     notes = (
         f"Accuracy in % with its 95 % Wilson interval; with several seeds their mean, (lowest-highest, seeds) "
         f"and the interval of all their images. {MASK}: possible gradient masking; {UNTRAINED}: a model no better "
-        f"than the majority class. Escalated: what stands after the escalation ladder, on its images."
+        f"than the majority class. Escalated: what stands after the escalation ladder, on its images (on them never "
+        f"more than the row's attack left; beside the row's number on all the attacked images it can read higher)."
     )
     return "\n".join(lines) + "\n\n" + notes + "\n"
 

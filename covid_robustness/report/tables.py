@@ -102,8 +102,10 @@ ESCALATED_NOTE = (
     "signs, the row's attack with twice its iterations, APGD on the cross-entropy, APGD on the margin loss with "
     "restarts, Square, transfers from the study's other models; each on the images still standing), counted "
     f"on the first {Metrics.ESCALATION_IMAGES} attacked images, with its 95 % Wilson interval; the row's own "
-    "number is what the paper's attack found. A dash: the job was not escalated. Verdicts in the table of "
-    "verdicts."
+    "number is what the paper's attack found. On the ladder's images the escalated accuracy never exceeds what "
+    f"the row's attack left ({Metrics.ESCALATION_STANDING}); against the row's number, counted on all the attacked "
+    "images, it can read higher when fewer of them were escalated: two samples, compare their intervals. A dash: "
+    "the job was not escalated. Verdicts in the table of verdicts."
 )
 
 
