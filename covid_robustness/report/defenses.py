@@ -31,6 +31,7 @@ ESCALATED_NOTE = (
     "those images it never exceeds what the attack left; beside the attack's number on all the attacked images, "
     "another sample, it can read higher. A dash: the job was not escalated."
 )
+ESCALATED = ", escalated"  # a legend label's suffix: the markers of what stands after escalation
 SAME_NOTE = (
     f"{SAME}: the 95 % Wilson intervals of the two accuracies (defended and undefended, the models' images "
     "together) overlap: not a clear difference at this number of images."
@@ -55,18 +56,17 @@ def defense_order(defenses) -> list[str]:
     return ([NONE] if NONE in defenses else []) + sorted(set(defenses) - {NONE})
 
 
-def training_seconds(study: Study, job: Job) -> float | None:
-    return study.trainings.get(job.training_run_id, {}).get(Metrics.TRAINING_SECONDS)
+def training_metric(study: Study, job: Job, metric: str) -> float | None:
+    """A metric of the training run the job's model came from (Metrics.TRAINING_SECONDS, say)."""
+    return study.trainings.get(job.training_run_id, {}).get(metric)
 
 
-def training_passes(study: Study, job: Job) -> float | None:
-    return study.trainings.get(job.training_run_id, {}).get(Metrics.TRAINING_PASSES_PER_IMAGE)
-
-
-def _ratio(pairs: list[tuple[float | None, float | None]], unit: str = "x") -> str:
-    """The defended total over the undefended one, over the pairs where both were measured."""
+def _ratio(study: Study, trainings: list[list[Job]], metric: str) -> str:
+    """The defended trainings' total of the metric over the undefended ones', over the (defended, undefended)
+    pairs where both recorded it."""
+    pairs = [tuple(training_metric(study, j, metric) for j in pair) for pair in trainings]
     pairs = [(d, n) for d, n in pairs if d is not None and n]
-    return DASH if not pairs else f"{sum(d for d, _ in pairs) / sum(n for _, n in pairs):.2f}{unit}"
+    return DASH if not pairs else f"{sum(d for d, _ in pairs) / sum(n for _, n in pairs):.2f}x"
 
 
 class _Grid:
@@ -111,8 +111,10 @@ def per_model(study: Study) -> Table:
                 continue
             by_set, clean = grid.robust[(model, defense)], grid.clean[(model, defense)]
             after = grid.escalated[(model, defense)]
-            seconds = [s for j in clean.jobs if (s := training_seconds(study, j)) is not None]
-            passes = [p for j in clean.jobs if (p := training_passes(study, j)) is not None]
+            seconds, passes = (
+                [v for j in clean.jobs if (v := training_metric(study, j, metric)) is not None]
+                for metric in (Metrics.TRAINING_SECONDS, Metrics.TRAINING_PASSES_PER_IMAGE)
+            )
             evaluations = sorted({j.strongest_evaluation for e in by_set.values() for j in e.jobs})
             body.append(
                 [
@@ -188,8 +190,8 @@ def bought(study: Study) -> Table:
                     gain += f" ({', '.join(study.labels.model(d.jobs[0].model) for d, _ in pairs)})"
                 gains.append(gain)
         trainings = [[grid.clean[(m, d)].jobs[0] for d in (defense, NONE)] for m in models]
-        passes = _ratio([tuple(training_passes(study, j) for j in pair) for pair in trainings])
-        times = _ratio([tuple(training_seconds(study, j) for j in pair) for pair in trainings])
+        passes = _ratio(study, trainings, Metrics.TRAINING_PASSES_PER_IMAGE)
+        times = _ratio(study, trainings, Metrics.TRAINING_SECONDS)
         body.append([defense, ", ".join(map(study.labels.model, models)), clean, *gains, passes, times])
     return Table(
         "Defenses: what each bought and what it cost",
@@ -271,7 +273,7 @@ def robustness_by_defense(study: Study):
                         markersize=7,
                         markerfacecolor="none",
                         color=COLORS[i % 10],
-                        label=f"{label}, escalated",
+                        label=label + ESCALATED,
                     )
         ax.set_title(study.labels.model(model))
         eps_axis(ax, levels)
@@ -283,7 +285,7 @@ def robustness_by_defense(study: Study):
         for handle, label in zip(*ax.get_legend_handles_labels()):
             legend.setdefault(label, handle)
     # each line, then its escalated markers
-    order = [x for label in legend if not label.endswith(", escalated") for x in (label, f"{label}, escalated")]
+    order = [x for label in legend if not label.endswith(ESCALATED) for x in (label, label + ESCALATED)]
     order = [label for label in order if label in legend]
     fig.tight_layout()
     fig.legend([legend[x] for x in order], order, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
