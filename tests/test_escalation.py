@@ -213,6 +213,57 @@ def test_the_share_standing_on_the_ladders_images_is_not_biased_by_where_they_en
     assert abs(np.mean(shares) - p) < 0.005  # ended at the 4th standing image: 0.5 + about 0.05
 
 
+def test_slices_of_the_test_split_attack_their_images_and_add_up_to_the_whole():
+    """eval.first_image with eval.max_images cuts one evaluation into jobs: each attacks its own images (here
+    the model is right on the first 10 and wrong on the last 6), and their counts add up to the whole's."""
+    far = images(np.concatenate([-np.linspace(2.5, 4, 8), np.linspace(2.5, 4, 8)]) * EPS)
+    x, y = far.tensors
+    data = TensorDataset(x, torch.where(torch.arange(16) < 10, y, 1 - y))
+    slices = [
+        run(
+            MeanThreshold(hidden=False),
+            data,
+            escalate_square_queries=0,
+            escalate_restarts=1,
+            first_image=f,
+            max_images=6,
+        )
+        for f in (0, 6, 12)
+    ]
+    assert [m[Metrics.IMAGES] for m in slices] == [6, 6, 4]
+    assert [m[Metrics.CLEAN] for m in slices] == [1.0, pytest.approx(4 / 6), 0.0]
+    whole = run(MeanThreshold(hidden=False), data, escalate_square_queries=0, escalate_restarts=1)
+    for name in (Metrics.CLEAN, Metrics.ADVERSARIAL, Metrics.ESCALATED):
+        assert sum(m[name] * m[Metrics.IMAGES] for m in slices) == pytest.approx(whole[name] * 16), name
+    assert sum(m[Metrics.ESCALATION_STANDING] for m in slices) == whole[Metrics.ESCALATION_STANDING] == 10
+    with pytest.raises(ValueError, match="leaves no image of the 16"):
+        run(MeanThreshold(hidden=False), data, first_image=16)
+
+
+def test_a_slice_is_a_cell_of_its_own_and_the_whole_split_keys_as_before():
+    from covid_robustness.job.attack import job_name
+    from covid_robustness.job.keys import cell_key, job_settings, training_key
+
+    from .conftest import make_cfg
+
+    whole, first = make_cfg("attack=pgd"), make_cfg("attack=pgd", "eval.first_image=0")
+    sliced = make_cfg("attack=pgd", "eval.first_image=80")
+    assert "first_image" not in job_settings(first)["eval"]  # off: keyed and logged as before it existed
+    assert cell_key(first) == cell_key(whole) != cell_key(sliced)
+    assert training_key(sliced) == training_key(whole)  # the same trained model, attacked in slices
+    assert job_name(sliced) == job_name(whole) + " images 80+"
+    from covid_robustness.console import cells_table
+
+    m = {Metrics.CLEAN: 1.0, Metrics.ADVERSARIAL: 0.5}
+    slices = [
+        Job(f"r{f}", 0, "m", "pgd", "", "fast", EPS, "t", {"eval.first_image": f"{f}"} if f else {}, m)
+        for f in (160, 0, 80)
+    ]
+    rows = cells_table(slices).splitlines()[2:]  # the sweep's closing table tells the slices apart, in order
+    assert [r.split()[2:4] for r in rows] == [["pgd", "8/255"], ["pgd", "images"], ["pgd", "images"]]
+    assert "images 80+" in rows[1] and "images 160+" in rows[2]
+
+
 def test_escalation_is_off_unless_asked_and_needs_a_budget():
     m = evaluate(Normalized(MeanThreshold(True), 0.0, 1.0), near(), EvaluationOptions(PGD, 2, 1, progress=False))
     assert Metrics.ESCALATED not in m.metrics

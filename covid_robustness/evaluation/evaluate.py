@@ -218,6 +218,16 @@ def _evaluation(options: EvaluationOptions):
     return _evaluate
 
 
+def attacked_images(test_set: Dataset, options: EvaluationOptions) -> Dataset:
+    """The images a job attacks: options.max_images of test_set (None: all) from index options.first_image on."""
+    stop = len(test_set) if options.max_images is None else min(len(test_set), options.first_image + options.max_images)
+    if options.first_image >= stop:
+        raise ValueError(f"eval.first_image={options.first_image} leaves no image of the {len(test_set)} to attack.")
+    if (options.first_image, stop) == (0, len(test_set)):
+        return test_set
+    return Subset(test_set, range(options.first_image, stop))
+
+
 def labels_of(dataset: Dataset) -> np.ndarray:
     """The labels of a dataset of (image, label) pairs (a TensorDataset's without reading its images)."""
     tensors = getattr(dataset, "tensors", None)
@@ -240,8 +250,7 @@ def _evaluate(options: EvaluationOptions, net, test_set) -> EvaluationResult:
     attacks = {evaluation: build_attack(attack_cfg, classifier) for evaluation, classifier in crafting.items()}
     if options.defense.preprocessor is not None:
         metrics.update(_defended_test_metrics(options, defended, test_set))
-    max_images = options.max_images
-    attacked = test_set if max_images is None or max_images >= len(test_set) else Subset(test_set, range(max_images))
+    attacked = attacked_images(test_set, options)
     # An attack whose rule spans the whole set (ART's spatial transformation: one transform for all
     # images) sees every attacked image in one call, so its result does not depend on eval.batch_size.
     loader = DataLoader(

@@ -20,6 +20,7 @@ class EvaluationOptions:
     defense: Defense | None = field(default_factory=Defense)  # None: no defense
     source: nn.Module | None = None  # the network a transfer attack crafts its examples on
     max_images: int | None = None  # attack the first max_images test images; None: all of them
+    first_image: int = 0  # ... counted from this one: a slice of the split (a long evaluation cut into jobs)
     batch_size: int = 64
     n_examples: int = 6  # images kept for the example grid
     seed: int = 0  # the random state is seeded with it right before the attack

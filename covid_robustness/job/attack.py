@@ -15,6 +15,7 @@ from ..attacks.registry import attack_label
 from ..attacks.resolve import with_target
 from ..attacks.validation import attack_norm
 from ..data.datamodule import CXRDataModule
+from ..errors import ConfigError
 from ..evaluation.callback import AdversarialEvaluation
 from ..evaluation.external import external_evaluation
 from ..evaluation.figures import certified_curve, example_grid, reliability_diagram, robustness_curve
@@ -51,6 +52,7 @@ def job_name(cfg: DictConfig) -> str:
         + budget
         + ("" if attack.get("target_class") is None else f" toward {attack['target_class']}")
         + ("" if source is None else f" from {source}")
+        + ("" if not cfg.eval.get("first_image") else f" images {cfg.eval.first_image}+")
     )
 
 
@@ -120,7 +122,7 @@ def attack_and_track(
     }
     with job_run(tracker, parent_id, name, run_tags, cfg, dm) as run_id:
         n_test = len(dm.splits["test"].labels)
-        n_attacked = min(n_test, cfg.eval.max_images or n_test)
+        n_attacked = min(n_test - cfg.eval.get("first_image", 0), cfg.eval.max_images or n_test)
         net = module.net.to(plan.device)
         source_net = None if source is None else source.net.to(plan.device)
         batch = evaluation_batch_size(cfg.eval.batch_size, net, dm.image_size, n_attacked, plan.device)
@@ -173,6 +175,9 @@ def attack_job(cfg: DictConfig, plan: Plan, tracker: Tracker, overrides: str, sw
 
     def work() -> dict[str, float]:
         dm = setup_data(cfg)
+        n_test, first = len(dm.splits["test"].labels), cfg.eval.get("first_image", 0)
+        if first >= n_test:  # known once the data is split; checked before anything trains
+            raise ConfigError(f"eval.first_image={first} leaves no image of the {n_test} test images to attack.")
         if plan.gpu.data_on_device:
             dm.on_device(plan.device, plan.gpu.channels_last)
         job_tags = {**common_tags(cfg, overrides), Tags.TRAINING_KEY: key}

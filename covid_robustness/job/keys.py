@@ -21,6 +21,7 @@ from ..record.sections import (
     ESCALATE,
     ESCALATION,
     EXTERNAL_DATA,
+    FIRST_IMAGE,
     HARMONISE,
     LOGGED_WHEN_ON,
     NOT_IN_KEY,
@@ -56,6 +57,7 @@ def job_settings(cfg: DictConfig) -> dict:
         HARMONISE: not _setting(settings, HARMONISE, False),
         **{f"{DATA}.{name}": _setting(settings, f"{DATA}.external_root") is None for name in EXTERNAL_DATA},
         **dict.fromkeys(ESCALATION, not _setting(settings, ESCALATE, False)),
+        FIRST_IMAGE: not _setting(settings, FIRST_IMAGE, 0),
     }
     for name in LOGGED_WHEN_ON:
         if off[name]:

@@ -72,6 +72,23 @@ def check_escalation(evaluation: DictConfig) -> None:
         raise ConfigError(f"eval.escalate_square_queries={queries!r} must be a whole number of queries, 0 or more.")
 
 
+def check_first_image(cfg: DictConfig) -> None:
+    """eval.first_image slices the test split's attacked images, for a job that attacks the test split alone."""
+    first = cfg.eval.get("first_image", 0)
+    if isinstance(first, bool) or not isinstance(first, int) or first < 0:
+        raise ConfigError(f"eval.first_image={first!r} must be a test image's index: a whole number, 0 or more.")
+    if not first:
+        return
+    corruption = cfg.get("corruption", {}).get("name", "none")
+    for on, what in (
+        (cfg.attack.name == CERTIFY, "attack=certify"),
+        (corruption != "none", f"corruption={corruption}"),
+        (cfg.data.get("external_root") is not None, "an external test set (data.external_root)"),
+    ):
+        if on:
+            raise ConfigError(f"eval.first_image={first} slices the test split's attacked images; {what} reads others.")
+
+
 def check_probe(cfg: DictConfig) -> None:
     name = probe_name(cfg)
     if name not in ("none", *PROBES):
@@ -136,6 +153,7 @@ def validate(cfg: DictConfig) -> Plan:
         raise ConfigError(
             f"eval.max_images={n!r} must be a positive number of images, or null for the whole test split."
         )
+    check_first_image(cfg)
     b = cfg.eval.batch_size
     if b != "auto" and (isinstance(b, bool) or not isinstance(b, int) or b < 1):
         raise ConfigError(f"eval.batch_size={b!r} must be a positive number of images, or auto.")

@@ -43,7 +43,8 @@ ESCALATION = tuple(
     f"{EVAL}.{k}"
     for k in ("escalate", "escalate_max_images", "escalate_max_iter", "escalate_restarts", "escalate_square_queries")
 ) + (f"{EVAL}.escalate_sources",)
-LOGGED_WHEN_ON = (CORRUPTION, HARMONISE, *(f"{DATA}.{name}" for name in EXTERNAL_DATA), *ESCALATION)
+FIRST_IMAGE = f"{EVAL}.first_image"  # a slice of the test split's attacked images, from this index on
+LOGGED_WHEN_ON = (CORRUPTION, HARMONISE, *(f"{DATA}.{name}" for name in EXTERNAL_DATA), *ESCALATION, FIRST_IMAGE)
 
 
 def section(key: str) -> str:
