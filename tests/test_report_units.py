@@ -10,7 +10,7 @@ from covid_robustness.report import blocks, defenses, figures, paper_eps, record
 from covid_robustness.report.collect import Job, Study, newest_per_cell
 from covid_robustness.report.estimate import measured
 from covid_robustness.report.labels import Labels
-from covid_robustness.report.summary import MODELS, PAPER_TABLE2, average, paper_average, rows, sweeps
+from covid_robustness.report.summary import CLEAN, MODELS, PAPER_TABLE2, average, paper_average, rows, sweeps
 
 PX = 1 / 255
 STD = 0.2  # normalisation std of the hand-made data: 0.3 std = 0.06 = 15.3/255
@@ -118,6 +118,26 @@ def test_seeds_escalated_from_other_sources_are_seeds_of_one_row():
     (row,) = [r for r in rows(s) if r.attack == "fgsm" and r.evalset]
     assert row.label == "FGSM eps=8/255" and row.accuracy["resnet18"].seeds == 3
     assert row.accuracy["resnet18"].mean == pytest.approx(0.5)
+
+
+def test_seeds_that_draw_their_own_split_are_seeds_of_one_row():
+    """A folder's split is drawn with the job's seed (data.seed = seed), so each seed has its own std and an
+    eps in std units its own pixel budget: still seeds of one row, clean and attacked."""
+    std = {"attack.eps_unit": "std", "attack.setting": "art_default"}
+    s = study(
+        *(
+            job(eps=0.3, acc=a, seed=k, unit="std", params={**std, "data.seed": str(k)}, metrics={"eps_pixel": px})
+            for k, a, px in ((0, 0.25, 17.7 / 255), (1, 0.5, 17.6 / 255), (2, 0.75, 17.6 / 255))
+        ),
+        job(eps=0.3, acc=0.1, seed=0, unit="std", params={**std, "data.seed": "5"}),  # a split drawn otherwise
+    )
+    clean = [r for r in rows(s) if r.attack == CLEAN]
+    attacked = [r for r in rows(s) if r.attack == "fgsm" and r.evalset]
+    assert len(clean) == len(attacked) == 2
+    three = next(r for r in attacked if r.accuracy["resnet18"].seeds == 3)
+    assert three.label.startswith("FGSM eps=0.3 std = 17.6/255") and "data.seed=5" not in three.label
+    assert three.accuracy["resnet18"].mean == pytest.approx(0.5)
+    assert any("data.seed=5" in r.label for r in attacked)
 
 
 def test_same_cell_key_is_a_rerun_and_the_newest_is_kept():

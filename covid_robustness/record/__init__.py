@@ -66,6 +66,7 @@ class Params:
     SETTING = f"{sections.ATTACK}.setting"  # the attack's setting label (budget, art_default, ...)
     IMPL = f"{sections.ATTACK}.impl"
     EPS = f"{sections.ATTACK}.eps"
+    DATA_SEED = f"{sections.DATA}.seed"  # the split's draw: the job's seed (conf/data/folder.yaml), unless set apart
     EPS_UNIT = f"{sections.ATTACK}.eps_unit"
     NORM = f"{sections.ATTACK}.norm"  # inf (absent in older runs) or 2
     MAX_ITER = f"{sections.ATTACK}.max_iter"

@@ -59,7 +59,8 @@ ATTACK_PARAM = f"{ATTACK}."  # an attack's own params are labelled without their
 
 def settings(job: Job) -> dict[str, str]:
     """The params that can change the job's numbers, less the model, seed, defense and source (and an
-    untargeted attack's target_class, None: off), and a training setting at the model's own value."""
+    untargeted attack's target_class, None: off, and the split's seed where it is the job's), and a training
+    setting at the model's own value."""
     return {
         k: v
         for k, v in numbers_params(job.params).items()
@@ -67,6 +68,7 @@ def settings(job: Job) -> dict[str, str]:
         and not k.startswith(APART_PREFIXES)
         and not (k == Params.TARGET_CLASS and v == "None")
         and not (k in MODEL_OWN and v == job.params.get(MODEL_OWN[k]))
+        and not (k == Params.DATA_SEED and v == job.params.get(Params.SEED, "0"))  # a seed draws its own split
     }
 
 
