@@ -140,6 +140,15 @@ def test_seeds_that_draw_their_own_split_are_seeds_of_one_row():
     assert any("data.seed=5" in r.label for r in attacked)
 
 
+def test_figure_3_marks_what_stands_after_escalation_on_each_escalated_bar():
+    after = {"escalated_accuracy": 0.25, "escalation_images": 20}
+    s = study(job("resnet18", "pgd", acc=0.5, metrics=after), job("vgg19", "pgd", acc=0.5), job("vgg19", "fgsm"))
+    fig = figures.accuracy_bars(figures.bar_rows(rows(s)), NAMES)
+    marks = [line for line in fig.axes[0].get_lines() if line.get_marker() == figures.ESCALATED_MARKER]
+    assert [m.get_ydata()[0] for m in marks] == [25.0]  # RN-18's PGD bar only: the other bars were not escalated
+    assert "escalated: what stands after the ladder" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+
+
 def test_same_cell_key_is_a_rerun_and_the_newest_is_kept():
     old, new = job(acc=0.25, cell_key="c1"), job(acc=0.5, cell_key="c1")
     s = study(old, new, job(acc=0.75, cell_key="c2", params={"attack.batch_size": "32"}))

@@ -21,7 +21,7 @@ from matplotlib.patches import Patch
 from ..record import Metrics
 from .blocks import UNTRAINED
 from .collect import Job
-from .estimate import Estimate, measured
+from .estimate import Estimate, escalated, measured
 from .labels import Labels, model_order
 from .summary import CLEAN, Row, sweeps
 
@@ -57,6 +57,7 @@ def seed_dots(ax, x: float, estimate: Estimate, color) -> None:
         )
 
 
+ESCALATED_MARKER = "v"  # Figure 3's hollow triangle: what stands of a bar's images after the escalation ladder
 LONG_SWEEP = 4  # budgets from which a sweep is drawn as curves only
 PER_PANEL = 10  # groups of bars per panel, so that labels stay readable
 
@@ -94,6 +95,18 @@ def accuracy_bars(rows: list[Row], labels: Labels):
     handles = [Patch(facecolor=COLORS[i % 10], edgecolor="black", label=labels.model(m)) for i, m in enumerate(models)]
     handles.append(Line2D([], [], color="black", linewidth=2.5, label="paper"))
     handles.append(Line2D([], [], color="black", linewidth=0.8, marker="_", label="95 % interval"))
+    if any(escalated(e) for r in rows if r.attack != CLEAN for e in r.accuracy.values()):
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color="black",
+                marker=ESCALATED_MARKER,
+                markerfacecolor="none",
+                linestyle="none",
+                label="escalated: what stands after the ladder",
+            )
+        )
     if any(e.masking for r in rows if r.attack != CLEAN for e in r.accuracy.values()):
         handles.append(Patch(facecolor="white", edgecolor="black", hatch="///", label="possible gradient masking"))
     if any(e.untrained for r in rows for e in r.accuracy.values()):
@@ -126,10 +139,13 @@ def _bar(ax, pos: float, width: float, row: Row, model: str, color) -> None:
     )
     ax.errorbar(pos, value, yerr=error_bars([estimate]), fmt="none", ecolor="black", elinewidth=0.8, capsize=1.5)
     seed_dots(ax, pos, estimate, color)
+    after = None if row.attack == CLEAN else escalated(estimate)
+    if after is not None:  # what stands after the ladder, on its own (fewer) images: a marker, no interval
+        ax.plot(pos, 100 * after.mean, ESCALATED_MARKER, markersize=6, markerfacecolor="none", color="black", zorder=5)
     # The number tells a bar at 0 % from a model that was not attacked with this setting.
     ax.text(
         pos,
-        100 * estimate.interval[1] + 1.5,
+        max(100 * estimate.interval[1], 100 * after.mean + 3 if after else 0) + 1.5,
         f"{value:.0f}" + (f" {UNTRAINED}" if estimate.untrained else ""),
         ha="center",
         va="bottom",

@@ -45,8 +45,9 @@ def build(study: Study, out: Path) -> list[Path]:
         "Figure 3: accuracy per model and evaluation set",
         "Bars: our accuracy (clean: whole test split; attacks: the attacked images), with its 95 % Wilson "
         "interval; dots: each seed, where there are several. Black ticks: the paper's value for the row it "
-        "compares with. Hatched: possible gradient masking. Faded, ∅: a model no better than the majority "
-        "class. "
+        "compares with. Hollow triangles, where the jobs were escalated: what stands after the escalation ladder, "
+        "on its own images (its interval in Table II). Hatched: possible gradient masking. Faded, ∅: a model no "
+        "better than the majority class. "
         f"A sweep over {figures.LONG_SWEEP} budgets or more is drawn in the robustness curves instead.",
         figures.accuracy_bars(figures.bar_rows(table_rows), study.labels),
     )
