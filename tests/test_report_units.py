@@ -149,6 +149,15 @@ def test_figure_3_marks_what_stands_after_escalation_on_each_escalated_bar():
     assert "escalated: what stands after the ladder" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
 
 
+def test_seeds_counting_different_images_name_the_pooled_value_their_interval_belongs_to():
+    from covid_robustness.report.estimate import Estimate
+
+    unequal, equal = Estimate((0.5, 0.0), (10, 30)), Estimate((0.5, 0.25), (20, 20))
+    lo, hi = wilson(5, 40)
+    assert unequal.text() == f"25.00 (0.00-50.00, 2 seeds; pooled 12.50) [{100 * lo:.1f}, {100 * hi:.1f}]"
+    assert "pooled" not in equal.text() and equal.text().startswith("37.50 (25.00-50.00, 2 seeds) [")
+
+
 def test_same_cell_key_is_a_rerun_and_the_newest_is_kept():
     old, new = job(acc=0.25, cell_key="c1"), job(acc=0.5, cell_key="c1")
     s = study(old, new, job(acc=0.75, cell_key="c2", params={"attack.batch_size": "32"}))

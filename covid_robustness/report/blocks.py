@@ -23,7 +23,8 @@ UNTRAINED_NOTE = (
 )
 INTERVAL_NOTE = (
     "[low, high]: the 95 % Wilson score interval of the images counted; with several seeds the mean over "
-    "them, their (min-max, n seeds) and the interval of all their images together."
+    "them, their (min-max, n seeds) and the interval of all their images together (where the seeds count "
+    "different numbers of images, of the pooled value it names)."
 )
 
 

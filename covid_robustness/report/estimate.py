@@ -63,7 +63,9 @@ class Estimate:
         """ "93.75 [88.3, 96.8]", or with seeds "72.50 (70.00-75.00, 3 seeds) [66.1, 78.0]", in %."""
         lo, hi = self.interval
         low, high = self.spread
-        seeds = "" if self.seeds == 1 else f" ({100 * low:.2f}-{100 * high:.2f}, {self.seeds} seeds)"
+        # Seeds that count different numbers of images (an escalation ladder's): the interval is the pooled value's.
+        pooled = "" if len({round(n) for n in self.images}) == 1 else f"; pooled {100 * self.pooled:.2f}"
+        seeds = "" if self.seeds == 1 else f" ({100 * low:.2f}-{100 * high:.2f}, {self.seeds} seeds{pooled})"
         return f"{100 * self.mean:.2f}{seeds} [{100 * lo:.1f}, {100 * hi:.1f}]"
 
 
