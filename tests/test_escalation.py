@@ -240,6 +240,53 @@ def test_slices_of_the_test_split_attack_their_images_and_add_up_to_the_whole():
         run(MeanThreshold(hidden=False), data, first_image=16)
 
 
+def test_the_report_reads_slices_as_the_one_evaluation_they_make_up():
+    """Three slices joined (report/slices.py) count what the whole split's job counts, share by share, and the
+    checklist judges the whole on the pooled counts; a slice that does not follow on from image 0 stays apart."""
+    from covid_robustness.record.checklist import checklist
+    from covid_robustness.report.slices import joined
+
+    # Both classes in every slice; near the threshold (PGD turns them) or far from it; two labelled wrong.
+    near, far = 0.4, 3.0
+    sides = [-near, near, -far, near, -near, far, -near, far, -far, near, -near, far, -far, -near]
+    x, y = images(np.array(sides) * EPS).tensors
+    wrong = torch.isin(torch.arange(14), torch.tensor([7, 12]))
+    data = TensorDataset(x, torch.where(wrong, 1 - y, y))
+    classes = ["Normal", "COVID-19"]
+
+    def measured(first_image=0, max_images=None):
+        slice_ = {"first_image": first_image, "max_images": max_images}
+        ladder = {"escalate": True, "escalate_restarts": 1, "escalate_square_queries": 0}
+        options = EvaluationOptions(PGD, 2, 1, batch_size=16, progress=False, **ladder, **slice_)
+        result = evaluate(Normalized(MeanThreshold(hidden=False), 0.0, 1.0), data, options)
+        params = {"eval.max_images": str(max_images)} | ({"eval.first_image": str(first_image)} if first_image else {})
+        run_id, start = f"r{first_image}-{max_images}", 100 - first_image
+        job = Job(run_id, start, "m", "pgd", "", "fast", EPS, "t", params, result.metrics)
+        return job, {"classes": classes, **{k: v.tolist() for k, v in result.confusion.items()}}
+
+    whole, whole_confusion = measured()
+    parts = [measured(f, 5) for f in (0, 5, 10)]
+    apart = measured(12, 2)  # images 12-13: not a slice that follows on from 0 with these settings
+    confusions = {j.run_id: c for j, c in [*parts, apart]}
+    jobs, pooled = joined([apart[0], *(j for j, _ in reversed(parts))], lambda j: confusions[j.run_id])
+    assert [j.run_id for j in jobs] == ["r12-2", "r0-5"] and jobs[1].slices == ("r0-5", "r5-5", "r10-5")
+    one = jobs[1]
+    assert one.params == whole.params == {"eval.max_images": "None"}  # all 14: the whole test split's settings
+    assert one.run_ids == one.slices
+    assert pooled == {"r0-5": whole_confusion}
+    counted = [Metrics.IMAGES, Metrics.CLEAN, Metrics.ADVERSARIAL, Metrics.ATTACK_SUCCESS, Metrics.LINF_MAX]
+    counted += [Metrics.SENSITIVITY_CLEAN, Metrics.SENSITIVITY_ADVERSARIAL, Metrics.MISSED_COVID, Metrics.FALSE_ALARM]
+    counted += [Metrics.MAJORITY, Metrics.PREDICTED_CLASSES, Metrics.ESCALATED, Metrics.ESCALATION_IMAGES]
+    counted += [Metrics.ESCALATION_STANDING, Metrics.CHECK_NOISE, Metrics.CHECK_LARGE_BUDGET]
+    counted += [f"{Metrics.ESCALATION}{stage}_broken" for stage in ("noise", "twice_iterations", "apgd_ce")]
+    for name in counted:
+        assert one.metrics[name] == pytest.approx(whole.metrics[name]), name
+    assert 0 < whole.metrics[Metrics.ADVERSARIAL] < whole.metrics[Metrics.CLEAN] < 1  # a case with something in it
+    assert not whole.untrained and not one.untrained
+    assert Metrics.AUROC_CLEAN not in one.metrics  # not to be pooled from the slices' records
+    assert [(c.letter, c.state) for c in checklist(one)] == [(c.letter, c.state) for c in checklist(whole)]
+
+
 def test_a_slice_is_a_cell_of_its_own_and_the_whole_split_keys_as_before():
     from covid_robustness.job.attack import job_name
     from covid_robustness.job.keys import cell_key, job_settings, training_key
@@ -312,6 +359,16 @@ def test_a_job_escalates_with_transfers_from_the_studys_other_models(tmp_path):
     runs = (tmp_path / "report" / "runs.csv").read_text().splitlines()
     header = runs[0].split(",")
     assert {"escalated_accuracy", "escalated_ci95_low", "verdict", "check_noise_accuracy"} <= set(header)
+    # The same 8 images in two slices (eval.first_image): the report reads them as one job, its confusion.json
+    # the slices' summed, which counts what the job of all 8 counted.
+    sliced = [o for o in on if not o.startswith("eval.max_images")] + ["eval.escalate_sources=[resnet18,resnet50]"]
+    for first in (0, 4):
+        run_job(make_cfg(*sliced, "eval.max_images=4", f"eval.first_image={first}", tmp_path=tmp_path))
+    study = collect(MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"), "default")
+    [one], [alone] = [j for j in study.jobs if j.slices], [j for j in study.jobs if not j.slices]
+    assert len(one.slices) == 2 and one.params["eval.max_images"] == "8" and one.metrics[Metrics.IMAGES] == 8
+    assert one.metrics[Metrics.CLEAN] == alone.metrics[Metrics.CLEAN]
+    assert study.artifacts.confusion(one)["clean"] == study.artifacts.confusion(alone)["clean"]
     with pytest.raises(ConfigError, match="eval.escalate_sources='resnet99' is not a model config"):
         validate(make_cfg(*on, "eval.escalate_sources=[resnet99]"))
     with pytest.raises(ConfigError, match="eval.escalate_restarts=0"):

@@ -8,7 +8,7 @@ import pytest
 from covid_robustness.record.intervals import overlap, wilson
 from covid_robustness.report import blocks, defenses, figures, paper_eps, records, tables
 from covid_robustness.report.collect import Job, Study, newest_per_cell
-from covid_robustness.report.estimate import measured
+from covid_robustness.report.estimate import escalated, measured
 from covid_robustness.report.labels import Labels
 from covid_robustness.report.summary import CLEAN, MODELS, PAPER_TABLE2, average, paper_average, rows, sweeps
 
@@ -651,3 +651,36 @@ def test_time_under_way_counts_side_by_side_runs_once_and_the_gaps_between_sitti
     assert _under_way([]) == 0
     t = {"training": 60, "jobs": 7200, "escalation": 0, "first_start_to_last_end": 86_400, "under_way": 5400}
     assert wall_time_text(t).endswith("first start to last end 24 h 00 min (1 h 30 min with a run under way)")
+
+
+def test_slices_of_the_test_split_make_one_job_and_share_a_row_with_a_job_of_their_images():
+    from covid_robustness.report.slices import joined
+
+    def ladder(standing, broken, n):
+        return {
+            "escalated_accuracy": (standing - broken) / n,
+            "escalation_images": n,
+            "escalation_standing": standing,
+            "escalation_square_broken": broken,
+        }
+
+    cut = {"eval.max_images": "50"}
+    parts = [
+        job("vgg19", "pgd", acc=0.7, n=50, metrics=ladder(35, 1, 50)),
+        job("vgg19", "pgd", acc=0.6, n=50, params={"eval.first_image": "50"}, metrics=ladder(30, 2, 50)),
+        job("vgg19", "pgd", acc=0.5, n=20, params=cut | {"eval.first_image": "100"}, metrics=ladder(10, 0, 20)),
+    ]
+    whole = job("resnet18", "pgd", acc=0.1, n=120)  # the first 120 test images in one job
+    jobs, confusions = joined(sorted([*parts, whole], key=lambda j: -j.start_time), lambda j: None)
+    assert len(jobs) == 2 and confusions == {parts[0].run_id: None}
+    s = study(*jobs)
+    [pgd] = [r for r in rows(s) if r.attack == "pgd"]
+
+    def interval(k, n):
+        return "[{:.1f}, {:.1f}]".format(*(100 * v for v in wilson(k, n)))
+
+    assert pgd.accuracy["vgg19"].text() == f"62.50 {interval(75, 120)}" and pgd.accuracy["resnet18"].total == 120
+    assert escalated(pgd.accuracy["vgg19"]).text() == f"60.00 {interval(72, 120)}"
+    [line] = [r for r in records.job_records(s) if r["model"] == "vgg19"]
+    assert line["run_id"] == " ".join(j.run_id for j in parts) and "eval.first_image" not in line
+    assert line["escalation_square_broken"] == 3 and line["attack_images"] == 120

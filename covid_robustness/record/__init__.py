@@ -292,6 +292,7 @@ class Job:
     tags: dict[str, str] = field(default_factory=dict)
     end_time: int = 0
     datasets: tuple[dict, ...] = ()  # the run's dataset inputs: name, digest, profile (its JSON) and context
+    slices: tuple[str, ...] = ()  # a job the report joined from slices of the test split: their run ids
 
     @classmethod
     def from_run(cls, run) -> "Job":
@@ -324,6 +325,11 @@ class Job:
             end_time=run.info.end_time or 0,
             datasets=datasets_of(run),
         )
+
+    @property
+    def run_ids(self) -> tuple[str, ...]:
+        """The runs that measured it: its own, or each slice's (report/slices.py)."""
+        return self.slices or (self.run_id,)
 
     @property
     def norm(self) -> float:

@@ -27,6 +27,7 @@ from ..record import (
     search,
 )
 from ..record.masking import study_flags
+from . import slices
 from .labels import Labels
 
 __all__ = ["ArtifactReader", "Job", "Probe", "Study", "TrainingRun", "collect", "newest_per_cell", "studies"]
@@ -76,6 +77,15 @@ class ArtifactReader:
         with tempfile.TemporaryDirectory() as tmp:
             with open(self._client.download_artifacts(run_id, name, tmp), "rb") as f:
                 return f.read()
+
+    def hold(self, joined: dict[str, dict | None]) -> None:
+        """Jobs joined from slices (slices.py), by run id, with their pooled confusion.json: a joined job reads
+        that and its first slice's examples; a per-image file of one slice (radii, a reliability diagram) is
+        not the whole's, so it has none."""
+        for run_id, confusion in joined.items():
+            self._read[(run_id, Artifacts.CONFUSION)] = None if confusion is None else json.dumps(confusion).encode()
+            for name in (Artifacts.RADII, Artifacts.RELIABILITY, Artifacts.CERTIFIED_RADII):
+                self._read[(run_id, name)] = None
 
     def examples(self, job: Job) -> dict[str, np.ndarray] | None:
         """The job's examples.npz (clean, adversarial, labels, pred_clean, pred_adv), if it logged one."""
@@ -137,6 +147,9 @@ def collect(client: MlflowClient, name: str) -> Study:
             f"study {name!r} has no finished job runs in {client.tracking_uri}; run a sweep with study={name} first."
         )
     kept, replaced = newest_per_cell(jobs)
+    artifacts = ArtifactReader(client)
+    kept, joined = slices.joined(kept, artifacts.confusion)
+    artifacts.hold(joined)
     # Computed here as the sweep computes them, so a report of an interrupted sweep has them too.
     flags = study_flags(kept)
     kept = [replace(j, masking=j.run_id in flags, masking_reasons="; ".join(flags.get(j.run_id, []))) for j in kept]
@@ -171,7 +184,7 @@ def collect(client: MlflowClient, name: str) -> Study:
         replaced,
         trainings,
         probes,
-        artifacts=ArtifactReader(client),
+        artifacts=artifacts,
         labels=Labels.of(kept),
         training_runs=training_runs,
         unfinished=unfinished,

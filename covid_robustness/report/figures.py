@@ -195,7 +195,7 @@ def robustness_curves(sweeps: dict[str, list[Row]], labels: Labels):
             for x, e in zip(eps, accuracy):
                 seed_dots(axes[0, col], x, e, color)
             first = points[0].accuracy[model].jobs
-            sensitivity = [mean(j.metrics[Metrics.SENSITIVITY_CLEAN] for j in first)] + [
+            sensitivity = [mean(j.metrics.get(Metrics.SENSITIVITY_CLEAN, np.nan) for j in first)] + [
                 r.sensitivity[model] for r in points
             ]
             axes[1, col].plot(

@@ -49,7 +49,7 @@ def table2_records(rows: list[Row]) -> list[dict]:
                     **_escalated_fields(e if row.attack != CLEAN else None),
                     Tags.MASKING: "" if row.attack == CLEAN else e.masking,
                     Tags.UNTRAINED: e.untrained,
-                    "run_id": " ".join(j.run_id for j in e.jobs),
+                    "run_id": " ".join(r for j in e.jobs for r in j.run_ids),
                 }
             )
     return out
@@ -85,7 +85,7 @@ def job_records(study: Study) -> list[dict]:
         lo, hi = measured([j], Metrics.ADVERSARIAL).interval
         records.append(
             {
-                "run_id": j.run_id,
+                "run_id": " ".join(j.run_ids),
                 "training_run_id": j.training_run_id,
                 "start_time": when(j.start_time),
                 Tags.CELL_KEY: j.cell,

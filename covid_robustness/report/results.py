@@ -81,7 +81,7 @@ def _numbers(model: str, evalset: EvalSet, e: Estimate) -> dict:
         "gradient_masking": e.masking,
         "untrained": e.untrained,
         "verdicts": sorted({v for j in jobs if (v := recorded_verdict(j)[0])}),
-        "run_ids": [j.run_id for j in jobs],
+        "run_ids": [r for j in jobs for r in j.run_ids],
     }
 
 

@@ -8,6 +8,7 @@ horizontal translations only). Each paper row is compared with our rows of that 
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from math import nan
 from statistics import mean
 
 from ..record import Metrics
@@ -153,7 +154,8 @@ def attack_rows(study: Study) -> list[Row]:
         for model, jobs in by_model.items():
             seeds = per_seed(jobs)
             row.accuracy[model] = measured(seeds, Metrics.ADVERSARIAL)
-            row.sensitivity[model] = mean(j.metrics[Metrics.SENSITIVITY_ADVERSARIAL] for j in seeds)
+            # nan where a job's records cannot say (slices joined without their confusion.json: slices.py)
+            row.sensitivity[model] = mean(j.metrics.get(Metrics.SENSITIVITY_ADVERSARIAL, nan) for j in seeds)
         out.append(row)
     return sorted(out, key=lambda r: r.evalset.order)
 
