@@ -269,10 +269,10 @@ def test_the_report_reads_slices_as_the_one_evaluation_they_make_up():
     apart = measured(12, 2)  # images 12-13: not a slice that follows on from 0 with these settings
     confusions = {j.run_id: c for j, c in [*parts, apart]}
     jobs, pooled = joined([apart[0], *(j for j, _ in reversed(parts))], lambda j: confusions[j.run_id])
-    assert [j.run_id for j in jobs] == ["r12-2", "r0-5"] and jobs[1].slices == ("r0-5", "r5-5", "r10-5")
+    assert [j.run_id for j in jobs] == ["r12-2", "r0-5"] and jobs[1].run_ids == ("r0-5", "r5-5", "r10-5")
     one = jobs[1]
     assert one.params == whole.params == {"eval.max_images": "None"}  # all 14: the whole test split's settings
-    assert one.run_ids == one.slices
+    assert one.slices == tuple(j for j, _ in parts)
     assert pooled == {"r0-5": whole_confusion}
     counted = [Metrics.IMAGES, Metrics.CLEAN, Metrics.ADVERSARIAL, Metrics.ATTACK_SUCCESS, Metrics.LINF_MAX]
     counted += [Metrics.SENSITIVITY_CLEAN, Metrics.SENSITIVITY_ADVERSARIAL, Metrics.MISSED_COVID, Metrics.FALSE_ALARM]

@@ -670,7 +670,11 @@ def test_slices_of_the_test_split_make_one_job_and_share_a_row_with_a_job_of_the
         job("vgg19", "pgd", acc=0.6, n=50, params={"eval.first_image": "50"}, metrics=ladder(30, 2, 50)),
         job("vgg19", "pgd", acc=0.5, n=20, params=cut | {"eval.first_image": "100"}, metrics=ladder(10, 0, 20)),
     ]
-    whole = job("resnet18", "pgd", acc=0.1, n=120)  # the first 120 test images in one job
+    # Each slice ran a minute, at its own commit; the first 120 test images in one job besides.
+    parts = [
+        replace(p, end_time=p.start_time + 60_000, tags={"mlflow.source.git.commit": c}) for p, c in zip(parts, "aab")
+    ]
+    whole = job("resnet18", "pgd", acc=0.1, n=120)
     jobs, confusions = joined(sorted([*parts, whole], key=lambda j: -j.start_time), lambda j: None)
     assert len(jobs) == 2 and confusions == {parts[0].run_id: None}
     s = study(*jobs)
@@ -684,3 +688,10 @@ def test_slices_of_the_test_split_make_one_job_and_share_a_row_with_a_job_of_the
     [line] = [r for r in records.job_records(s) if r["model"] == "vgg19"]
     assert line["run_id"] == " ".join(j.run_id for j in parts) and "eval.first_image" not in line
     assert line["escalation_square_broken"] == 3 and line["attack_images"] == 120
+    from covid_robustness.report import manifest
+
+    assert manifest.wall_time(s)["jobs"] == 180.0 and manifest._commits(s) == ["a", "b", "unknown"]
+    m = {"jobs": 2, "job_runs": 4, "trainings": 2, "commits": [], "clean_tree": True, "data": []}
+    m |= {"machine": [], "cpu_threads": [], "library_versions": [], "wall_time_seconds": manifest.wall_time(s)}
+    runs = dict(manifest.table(m).rows)["runs"]
+    assert runs == "2 jobs (4 runs: slices of the test split read as one job each), 2 trainings"

@@ -292,7 +292,7 @@ class Job:
     tags: dict[str, str] = field(default_factory=dict)
     end_time: int = 0
     datasets: tuple[dict, ...] = ()  # the run's dataset inputs: name, digest, profile (its JSON) and context
-    slices: tuple[str, ...] = ()  # a job the report joined from slices of the test split: their run ids
+    slices: tuple["Job", ...] = ()  # a job the report joined from slices of the test split (report/slices.py)
 
     @classmethod
     def from_run(cls, run) -> "Job":
@@ -327,9 +327,13 @@ class Job:
         )
 
     @property
+    def parts(self) -> tuple["Job", ...]:
+        """The runs that measured it: itself, or each slice it was joined from (report/slices.py)."""
+        return self.slices or (self,)
+
+    @property
     def run_ids(self) -> tuple[str, ...]:
-        """The runs that measured it: its own, or each slice's (report/slices.py)."""
-        return self.slices or (self.run_id,)
+        return tuple(p.run_id for p in self.parts)
 
     @property
     def norm(self) -> float:

@@ -26,8 +26,13 @@ def local(text: str) -> str:
     return _PATH.sub(r"\1", text)
 
 
+def _runs(study: Study) -> list:
+    """The job runs used, each slice of a joined job (slices.py) on its own: what ran, where and how long."""
+    return [p for j in study.jobs for p in j.parts]
+
+
 def _commits(study: Study) -> list[str]:
-    runs = [*study.jobs, *study.training_runs.values()]
+    runs = [*_runs(study), *study.training_runs.values()]
     return sorted({r.tags.get(Tags.COMMIT, "unknown") for r in runs})
 
 
@@ -44,7 +49,7 @@ def _data(study: Study) -> list[dict]:
     """Each dataset the runs read (one per digest, with the contexts it was read in: training, test,
     external): what it holds, and where from (a folder by its name only)."""
     seen: dict[str, dict] = {}
-    for run in [*study.training_runs.values(), *study.jobs]:
+    for run in [*study.training_runs.values(), *_runs(study)]:
         for d in run.datasets:
             profile = json.loads(d.get("profile") or "{}")
             source = local(profile.pop("source", ""))  # a folder by its name; generated data by its settings
@@ -77,13 +82,13 @@ def wall_time(study: Study) -> dict[str, float]:
     of that the time some run was under way (every run, finished or not); beside them the study's runs that
     did not finish (an interrupted sweep's, run again on resuming) and the seconds they ran before they
     stopped, counted in no phase."""
-    trainings = study.training_runs.values()
-    starts = [r.start_time for r in [*study.jobs, *trainings]]
-    ends = [r.end_time for r in [*study.jobs, *trainings] if r.end_time]
-    intervals = [(r.start_time, r.end_time) for r in [*study.jobs, *trainings]] + list(study.unfinished)
+    trainings, jobs = study.training_runs.values(), _runs(study)
+    starts = [r.start_time for r in [*jobs, *trainings]]
+    ends = [r.end_time for r in [*jobs, *trainings] if r.end_time]
+    intervals = [(r.start_time, r.end_time) for r in [*jobs, *trainings]] + list(study.unfinished)
     return {
         "training": round(sum(_seconds(r.start_time, r.end_time) for r in trainings), 1),
-        "jobs": round(sum(_seconds(j.start_time, j.end_time) for j in study.jobs), 1),
+        "jobs": round(sum(_seconds(j.start_time, j.end_time) for j in jobs), 1),
         "escalation": round(
             sum(v for j in study.jobs for k, v in j.metrics.items() if _ESCALATION_SECONDS.fullmatch(k)), 1
         ),
@@ -97,7 +102,7 @@ def wall_time(study: Study) -> dict[str, float]:
 def manifest(study: Study) -> dict:
     """The study's provenance as manifest.json holds it."""
     commits = _commits(study)
-    tags = [*study.jobs, *study.training_runs.values()]
+    tags = [*_runs(study), *study.training_runs.values()]
     return {
         "study": study.name,
         "commit": commits[0].removesuffix("-dirty") if len(commits) == 1 else "mixed",
@@ -105,8 +110,9 @@ def manifest(study: Study) -> dict:
         "clean_tree": not any(c.endswith("-dirty") or c == "unknown" for c in commits),
         "report_commit": git_commit(),
         "jobs": len(study.jobs),
+        "job_runs": len(_runs(study)),  # more than jobs where slices were joined into one job
         "trainings": len(study.training_runs),
-        "commands": sorted({local(j.tags.get(Tags.OVERRIDES, "")) for j in study.jobs}),
+        "commands": sorted({local(j.tags.get(Tags.OVERRIDES, "")) for j in _runs(study)}),
         "recipe": _recipe(study),
         "data": _data(study),
         "machine": sorted({r.tags[Tags.MACHINE] for r in tags if Tags.MACHINE in r.tags}),
@@ -115,6 +121,11 @@ def manifest(study: Study) -> dict:
         "wall_time_seconds": wall_time(study),
         "attacked_images": int(sum(j.metrics.get(Metrics.IMAGES, 0) for j in study.jobs)),
     }
+
+
+def _slices(m: dict) -> str:
+    runs = m.get("job_runs", m["jobs"])
+    return "" if runs == m["jobs"] else f" ({runs} runs: slices of the test split read as one job each)"
 
 
 def hours(seconds: float) -> str:
@@ -151,7 +162,7 @@ def table(m: dict) -> Table:
         ["CPU threads per job", ", ".join(m["cpu_threads"]) or "–"],
         ["libraries", " | ".join(m["library_versions"]) or "not recorded on these runs"],
         ["wall time", wall_time_text(m["wall_time_seconds"])],
-        ["runs", f"{m['jobs']} jobs, {m['trainings']} trainings"],
+        ["runs", f"{m['jobs']} jobs{_slices(m)}, {m['trainings']} trainings"],
     ]
     return Table(
         "Provenance",

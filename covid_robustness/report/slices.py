@@ -199,8 +199,8 @@ def pooled_confusion(confusions: list[dict | None]) -> dict | None:
 
 def join(slices: list[Job], confusions: list[dict | None]) -> Job:
     """The one job the slices make up (in image order): the first slice's run, settings and examples, with
-    the whole's images as its max_images (None: the whole test split), its pooled metrics, and every slice's
-    run id (Job.slices)."""
+    the whole's images as its max_images (None: the whole test split), its pooled metrics, and the slices
+    themselves (Job.slices: their runs, commits, command lines and times)."""
     first = slices[0]
     metrics = pooled_metrics(slices, confusions)
     images = int(metrics[Metrics.IMAGES])
@@ -220,7 +220,7 @@ def join(slices: list[Job], confusions: list[dict | None]) -> Job:
         untrained=bool(untrained),
         untrained_reason="; ".join(untrained),
         tags={k: v for k, v in first.tags.items() if k not in OWN_TAGS},
-        slices=tuple(j.run_id for j in slices),
+        slices=tuple(slices),
     )
 
 
