@@ -9,7 +9,6 @@ from pytorch_lightning.callbacks import TQDMProgressBar
 from .record import Metrics
 from .record.budget import written
 from .record.checklist import MASKED, UNDER_ATTACKED, recorded_verdict
-from .record.sections import FIRST_IMAGE
 
 # Loggers whose INFO lines are banners, tips and per-batch chatter: Lightning's GPU/TPU banner and tips,
 # ART's "Success rate of ... attack" after every batch and "set ART_DATA_PATH", MLflow's store set-up lines.
@@ -91,16 +90,13 @@ def cells_table(jobs) -> str:
     header = ("model", "defense", "attack", "eps", "clean %", "adv %", *(["escalated %"] * escalated), "flag")
     rows = [header]
 
-    def first_image(j) -> int:  # a slice of the test split (eval.first_image, logged when not 0)
-        return int(j.params.get(FIRST_IMAGE, 0))
-
     for j in sorted(
-        jobs, key=lambda j: (j.model, j.defense, j.attack, j.eps_pixel or 0.0, j.target_class or "", first_image(j))
+        jobs, key=lambda j: (j.model, j.defense, j.attack, j.eps_pixel or 0.0, j.target_class or "", j.first_image)
     ):
         budget = written(j.eps, j.params.get("attack.eps_unit", "pixel"))
         source = "" if j.source_model is None else f" from {j.source_model}"
         source += "" if j.target_class is None else f" toward {j.target_class}"
-        source += f" images {first_image(j)}+" if first_image(j) else ""
+        source += f" images {j.first_image}+" if j.first_image else ""
         rows.append(
             (
                 j.model,

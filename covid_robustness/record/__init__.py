@@ -327,6 +327,11 @@ class Job:
         )
 
     @property
+    def first_image(self) -> int:
+        """The first test image a slice of the test split attacks (eval.first_image, logged when not 0)."""
+        return int(self.params.get(sections.FIRST_IMAGE, 0))
+
+    @property
     def parts(self) -> tuple["Job", ...]:
         """The runs that measured it: itself, or each slice it was joined from (report/slices.py)."""
         return self.slices or (self,)

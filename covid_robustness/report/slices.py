@@ -96,23 +96,19 @@ WEIGHT_PREFIXES: dict[str, Weight] = {
 }
 
 
-def first_image(job: Job) -> int:
-    return int(job.params.get(FIRST_IMAGE, 0))
-
-
 def groups(jobs: list[Job]) -> list[list[Job]]:
     """The slices that follow one another from test image 0, in image order, two or more to a group: jobs of
     one trained model whose every setting that can change their numbers agrees but eval.first_image."""
     candidates: dict[tuple, list[Job]] = defaultdict(list)
     for job in jobs:
-        if job.params.get(Params.MAX_IMAGES, "None") not in ("None", "null") and Metrics.IMAGES in job.metrics:
+        if job.params.get(Params.MAX_IMAGES, "None") != "None" and Metrics.IMAGES in job.metrics:
             settings = {k: v for k, v in numbers_params(job.params).items() if k != FIRST_IMAGE}
             candidates[(job.training_run_id, tuple(sorted(settings.items())))].append(job)
     out = []
     for found in candidates.values():
         chain, end = [], 0
-        for job in sorted(found, key=first_image):
-            if first_image(job) != end:
+        for job in sorted(found, key=lambda j: j.first_image):
+            if job.first_image != end:
                 break
             chain.append(job)
             end += int(job.metrics[Metrics.IMAGES])
@@ -125,7 +121,7 @@ def _pooled(values, weights) -> float | None:
     """The weighted mean; a slice that weighs nothing (a rate over no such image: nan) adds nothing."""
     if any(w is None for w in weights):
         return None
-    total = sum(w for w in weights)
+    total = sum(weights)
     if not total:
         return float("nan")
     return float(sum(v * w for v, w in zip(values, weights) if w) / total)
@@ -158,8 +154,9 @@ def _counts(confusion: dict | None) -> dict[str, float] | None:
     }
 
 
-def pooled_metrics(slices: list[Job], confusions: list[dict | None]) -> dict[str, float]:
-    """The metrics of the whole the slices make up (confusions: each slice's confusion.json, or None)."""
+def pooled_metrics(slices: list[Job], confusions: list[dict | None], whole: dict | None) -> dict[str, float]:
+    """The metrics of the whole the slices make up (confusions: each slice's confusion.json, or None; whole:
+    their sum)."""
     metrics = [j.metrics for j in slices]
     counts = [_counts(c) for c in confusions]
     out = {}
@@ -179,8 +176,8 @@ def pooled_metrics(slices: list[Job], confusions: list[dict | None]) -> dict[str
                 out[name] = value
         elif _same(values):
             out[name] = values[0]
-    if all(c is not None for c in confusions):
-        matrix = sum(np.asarray(c["clean"], dtype=float) for c in confusions)
+    if whole is not None:
+        matrix = np.asarray(whole["clean"], dtype=float)
         out[Metrics.MAJORITY] = float(matrix.sum(1).max() / matrix.sum())
         out[Metrics.PREDICTED_CLASSES] = float((matrix.sum(0) > 0).sum())
     return out
@@ -197,18 +194,18 @@ def pooled_confusion(confusions: list[dict | None]) -> dict | None:
     }
 
 
-def join(slices: list[Job], confusions: list[dict | None]) -> Job:
+def join(slices: list[Job], confusions: list[dict | None]) -> tuple[Job, dict | None]:
     """The one job the slices make up (in image order): the first slice's run, settings and examples, with
     the whole's images as its max_images (None: the whole test split), its pooled metrics, and the slices
-    themselves (Job.slices: their runs, commits, command lines and times)."""
-    first = slices[0]
-    metrics = pooled_metrics(slices, confusions)
+    themselves (Job.slices: their runs, commits, command lines and times); and its confusion.json."""
+    first, confusion = slices[0], pooled_confusion(confusions)
+    metrics = pooled_metrics(slices, confusions, confusion)
     images = int(metrics[Metrics.IMAGES])
     whole = images == metrics.get(Metrics.TEST_IMAGES)
     params = {k: v for k, v in first.params.items() if k != FIRST_IMAGE}
     params[Params.MAX_IMAGES] = "None" if whole else str(images)
-    untrained = [f"images {first_image(j)}+: {j.untrained_reason}" for j in slices if j.untrained]
-    return replace(
+    untrained = [f"images {j.first_image}+: {j.untrained_reason}" for j in slices if j.untrained]
+    job = replace(
         first,
         start_time=min(j.start_time for j in slices),
         end_time=max(j.end_time for j in slices),
@@ -222,6 +219,7 @@ def join(slices: list[Job], confusions: list[dict | None]) -> Job:
         tags={k: v for k, v in first.tags.items() if k not in OWN_TAGS},
         slices=tuple(slices),
     )
+    return job, confusion
 
 
 def joined(jobs: list[Job], confusion: Callable[[Job], dict | None]) -> tuple[list[Job], dict[str, dict | None]]:
@@ -230,11 +228,8 @@ def joined(jobs: list[Job], confusion: Callable[[Job], dict | None]) -> tuple[li
     found = groups(jobs)
     whole, confusions = {}, {}
     for group in found:
-        matrices = [confusion(j) for j in group]
-        job = join(group, matrices)
-        newest = max(group, key=lambda j: j.start_time)
-        whole[newest.run_id] = job
-        confusions[job.run_id] = pooled_confusion(matrices)
+        job, confusions[group[0].run_id] = join(group, [confusion(j) for j in group])
+        whole[max(group, key=lambda j: j.start_time).run_id] = job
     parts = {j.run_id for group in found for j in group}
     out = [whole.get(j.run_id, j) for j in jobs if j.run_id not in parts or j.run_id in whole]
     return out, confusions
