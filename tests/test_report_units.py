@@ -688,6 +688,16 @@ def test_slices_of_the_test_split_make_one_job_and_share_a_row_with_a_job_of_the
     [line] = [r for r in records.job_records(s) if r["model"] == "vgg19"]
     assert line["run_id"] == " ".join(j.run_id for j in parts) and "eval.first_image" not in line
     assert line["escalation_square_broken"] == 3 and line["attack_images"] == 120
+    # The study's runs started with the first slice and ended with the last to start, not with the one job.
+    from covid_robustness.report.blocks import when
+
+    [vgg] = [j for j in jobs if j.run_id == parts[0].run_id]
+    started = dict(tables.overview(study(vgg)).rows)["runs started"]
+    assert (
+        started
+        == f"{when(parts[0].start_time)} to {when(parts[2].start_time)}"
+        != f"{when(parts[0].start_time)} to {when(parts[0].start_time)}"
+    )
     from covid_robustness.report import manifest
 
     assert manifest.wall_time(s)["jobs"] == 180.0 and manifest._commits(s) == ["a", "b", "unknown"]

@@ -44,6 +44,7 @@ def _distinct(jobs: list[Job], key: str, none: str = "none") -> str:
 
 def overview(study: Study) -> Table:
     jobs = study.jobs
+    starts = [p.start_time for j in jobs for p in j.parts]  # a job joined from slices started with each of them
     facts = [
         ("study", study.name),
         ("tracking URI", shown_uri(study.uri)),
@@ -65,7 +66,7 @@ def overview(study: Study) -> Table:
             f"{sum(j.masking for j in jobs)} jobs flagged{f' {MASK}' * any(j.masking for j in jobs)}",
         ),
         ("verdicts after escalation", _verdict_counts(jobs)),
-        ("runs started", f"{when(min(j.start_time for j in jobs))} to {when(max(j.start_time for j in jobs))}"),
+        ("runs started", f"{when(min(starts))} to {when(max(starts))}"),
     ]
     return Table("Study", ["", ""], [list(f) for f in facts])
 
