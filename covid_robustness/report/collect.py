@@ -127,6 +127,11 @@ class Study:
     # (start, end) in ms of its job and training runs that did not finish (failed, or killed: end 0)
     unfinished: list[tuple[int, int]] = field(default_factory=list)
 
+    @property
+    def job_runs(self) -> list[Job]:
+        """The job runs used, each slice of a joined job (slices.py) on its own: what ran, where and when."""
+        return [p for j in self.jobs for p in j.parts]
+
 
 def studies(client: MlflowClient) -> list[str]:
     return sorted(e.name for e in client.search_experiments() if e.name != "Default")

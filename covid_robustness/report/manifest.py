@@ -26,13 +26,8 @@ def local(text: str) -> str:
     return _PATH.sub(r"\1", text)
 
 
-def _runs(study: Study) -> list:
-    """The job runs used, each slice of a joined job (slices.py) on its own: what ran, where and how long."""
-    return [p for j in study.jobs for p in j.parts]
-
-
 def _commits(study: Study) -> list[str]:
-    runs = [*_runs(study), *study.training_runs.values()]
+    runs = [*study.job_runs, *study.training_runs.values()]
     return sorted({r.tags.get(Tags.COMMIT, "unknown") for r in runs})
 
 
@@ -49,7 +44,7 @@ def _data(study: Study) -> list[dict]:
     """Each dataset the runs read (one per digest, with the contexts it was read in: training, test,
     external): what it holds, and where from (a folder by its name only)."""
     seen: dict[str, dict] = {}
-    for run in [*study.training_runs.values(), *_runs(study)]:
+    for run in [*study.training_runs.values(), *study.job_runs]:
         for d in run.datasets:
             profile = json.loads(d.get("profile") or "{}")
             source = local(profile.pop("source", ""))  # a folder by its name; generated data by its settings
@@ -82,7 +77,7 @@ def wall_time(study: Study) -> dict[str, float]:
     of that the time some run was under way (every run, finished or not); beside them the study's runs that
     did not finish (an interrupted sweep's, run again on resuming) and the seconds they ran before they
     stopped, counted in no phase."""
-    trainings, jobs = study.training_runs.values(), _runs(study)
+    trainings, jobs = study.training_runs.values(), study.job_runs
     starts = [r.start_time for r in [*jobs, *trainings]]
     ends = [r.end_time for r in [*jobs, *trainings] if r.end_time]
     intervals = [(r.start_time, r.end_time) for r in [*jobs, *trainings]] + list(study.unfinished)
@@ -102,7 +97,8 @@ def wall_time(study: Study) -> dict[str, float]:
 def manifest(study: Study) -> dict:
     """The study's provenance as manifest.json holds it."""
     commits = _commits(study)
-    tags = [*_runs(study), *study.training_runs.values()]
+    runs = study.job_runs
+    tags = [*runs, *study.training_runs.values()]
     return {
         "study": study.name,
         "commit": commits[0].removesuffix("-dirty") if len(commits) == 1 else "mixed",
@@ -110,9 +106,9 @@ def manifest(study: Study) -> dict:
         "clean_tree": not any(c.endswith("-dirty") or c == "unknown" for c in commits),
         "report_commit": git_commit(),
         "jobs": len(study.jobs),
-        "job_runs": len(_runs(study)),  # more than jobs where slices were joined into one job
+        "job_runs": len(runs),  # more than jobs where slices were joined into one job
         "trainings": len(study.training_runs),
-        "commands": sorted({local(j.tags.get(Tags.OVERRIDES, "")) for j in _runs(study)}),
+        "commands": sorted({local(j.tags.get(Tags.OVERRIDES, "")) for j in runs}),
         "recipe": _recipe(study),
         "data": _data(study),
         "machine": sorted({r.tags[Tags.MACHINE] for r in tags if Tags.MACHINE in r.tags}),

@@ -44,7 +44,7 @@ def _distinct(jobs: list[Job], key: str, none: str = "none") -> str:
 
 def overview(study: Study) -> Table:
     jobs = study.jobs
-    starts = [p.start_time for j in jobs for p in j.parts]  # a job joined from slices started with each of them
+    starts = [r.start_time for r in study.job_runs]  # a job joined from slices started with each of them
     facts = [
         ("study", study.name),
         ("tracking URI", shown_uri(study.uri)),
